@@ -1,0 +1,467 @@
+"""prepare: raw text / CSV / JSON -> tokenizer + token files (the folder numpy_gpt.data reads).
+
+Input formats:
+  text    plain UTF-8 text. Without `<|endoftext|>` markers it is one stream split by position
+          (the first 90 % train, the rest val, as nanoGPT); with them it is a list of documents
+          split by document (seeded), each written followed by the tokenizer's end-of-text id.
+  csv     dialogue pairs, columns `question` and `answer`; a row whose question repeats the
+          previous row's answer continues that conversation (roles alternate user/assistant).
+  alpaca  a JSON list of {instruction, input, output} (input may be empty or absent).
+  jsonl   one {"messages": [{"role", "content"}, ...]} conversation per line.
+csv/alpaca/jsonl give an "examples" folder (per-example offsets and a response mask; see
+numpy_gpt.data) split by example with a seeded permutation; templates live in chat_format.
+
+Tokenizers: char, word and bpe are built from the whole input (nanoGPT builds the char vocab
+from all of Tiny Shakespeare); gpt2 is loaded from the data dirs. Every file is written to a
+temporary name and renamed; meta.json is removed first and written last, so a folder with a
+meta.json is always complete.
+
+The command line (`python -m numpy_gpt prepare`) is add_args/run below; run returns non-zero
+after one `error: ...` line on bad input, never a traceback.
+
+Deliberately omits: streaming corpora larger than memory, parallel encoding, deduplication.
+Ref: karpathy/nanoGPT data/shakespeare_char/prepare.py and data/openwebtext/prepare.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import regex
+
+from . import chat_format
+from .chat_format import Segment
+from .data import (
+    DATA_FORMAT_VERSION,
+    META_FILE,
+    TOKENIZER_FILE,
+    DataError,
+    token_dtype,
+)
+from .datasets import parse_alpaca, parse_dialogue_csv, parse_jsonl, read_text_file, sha256_file
+from .tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer
+
+FORMATS = ("text", "csv", "alpaca", "jsonl")
+TOKENIZER_KINDS = ("char", "word", "bpe", "gpt2")
+EXTENSION_FORMATS = {".txt": "text", ".csv": "csv", ".json": "alpaca", ".jsonl": "jsonl"}
+DOC_SEPARATOR = "<|endoftext|>"
+DEFAULT_BPE_VOCAB = 512
+PIECE_CHARS = 1 << 16  # encode long text in pieces of about this many characters (progress)
+SPLITS = ("train", "val", "test")
+
+
+# ---- tokenizer ---------------------------------------------------------------------------------
+def eot_for(kind: str) -> str:
+    """The end-of-text / end-of-turn token each kind uses."""
+    return "<END>" if kind == "word" else DOC_SEPARATOR
+
+
+def build_tokenizer(
+    kind: str,
+    text: str,
+    *,
+    vocab_size: int | None = None,
+    special_tokens: Iterable[str] = (),
+    min_freq: int = 1,
+    data_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> Tokenizer:
+    """A tokenizer of `kind` trained on `text` (gpt2: loaded from the data dirs)."""
+    specials = list(special_tokens)
+    if kind == "char":
+        if vocab_size is not None:
+            raise DataError("--vocab-size applies to the bpe and word tokenizers, not char")
+        return CharTokenizer.train(text, special_tokens=specials)
+    if kind == "word":
+        # <PAD>, <UNK>, <END> always; any other requested special tokens after them.
+        extra = [s for s in specials if s not in ("<PAD>", "<UNK>", "<END>")]
+        return WordTokenizer.train(
+            text, vocab_size, min_freq=min_freq,
+            special_tokens=["<PAD>", "<UNK>", "<END>", *extra],
+        )
+    if kind == "bpe":
+        size = DEFAULT_BPE_VOCAB if vocab_size is None else vocab_size
+        return BPETokenizer.train(text, size, special_tokens=specials, progress=progress)
+    if kind == "gpt2":
+        if vocab_size is not None:
+            raise DataError("--vocab-size applies to the bpe and word tokenizers, not gpt2")
+        from .datasets import gpt2_tokenizer
+
+        return gpt2_tokenizer(data_dir)
+    raise DataError(f"unknown tokenizer {kind!r}; choose one of {list(TOKENIZER_KINDS)}")
+
+
+# ---- splitting and encoding --------------------------------------------------------------------
+def split_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+    """(train, val, test) sizes of n items; a non-zero fraction gets at least one item."""
+    n_val = round(n * val_fraction) if val_fraction > 0 else 0
+    n_test = round(n * test_fraction) if test_fraction > 0 else 0
+    n_val = max(n_val, 1) if val_fraction > 0 else 0
+    n_test = max(n_test, 1) if test_fraction > 0 else 0
+    if n - n_val - n_test < 1:
+        raise DataError(
+            f"{n} documents/examples are too few to split (val {n_val}, test {n_test}); "
+            f"use more data or a smaller --val-fraction"
+        )
+    return n - n_val - n_test, n_val, n_test
+
+
+def split_items(n: int, val_fraction: float, test_fraction: float, seed: int):
+    """{split: sorted indices} of a seeded permutation of range(n)."""
+    _, n_val, n_test = split_counts(n, val_fraction, test_fraction)
+    perm = np.random.default_rng(seed).permutation(n)
+    parts = {"train": perm[n_val + n_test :], "val": perm[:n_val],
+             "test": perm[n_val : n_val + n_test]}
+    return {k: np.sort(v) for k, v in parts.items()}
+
+
+# A boundary after "\n" preceded and followed by non-whitespace: no regex chunk of the GPT-2
+# pattern spans it and the lookahead `\s+(?!\S)` sees the same thing on both sides, so
+# encoding the two sides separately gives exactly the ids of encoding the whole.
+_SAFE_BOUNDARY = regex.compile(r"(?<=\S\n)(?=\S)")
+
+
+def text_pieces(text: str, size: int = PIECE_CHARS) -> list[str]:
+    """`text` cut at safe boundaries into pieces of about `size` characters."""
+    pieces, start = [], 0
+    while len(text) - start > size:
+        m = _SAFE_BOUNDARY.search(text, start + size)
+        if m is None:
+            break
+        pieces.append(text[start : m.start()])
+        start = m.start()
+    pieces.append(text[start:])
+    return pieces
+
+
+def _bar(progress: bool, total: int, desc: str, unit: str):
+    if not progress:
+        return None
+    from tqdm import tqdm
+
+    # delay: the bar appears only on inputs that take a while (stderr, tqdm's default).
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, delay=0.5, file=sys.stderr)
+
+
+def encode_stream(tok: Tokenizer, text: str, progress: bool = False) -> np.ndarray:
+    """Ids of plain text (special-token strings are plain text here), piece by piece."""
+    bar = _bar(progress, len(text), "encode", "char")
+    out = []
+    for piece in text_pieces(text):
+        out.append(np.asarray(tok.encode_ordinary(piece), dtype=np.int64))
+        if bar is not None:
+            bar.update(len(piece))
+    if bar is not None:
+        bar.close()
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def encode_documents(
+    tok: Tokenizer, docs: list[str], eot_id: int, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, offsets): every document's ids followed by end-of-text."""
+    return _encode_many(docs, lambda d: (tok.encode_ordinary(d) + [eot_id], None), progress)[:2]
+
+
+def _encode_many(
+    items: list[Any], encode: Callable[[Any], tuple[list[int], list[int] | None]], progress: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Concatenate encode(item) over items -> (ids, offsets (n+1), mask or None)."""
+    bar = _bar(progress, len(items), "encode", "ex")
+    ids: list[int] = []
+    mask: list[int] = []
+    offsets = [0]
+    has_mask = False
+    for item in items:
+        part, part_mask = encode(item)
+        ids += part
+        if part_mask is not None:
+            mask += part_mask
+            has_mask = True
+        offsets.append(len(ids))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return (
+        np.asarray(ids, dtype=np.int64),
+        np.asarray(offsets, dtype=np.uint64),
+        np.asarray(mask, dtype=np.uint8) if has_mask else None,
+    )
+
+
+# ---- writing -----------------------------------------------------------------------------------
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_folder(
+    out: Path,
+    tok: Tokenizer,
+    splits: dict[str, dict[str, np.ndarray | None]],
+    meta: dict[str, Any],
+) -> None:
+    """Write <split>.bin (+ _idx/_mask), tokenizer.json and, last, meta.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / META_FILE).unlink(missing_ok=True)  # the folder is incomplete until the end
+    dtype = token_dtype(tok.vocab_size)
+    written = set()
+    for split, arrays in splits.items():
+        for suffix, arr in arrays.items():
+            if arr is None:
+                continue
+            if suffix == "":
+                arr = arr.astype(dtype)
+            _write_atomic(out / f"{split}{suffix}.bin", arr.tobytes())
+            written.add(f"{split}{suffix}.bin")
+    for split in SPLITS:  # files of an earlier run with another layout or split
+        for suffix in ("", "_idx", "_mask"):
+            name = f"{split}{suffix}.bin"
+            if name not in written:
+                (out / name).unlink(missing_ok=True)
+    tok.save(out / TOKENIZER_FILE)
+    _write_atomic(out / META_FILE, (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
+
+
+# ---- the whole pipeline ------------------------------------------------------------------------
+def infer_format(path: Path) -> str:
+    fmt = EXTENSION_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(
+            f"cannot tell the format of {path.name} from its extension; pass --format "
+            f"{{{','.join(FORMATS)}}}"
+        )
+    return fmt
+
+
+def prepare(
+    input: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    fmt: str | None = None,
+    tokenizer: str = "gpt2",
+    vocab_size: int | None = None,
+    min_freq: int = 1,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.0,
+    seed: int = 1337,
+    data_dir: str | os.PathLike | None = None,
+    name: str | None = None,
+    progress: bool = False,
+    reuse: bool = False,
+) -> Path:
+    """Tokenize `input` into the prepared folder `out_dir` (layout: numpy_gpt.data) and return
+    it. With `reuse`, a folder already prepared from the same bytes with the same settings is
+    returned untouched."""
+    path, out = Path(input), Path(out_dir)
+    fmt = fmt or infer_format(path)
+    if fmt not in FORMATS:
+        raise DataError(f"unknown format {fmt!r}; choose one of {list(FORMATS)}")
+    if tokenizer not in TOKENIZER_KINDS:
+        raise DataError(f"unknown tokenizer {tokenizer!r}; choose one of {list(TOKENIZER_KINDS)}")
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise DataError(
+            f"--val-fraction {val_fraction} and --test-fraction {test_fraction} must be in "
+            f"[0, 1) and sum to less than 1"
+        )
+    text = read_text_file(path)
+    settings = {
+        "version": DATA_FORMAT_VERSION, "format": fmt, "tokenizer": tokenizer,
+        "vocab_size": vocab_size, "min_freq": min_freq, "val_fraction": val_fraction,
+        "test_fraction": test_fraction, "seed": seed,
+    }
+    sha = sha256_file(path)
+    if reuse and _up_to_date(out, sha, settings):
+        return out
+
+    eot = eot_for(tokenizer)
+    build = {"vocab_size": vocab_size, "min_freq": min_freq, "data_dir": data_dir,
+             "progress": progress}
+    arrays: dict[str, dict[str, np.ndarray | None]] = {}
+    n_items: dict[str, int | None] = {}
+    if fmt == "text" and DOC_SEPARATOR not in text:
+        # One stream, split by position: train = text[:90 %], val = the rest (nanoGPT).
+        layout, by = "stream", "position"
+        # char keeps nanoGPT's exact vocabulary (no special token) on plain text.
+        tok = build_tokenizer(tokenizer, text, special_tokens=[] if tokenizer == "char"
+                              else [eot], **build)
+        n = len(text)
+        cut1 = int(n * (1 - val_fraction - test_fraction))
+        cut2 = int(n * (1 - test_fraction))
+        parts = {"train": text[:cut1], "val": text[cut1:cut2], "test": text[cut2:]}
+        for split, part in parts.items():
+            if split == "test" and test_fraction == 0:
+                continue
+            if not part and (split == "train" or val_fraction > 0):
+                raise DataError(f"{path}: too little text to make a {split} split")
+            arrays[split] = {"": encode_stream(tok, part, progress)}
+            n_items[split] = None
+    else:
+        if fmt == "text":  # documents separated by <|endoftext|>
+            layout, by = "stream", "document"
+            items = [d.strip() for d in text.split(DOC_SEPARATOR)]
+            items = [d for d in items if d]
+            train_text = "\n".join(items)
+        else:
+            layout, by = "examples", "example"
+            items = _examples(text, fmt, eot, str(path))
+            train_text = "\n".join(
+                chat_format.render([s for s in segs if not s.special]) for segs in items
+            )
+        tok = build_tokenizer(tokenizer, train_text, special_tokens=[eot], **build)
+        if tok.eot_id is None:
+            raise DataError(f"the {tok.kind} tokenizer has no end-of-text token {eot!r}")
+        for split, idx in split_items(len(items), val_fraction, test_fraction, seed).items():
+            if split == "test" and test_fraction == 0:
+                continue
+            chosen = [items[i] for i in idx]
+            if layout == "stream":
+                ids, _ = encode_documents(tok, chosen, tok.eot_id, progress)
+                arrays[split] = {"": ids}
+            else:
+                ids, offsets, mask = _encode_many(
+                    chosen, lambda segs: chat_format.encode_segments(tok, segs), progress
+                )
+                arrays[split] = {"": ids, "_idx": offsets, "_mask": mask}
+            n_items[split] = len(chosen)
+
+    fractions = {"train": round(1 - val_fraction - test_fraction, 12), "val": val_fraction}
+    if test_fraction:
+        fractions["test"] = test_fraction
+    meta = {
+        "format_version": DATA_FORMAT_VERSION,
+        "name": name or path.stem,
+        "layout": layout,
+        "tokenizer": tok.kind,
+        "tokenizer_file": TOKENIZER_FILE,
+        "vocab_size": tok.vocab_size,
+        "dtype": token_dtype(tok.vocab_size).name,
+        "eot_id": tok.eot_id,
+        "pad_id": tok.special_tokens.get("<PAD>", tok.eot_id if tok.eot_id is not None else 0),
+        "splits": {s: _split_summary(a, n_items[s]) for s, a in arrays.items()},
+        "source": {"path": str(path.resolve()), "sha256": sha, "bytes": path.stat().st_size,
+                   "format": fmt},
+        "split": {"by": by, "seed": seed, "fractions": fractions},
+        "settings": settings,
+    }
+    write_folder(out, tok, arrays, meta)
+    return out
+
+
+def _split_summary(arrays: dict[str, np.ndarray | None], n: int | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"tokens": len(arrays[""]), "examples": n}
+    offsets = arrays.get("_idx")
+    if offsets is not None and len(offsets) > 1:
+        # Longest example: block_size should exceed it, or at least its prompt (see data.py).
+        out["max_example_tokens"] = int(np.diff(offsets.astype(np.int64)).max())
+    return out
+
+
+def _examples(text: str, fmt: str, eot: str, where: str) -> list[list[Segment]]:
+    if fmt == "csv":
+        return [chat_format.format_conversation(c, eot) for c in parse_dialogue_csv(text, where)]
+    if fmt == "jsonl":
+        return [chat_format.format_conversation(c, eot) for c in parse_jsonl(text, where)]
+    return [chat_format.format_alpaca(*ex, eot=eot) for ex in parse_alpaca(text, where)]
+
+
+def _up_to_date(out: Path, sha: str, settings: dict[str, Any]) -> bool:
+    """Whether `out` was prepared from these bytes with these settings and is intact."""
+    from .data import TokenDataset
+
+    try:
+        ds = TokenDataset(out)
+        if ds.meta.get("settings") != settings or ds.meta["source"]["sha256"] != sha:
+            return False
+        for split in ds.splits:  # opening checks every file's size against meta.json
+            ds.tokens(split)
+            if ds.layout == "examples":
+                ds.example(split, 0)
+        return (out / ds.meta.get("tokenizer_file", TOKENIZER_FILE)).is_file()
+    except (DataError, KeyError, TypeError, IndexError):
+        return False
+
+
+# ---- command line ------------------------------------------------------------------------------
+def add_args(parser: argparse.ArgumentParser) -> None:
+    """The flags of `python -m numpy_gpt prepare`."""
+    from .datasets import DATASETS
+
+    names = ", ".join(DATASETS)
+    parser.add_argument("dataset", nargs="?", help=f"a named dataset: {names}")
+    parser.add_argument("--dataset", dest="dataset_flag", metavar="NAME",
+                        help="a named dataset (same as the positional argument)")
+    parser.add_argument("--input", metavar="FILE", help="prepare this file instead")
+    parser.add_argument("--format", choices=FORMATS,
+                        help="format of --input (default: from its extension: .txt text, "
+                             ".csv csv, .json alpaca, .jsonl jsonl)")
+    parser.add_argument("--tokenizer", choices=TOKENIZER_KINDS,
+                        help="tokenizer kind (default: the dataset's; gpt2 for --input)")
+    parser.add_argument("--vocab-size", type=int, metavar="N",
+                        help=f"vocabulary size for bpe (default {DEFAULT_BPE_VOCAB}) or word "
+                             f"(default: every word), special tokens included")
+    parser.add_argument("--min-freq", type=int, default=1, metavar="N",
+                        help="word tokenizer: drop words seen fewer than N times")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default out/data/<name>)")
+    parser.add_argument("--val-fraction", type=float, default=0.1,
+                        help="share of the data for validation (default 0.1)")
+    parser.add_argument("--test-fraction", type=float, default=0.0,
+                        help="share of the data for a test split (default 0: none)")
+    parser.add_argument("--seed", type=int, default=1337,
+                        help="seed of the document/example split (default 1337)")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="folder with the raw data (searched before $GPT_DATA_DIR, ./data, "
+                             "../shared/data)")
+    parser.add_argument("--name", help="name of an --input dataset (default: the file's stem)")
+    parser.add_argument("--force", action="store_true",
+                        help="prepare again even if the output folder is up to date")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `prepare` from parsed arguments; prints one summary line, or `error: ...` and
+    returns 1 on bad input."""
+    from .datasets import prepare_dataset
+
+    try:
+        if args.dataset and args.dataset_flag and args.dataset != args.dataset_flag:
+            raise DataError("give the dataset name once (positional or --dataset)")
+        name = args.dataset or args.dataset_flag
+        if (name is None) == (args.input is None):
+            raise DataError("give a dataset name or --input FILE (exactly one of them)")
+        common = {"vocab_size": args.vocab_size, "val_fraction": args.val_fraction,
+                  "test_fraction": args.test_fraction, "seed": args.seed}
+        if name is not None:
+            if args.format is not None:
+                raise DataError("--format applies to --input files, not named datasets")
+            out = prepare_dataset(name, args.out, args.data_dir, progress=True,
+                                  tokenizer=args.tokenizer, force=args.force, **common)
+        else:
+            path = Path(args.input)
+            name = args.name or path.stem
+            out = prepare(path, args.out or Path("out") / "data" / name, fmt=args.format,
+                          tokenizer=args.tokenizer or "gpt2", min_freq=args.min_freq,
+                          data_dir=args.data_dir, name=name, progress=True,
+                          reuse=not args.force, **common)
+        meta = json.loads((out / META_FILE).read_text(encoding="utf-8"))
+    except (DataError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    splits = ", ".join(f"{s} {v['tokens']:,} tokens" for s, v in meta["splits"].items())
+    print(f"{out}: {meta['tokenizer']} tokenizer (vocab {meta['vocab_size']:,}), {splits}")
+    return 0

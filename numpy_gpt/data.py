@@ -34,9 +34,12 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .tokenizers import Tokenizer
 
 IGNORE_INDEX = -100  # target value the loss skips (PyTorch's cross_entropy default)
 META_FILE = "meta.json"
@@ -173,8 +176,9 @@ class TokenDataset:
         lo, hi = int(idx[k]), int(idx[k + 1])
         return self.tokens(split)[lo:hi], self._array(split, "_mask", np.dtype(np.uint8))[lo:hi]
 
-    def tokenizer(self):  # -> numpy_gpt.tokenizers.Tokenizer (imported lazily: no cycle)
-        from .tokenizers import load_tokenizer
+    def tokenizer(self) -> Tokenizer:
+        """The folder's tokenizer.json, loaded."""
+        from .tokenizers import load_tokenizer  # lazily: the tokenizers import this module
 
         return load_tokenizer(self.folder / self.meta.get("tokenizer_file", TOKENIZER_FILE))
 

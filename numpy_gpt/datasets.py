@@ -41,6 +41,7 @@ from typing import Any
 
 from . import chat_format
 from .data import DataError
+from .tokenizers import GPT2Tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_DATA_DIR = "GPT_DATA_DIR"
@@ -149,7 +150,9 @@ def dataset_file(name: str, data_dir: str | os.PathLike | None = None) -> Path:
     return dest
 
 
-def download(url: str, dest: Path, sha256: str | None, timeout: float = DOWNLOAD_TIMEOUT_S):
+def download(
+    url: str, dest: Path, sha256: str | None, timeout: float = DOWNLOAD_TIMEOUT_S
+) -> None:
     """Fetch `url` to `dest` (temp file, hash check, rename)."""
     with urllib.request.urlopen(url, timeout=timeout) as r:
         body = r.read()
@@ -266,10 +269,8 @@ def _json_loads(text: str, where: str, lineno: int | None = None) -> Any:
         ) from None
 
 
-def gpt2_tokenizer(data_dir: str | os.PathLike | None = None):
+def gpt2_tokenizer(data_dir: str | os.PathLike | None = None) -> GPT2Tokenizer:
     """GPT2Tokenizer from gpt2/encoder.json and gpt2/vocab.bpe in the data dirs."""
-    from .tokenizers import GPT2Tokenizer
-
     encoder = find_data_file("gpt2/encoder.json", data_dir)
     return GPT2Tokenizer.from_files(encoder, find_data_file("gpt2/vocab.bpe", data_dir))
 

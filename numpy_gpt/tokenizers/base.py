@@ -8,8 +8,8 @@ JSON (never pickle; a checkpoint stores `to_dict()` as tokenizer.json). `load_to
 Special tokens follow tiktoken's rules: by default (`allowed_special="none_raise"`) text that
 contains a special token's string is an error, so user text can never smuggle in control
 tokens; `"all"` (or a set of names) turns those strings into their ids; `"none"` encodes them as
-ordinary text. A subclass implements only `_encode_ordinary` (text without special tokens) and
-`_decode_ordinary`.
+ordinary text. A subclass implements `_encode_ordinary` (text without special tokens) and
+either `_decode_ordinary` or a whole `decode`.
 
 Deliberately omits: normalisation (NFC etc.), offsets/alignment, batch encoding.
 Ref: karpathy/minbpe minbpe/base.py; openai/tiktoken core.py (allowed/disallowed special).
@@ -59,7 +59,8 @@ class Tokenizer:
         raise NotImplementedError
 
     def _decode_ordinary(self, ids: list[int]) -> str:
-        """Text of a run of ordinary (non-special) ids."""
+        """Text of a run of ordinary (non-special) ids (used by the generic decode(); a kind
+        that overrides decode() need not implement it)."""
         raise NotImplementedError
 
     def _config(self) -> dict[str, Any]:

@@ -83,9 +83,6 @@ class ByteLevelTokenizer(Tokenizer):
                 raise AssertionError("unreachable: a gap in the id space")
         return b"".join(out)
 
-    def _decode_ordinary(self, ids: list[int]) -> str:  # unused: decode() is overridden
-        return self.decode(ids)
-
     def decode(self, ids: list[int]) -> str:  # type: ignore[override]
         # Join the bytes first: a multi-byte character may be split across tokens, and
         # decoding each token on its own would turn its halves into two U+FFFD.

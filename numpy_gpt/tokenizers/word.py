@@ -98,9 +98,6 @@ class WordTokenizer(Tokenizer):
         unk = self.special_tokens[UNK]
         return [self._stoi.get(w, unk) for w in self.tokenize(text)]
 
-    def _decode_ordinary(self, ids: list[int]) -> str:  # unused: decode() is overridden
-        return self.decode(ids)
-
     def decode(self, ids: Collection[int]) -> str:
         ids = [int(i) for i in ids]
         check_ids(ids, self.vocab_size, self.kind)

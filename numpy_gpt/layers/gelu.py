@@ -1,0 +1,106 @@
+"""GELU, in its two variants: name the variant (STYLE.md N6).
+
+- gelu_tanh: GPT-2's approximation, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+  PyTorch: F.gelu(x, approximate="tanh").
+- gelu_exact: x * Phi(x) = 0.5 x (1 + erf(x / sqrt(2))), as nanoGPT's nn.GELU().
+  PyTorch: F.gelu(x). NumPy has no erf; scipy.special.erf is imported on first use.
+
+Ref: Hendrycks & Gimpel 2016, "Gaussian Error Linear Units"; llm.c gelu_forward/backward.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+# Python floats, not NumPy scalars: a np.float64 constant would silently upcast float32 arrays.
+GELU_SCALE = math.sqrt(2.0 / math.pi)  # sqrt(2/pi)
+GELU_COEF = 0.044715
+INV_SQRT2 = 1.0 / math.sqrt(2.0)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+class GeluTanhCache(NamedTuple):
+    x: np.ndarray  # (...) the input
+    t: np.ndarray  # (...) tanh(sqrt(2/pi) (x + 0.044715 x^3)), kept: tanh is the costly part
+
+
+def gelu_tanh_forward(x: np.ndarray) -> tuple[np.ndarray, GeluTanhCache]:
+    """Shapes: x (...) -> out (...)."""
+    u = x * x  # built in place: u = sqrt(2/pi) * x * (1 + 0.044715 x^2)
+    u *= GELU_COEF
+    u += 1.0
+    u *= x
+    u *= GELU_SCALE
+    t = np.tanh(u, out=u)
+    out = t + 1.0
+    out *= x
+    out *= 0.5
+    return out, GeluTanhCache(x, t)
+
+
+def gelu_tanh_backward(dout: np.ndarray, cache: GeluTanhCache) -> np.ndarray:
+    """Backward of y = 0.5 x (1 + t), t = tanh(u), u = s (x + a x^3), s = sqrt(2/pi), a = 0.044715.
+
+    Shapes: dout (...) -> dx (...)
+    Math:   dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx,   du/dx = s (1 + 3 a x^2)
+            dx = dout * dy/dx
+    Ref:    llm.c gelu_backward (the same formula with sech^2 = 1 - tanh^2).
+    """
+    x, t = cache
+    dudx = x * x  # dudx = s (1 + 3a x^2)
+    dudx *= 3.0 * GELU_COEF
+    dudx += 1.0
+    dudx *= GELU_SCALE
+    dx = t * t  # dx = 0.5 x (1 - t^2) dudx + 0.5 (1 + t)
+    np.subtract(1.0, dx, out=dx)
+    dx *= x
+    dx *= dudx
+    dx += t
+    dx += 1.0
+    dx *= 0.5
+    dx *= dout
+    return dx
+
+
+class GeluExactCache(NamedTuple):
+    x: np.ndarray  # (...) the input
+    phi: np.ndarray  # (...) Phi(x) = 0.5 (1 + erf(x / sqrt(2))), the normal CDF
+
+
+def gelu_exact_forward(x: np.ndarray) -> tuple[np.ndarray, GeluExactCache]:
+    """Shapes: x (...) -> out (...)."""
+    phi = _erf(x * INV_SQRT2)
+    phi += 1.0
+    phi *= 0.5
+    return x * phi, GeluExactCache(x, phi)
+
+
+def gelu_exact_backward(dout: np.ndarray, cache: GeluExactCache) -> np.ndarray:
+    """Backward of y = x Phi(x).
+
+    Shapes: dout (...) -> dx (...)
+    Math:   dy/dx = Phi(x) + x phi(x),   phi(x) = exp(-x^2/2) / sqrt(2 pi) (the normal density)
+            dx = dout * dy/dx
+    """
+    x, phi_cdf = cache
+    dx = x * x
+    dx *= -0.5
+    np.exp(dx, out=dx)
+    dx *= INV_SQRT_2PI
+    dx *= x
+    dx += phi_cdf
+    dx *= dout
+    return dx
+
+
+def _erf(z: np.ndarray) -> np.ndarray:
+    try:
+        from scipy.special import erf
+    except ImportError:  # pragma: no cover - scipy is in requirements.txt
+        raise ImportError(
+            "gelu='exact' needs scipy.special.erf: pip install scipy (or use gelu='tanh')"
+        ) from None
+    return erf(z)

@@ -1,0 +1,118 @@
+"""Optimization: AdamW, global-norm gradient clipping, warmup + cosine learning rate.
+
+The arithmetic follows PyTorch's torch.optim.AdamW (single-tensor path) step for step, so the
+two twins stay within float rounding of each other over many steps:
+
+    p     <- p - lr * wd * p                         decoupled weight decay (2-D+ params only)
+    m     <- b1 m + (1 - b1) g
+    v     <- b2 v + (1 - b2) g^2
+    p     <- p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+
+Which parameters decay follows nanoGPT's configure_optimizers: every tensor with ndim >= 2
+(matmul weights and embeddings) decays; biases and LayerNorm parameters do not.
+
+Gradient accumulation needs no code here: the training loop scales each micro-batch's loss by
+1/n_micro (backward's dloss) and sums the gradients, i.e. their mean.
+
+Ref: Loshchilov & Hutter 2019 (AdamW); torch/optim/adamw.py; nanoGPT train.py get_lr.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def decays(param: np.ndarray) -> bool:
+    """nanoGPT's rule: weight decay on tensors with ndim >= 2 only."""
+    return param.ndim >= 2
+
+
+class AdamW:
+    """AdamW over a dict of named arrays, updated in place. State is a dict of arrays."""
+
+    def __init__(
+        self,
+        params: dict[str, np.ndarray],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.95),
+        eps: float = 1e-8,
+        weight_decay: float = 0.1,
+    ):
+        if not lr >= 0.0:
+            raise ValueError(f"learning rate must be >= 0, got {lr}")
+        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
+            raise ValueError(f"betas must be in [0, 1), got {betas}")
+        self.params = params
+        self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
+        self.t = 0  # steps taken
+        self.m = {k: np.zeros_like(p) for k, p in params.items()}  # first moments
+        self.v = {k: np.zeros_like(p) for k, p in params.items()}  # second moments
+
+    def step(self, grads: dict[str, np.ndarray], lr: float | None = None) -> None:
+        """One update of every parameter from `grads` (same keys), at `lr` (default self.lr)."""
+        lr = self.lr if lr is None else lr
+        b1, b2 = self.betas
+        self.t += 1
+        bias1 = 1.0 - b1**self.t
+        bias2_sqrt = math.sqrt(1.0 - b2**self.t)
+        step_size = lr / bias1
+        for name, p in self.params.items():
+            g, m, v = grads[name], self.m[name], self.v[name]
+            if self.weight_decay and decays(p):
+                p *= 1.0 - lr * self.weight_decay
+            m *= b1  # m = b1 m + (1 - b1) g
+            m += (1.0 - b1) * g
+            v *= b2  # v = b2 v + (1 - b2) g^2
+            v += (1.0 - b2) * (g * g)
+            denom = np.sqrt(v)
+            denom /= bias2_sqrt
+            denom += self.eps
+            p -= step_size * (m / denom)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Flat name -> array dict (safetensors-ready): exp_avg.<name>, exp_avg_sq.<name>, step."""
+        state = {f"exp_avg.{k}": m for k, m in self.m.items()}
+        state.update({f"exp_avg_sq.{k}": v for k, v in self.v.items()})
+        state["step"] = np.array([self.t], dtype=np.int64)
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        for k, p in self.params.items():
+            for prefix, store in (("exp_avg.", self.m), ("exp_avg_sq.", self.v)):
+                arr = state.get(prefix + k)
+                if arr is None or arr.shape != p.shape:
+                    raise ValueError(f"optimizer state has no {prefix}{k} of shape {p.shape}")
+                store[k] = np.array(arr, dtype=p.dtype)
+        self.t = int(state["step"][0])
+
+
+def clip_grad_norm(grads: dict[str, np.ndarray], max_norm: float) -> float:
+    """Scale all gradients in place so their global L2 norm is at most max_norm.
+
+    Returns the norm before clipping. Same rule as torch.nn.utils.clip_grad_norm_:
+    coef = max_norm / (norm + 1e-6), applied only when coef < 1.
+    """
+    total = math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
+    coef = max_norm / (total + 1e-6)
+    if coef < 1.0:
+        for g in grads.values():
+            g *= coef
+    return total
+
+
+def get_lr(
+    it: int, *, learning_rate: float, warmup_iters: int, lr_decay_iters: int, min_lr: float
+) -> float:
+    """Linear warmup for warmup_iters, then cosine decay to min_lr at lr_decay_iters, then flat.
+
+    Exactly nanoGPT's get_lr (warmup uses (it + 1) / (warmup_iters + 1)).
+    """
+    if it < warmup_iters:
+        return learning_rate * (it + 1) / (warmup_iters + 1)
+    if it > lr_decay_iters:
+        return min_lr
+    decay_ratio = (it - warmup_iters) / max(lr_decay_iters - warmup_iters, 1)
+    coeff = 0.5 * (1.0 + math.cos(math.pi * min(decay_ratio, 1.0)))
+    return min_lr + coeff * (learning_rate - min_lr)

@@ -1,0 +1,49 @@
+"""The registry of parity cases: each compares one piece of the twins and records rows.
+
+    layers.py   each numpy_gpt layer (forward, input grad, every weight grad) vs autograd
+    model.py    the whole GPT: logits, loss and every named gradient, over the config options,
+                in eval mode and in train mode with identical dropout masks
+    train.py    10 AdamW steps with clipping, warmup+cosine schedule, gradient accumulation
+
+Adding cases: write a function `run(ctx: Context) -> None` that calls `ctx.check(name, a,
+b, category)` and register it with `register(Case("group/variant", run))` in a module
+imported below. Generation and KV-cache cases (category "kv_cache", tolerances already in
+tolerances.py) belong in a new `generate.py` here, registered the same way, once
+numpy_gpt/torch_gpt generation exists.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..harness import Context
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str  # "group/variant"; rows carry it, --case selects on it
+    run: Callable[[Context], None]
+    autocast: bool = False  # also run under bf16/fp16 autocast against the float64 reference
+
+
+CASES: list[Case] = []
+
+
+def register(case: Case) -> Case:
+    if any(c.name == case.name for c in CASES):
+        raise ValueError(f"parity case {case.name!r} registered twice")
+    CASES.append(case)
+    return case
+
+
+def select(patterns: list[str] | None = None) -> list[Case]:
+    """Cases whose name matches any glob pattern (all cases when None)."""
+    if not patterns:
+        return list(CASES)
+    return [c for c in CASES if any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
+
+
+# Importing the case modules registers their cases (order = report order).
+from . import layers, model, train  # noqa: F401

@@ -1,0 +1,351 @@
+"""GPT-2 style decoder-only transformer in idiomatic PyTorch: numpy_gpt's twin.
+
+    idx (B,T) -> wte[idx] + wpe[:T] -> drop -> n_layer x Block -> ln_f -> lm_head -> logits
+    Block:  x = x + attn.resid_dropout(attn.c_proj(attention(attn.c_attn(ln_1(x)))))
+            x = x + mlp.dropout(mlp.c_proj(gelu(mlp.c_fc(ln_2(x)))))
+
+Modules are named so that `state_dict()` has exactly numpy_gpt's parameter names and shapes
+(DESIGN.md). The tied head is a functional F.linear with wte's weight, so `lm_head.weight` is
+absent from `state_dict()` when tied, as in numpy_gpt (nanoGPT instead aliases the Parameter
+and so stores it twice). Gradients come from autograd: nothing here reuses numpy_gpt's math
+(STYLE.md L2); only its framework-free config and checkpoint schema are shared.
+
+Attention is either F.scaled_dot_product_attention (`attn="sdpa"`, fast) or written out
+(`attn="manual"`); only the manual path can apply an injected attention-dropout mask.
+
+Dropout: in train mode, random dropout draws from torch's default generator (as nanoGPT;
+seed it in the training script). For exact comparisons pass `dropout_masks` (bool keep-masks
+by the site names of numpy_gpt.config.dropout_mask_shapes), which replace the random ones.
+
+Deliberately omits: KV-cache generation (generate.py), the optimizer (optim.py).
+Ref: nanoGPT model.py; HF transformers GPT2LMHeadModel; Radford et al. 2019 (GPT-2).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from numpy_gpt import checkpoint
+from numpy_gpt.config import GPTConfig
+
+IGNORE_INDEX = -100
+ATTN_IMPLS = ("sdpa", "manual")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+Masks = dict[str, torch.Tensor]
+
+
+def as_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """'float32' | 'float64' | torch.float32 | torch.float64 -> torch.dtype."""
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
+
+
+def _sub_masks(masks: Masks | None, prefix: str) -> Masks | None:
+    """The masks under `prefix`, with the prefix stripped ('transformer.h.0.' -> 'attn...')."""
+    if masks is None:
+        return None
+    return {k[len(prefix):]: v for k, v in masks.items() if k.startswith(prefix)}
+
+
+class Dropout(nn.Module):
+    """nn.Dropout that can take an explicit keep-mask: y = x * mask / (1 - p).
+
+    Train mode only: in eval mode, or with p = 0, it is the identity (masks are ignored).
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if mask is None:
+            return F.dropout(x, self.p, training=True)
+        return x * mask * (1.0 / (1.0 - self.p))
+
+
+class LayerNorm(nn.LayerNorm):
+    """nn.LayerNorm whose bias can be switched off (nanoGPT's LayerNorm(ndim, bias))."""
+
+    def __init__(self, ndim: int, bias: bool, eps: float):
+        super().__init__(ndim, eps=eps, bias=bias)
+
+
+def causal_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    attn: str = "sdpa",
+    dropout: Dropout | None = None,
+    dropout_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """softmax(q k^T / sqrt(hs) + causal mask) [dropout] v, per head.
+
+    Shapes: q, k, v (B,NH,T,hs) -> y (B,NH,T,hs). `dropout` is the attention-dropout module
+    (its p and train mode apply); `dropout_mask` (B,NH,T,T) bool needs attn="manual".
+    """
+    p = dropout.p if dropout is not None and dropout.training else 0.0
+    if attn == "sdpa":
+        if dropout_mask is not None and p > 0.0:
+            raise ValueError(
+                "an injected attention-dropout mask needs attn='manual' "
+                "(scaled_dot_product_attention draws its own dropout)"
+            )
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+    T = q.size(-2)
+    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B,NH,T,T)
+    future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
+    att = att.masked_fill(future, float("-inf"))  # position i sees only j <= i
+    att = F.softmax(att, dim=-1)
+    if dropout is not None:
+        att = dropout(att, dropout_mask)
+    return att @ v
+
+
+class CausalSelfAttention(nn.Module):
+    """Fused q,k,v projection (c_attn), causal multi-head attention, output projection."""
+
+    def __init__(self, config: GPTConfig, attn: str = "sdpa"):
+        super().__init__()
+        if attn not in ATTN_IMPLS:
+            raise ValueError(f"attn must be one of {ATTN_IMPLS}, got {attn!r}")
+        C = config.n_embd
+        self.n_head = config.n_head
+        self.attn = attn
+        self.c_attn = nn.Linear(C, 3 * C, bias=config.bias)
+        self.c_proj = nn.Linear(C, C, bias=config.bias)
+        self.attn_dropout = Dropout(config.dropout)
+        self.resid_dropout = Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
+        masks = masks or {}
+        B, T, C = x.shape
+        # (B,T,3C) -> 3 x (B,T,C) -> 3 x (B,NH,T,hs)
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = causal_attention(q, k, v, attn=self.attn, dropout=self.attn_dropout,
+                             dropout_mask=masks.get("attn_dropout"))
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-merge heads: (B,T,NH,hs) -> (B,T,C)
+        return self.resid_dropout(self.c_proj(y), masks.get("resid_dropout"))
+
+
+class MLP(nn.Module):
+    """c_fc (C -> 4C), GELU (tanh approximation like GPT-2, or exact erf), c_proj (4C -> C)."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        C = config.n_embd
+        self.approximate = "tanh" if config.gelu == "tanh" else "none"
+        self.c_fc = nn.Linear(C, 4 * C, bias=config.bias)
+        self.c_proj = nn.Linear(4 * C, C, bias=config.bias)
+        self.dropout = Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
+        x = F.gelu(self.c_fc(x), approximate=self.approximate)
+        return self.dropout(self.c_proj(x), (masks or {}).get("dropout"))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: two residual branches, attention then MLP."""
+
+    def __init__(self, config: GPTConfig, attn: str = "sdpa"):
+        super().__init__()
+        self.ln_1 = LayerNorm(config.n_embd, config.bias, config.layer_norm_eps)
+        self.attn = CausalSelfAttention(config, attn)
+        self.ln_2 = LayerNorm(config.n_embd, config.bias, config.layer_norm_eps)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), _sub_masks(masks, "attn."))
+        x = x + self.mlp(self.ln_2(x), _sub_masks(masks, "mlp."))
+        return x
+
+
+class GPT(nn.Module):
+    """The PyTorch twin. `GPT(config, attn=..., seed=..., device=..., dtype=...)`.
+
+    Parameters are created on the meta device, materialised on the CPU, initialised there
+    with a seeded torch.Generator (never the global RNG; drawn in float64 then cast, like
+    numpy_gpt, so one seed gives the same model in either dtype) and then moved to `device`.
+    `init=False` skips initialisation (for loaders that overwrite every parameter).
+    """
+
+    def __init__(
+        self,
+        config: GPTConfig,
+        *,
+        attn: str = "sdpa",
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype = "float32",
+        init: bool = True,
+    ):
+        super().__init__()
+        self.config = config
+        with torch.device("meta"):
+            self.transformer = nn.ModuleDict({
+                "wte": nn.Embedding(config.vocab_size, config.n_embd),
+                "wpe": nn.Embedding(config.block_size, config.n_embd),
+                "drop": Dropout(config.dropout),
+                "h": nn.ModuleList(Block(config, attn) for _ in range(config.n_layer)),
+                "ln_f": LayerNorm(config.n_embd, config.bias, config.layer_norm_eps),
+            })
+            # tied: the head is F.linear with wte's weight (see forward), no module of its own
+            self.lm_head = (None if config.tie_weights
+                            else nn.Linear(config.n_embd, config.vocab_size, bias=False))
+        self.to(as_dtype(dtype))
+        if init:
+            self.to_empty(device="cpu")
+            self._init_weights(torch.Generator().manual_seed(seed))
+            self.to(device)
+        else:
+            self.to_empty(device=device)
+
+    @torch.no_grad()
+    def _init_weights(self, generator: torch.Generator) -> None:
+        """GPT-2 init: N(0, 0.02) weights and embeddings, residual projections (c_proj)
+        N(0, 0.02/sqrt(2 n_layer)), zero biases, LayerNorm ones/zeros. Ref: nanoGPT."""
+        resid_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for name, p in self.named_parameters():
+            if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
+                p.fill_(1.0)
+            elif name.endswith(".bias"):
+                p.zero_()
+            else:
+                std = resid_std if name.endswith("c_proj.weight") else 0.02
+                w = torch.empty(p.shape, dtype=torch.float64)
+                p.copy_(w.normal_(0.0, std, generator=generator))
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        label_smoothing: float = 0.0,
+        dropout_masks: Masks | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx (B,T) int64, targets (B,T) or None -> (logits (B,T,V), mean loss or None).
+
+        The loss is the mean cross-entropy over targets != -100 with PyTorch's label
+        smoothing. Dropout follows train()/eval(); `dropout_masks` replace the random masks.
+        """
+        T = idx.size(1)
+        if T > self.config.block_size:
+            raise ValueError(
+                f"idx has T={T} tokens but block_size is {self.config.block_size}; "
+                "crop the sequence to the last block_size tokens"
+            )
+        masks = dropout_masks
+        pos = torch.arange(T, dtype=torch.long, device=idx.device)
+        x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B,T,C) + (T,C)
+        x = self.transformer.drop(x, None if masks is None else masks.get("transformer.drop"))
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, _sub_masks(masks, f"transformer.h.{i}."))
+        x = self.transformer.ln_f(x)
+        head = self.transformer.wte.weight if self.lm_head is None else self.lm_head.weight
+        logits = F.linear(x, head)  # (B,T,C) -> (B,T,V)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(
+                logits.view(-1, logits.size(-1)), targets.reshape(-1),
+                ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing,
+            )
+        return logits, loss
+
+    # ------------------------------------------------------------------ numpy boundary
+
+    def numpy_params(self) -> dict[str, np.ndarray]:
+        """state_dict() as NumPy arrays (copies on the CPU), canonical names and order."""
+        out = {}
+        for k, v in self.state_dict().items():
+            v = v.detach().cpu()
+            if v.dtype not in (torch.float32, torch.float64):
+                v = v.float()  # NumPy has no bfloat16
+            out[k] = v.numpy().copy()
+        return out
+
+    @torch.no_grad()
+    def load_numpy_params(self, params: dict[str, np.ndarray]) -> None:
+        """Copy NumPy arrays into the parameters by name (converted to this model's dtype).
+
+        The key sets and every shape must match exactly; the arrays are copied, never shared.
+        """
+        own = self.state_dict()
+        missing, extra = sorted(set(own) - set(params)), sorted(set(params) - set(own))
+        if missing or extra:
+            raise KeyError(f"parameter names differ: missing {missing}, unexpected {extra}")
+        for k, t in own.items():
+            if tuple(params[k].shape) != tuple(t.shape):
+                raise ValueError(f"{k}: shape {tuple(params[k].shape)} != {tuple(t.shape)}")
+            t.copy_(torch.from_numpy(np.array(params[k], copy=True)))  # never shared
+
+    @classmethod
+    def from_params(
+        cls,
+        config: GPTConfig,
+        params: dict[str, np.ndarray],
+        *,
+        attn: str = "sdpa",
+        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype | None = None,
+    ) -> GPT:
+        """A model holding copies of NumPy `params` (dtype defaults to the arrays' dtype)."""
+        if dtype is None:
+            dtype = str(next(iter(params.values())).dtype)
+        model = cls(config, attn=attn, device=device, dtype=dtype, init=False)
+        model.load_numpy_params(params)
+        return model
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save(self, path: str | os.PathLike, tokenizer: Any = None, **kwargs: Any) -> None:
+        """Write the checkpoint folder shared with numpy_gpt (numpy_gpt.checkpoint)."""
+        checkpoint.save_checkpoint(path, self.config, self.numpy_params(),
+                                   tokenizer=tokenizer, **kwargs)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype | None = None,
+        attn: str = "sdpa",
+    ) -> GPT:
+        """Load a checkpoint folder written by either twin; dtype defaults to the stored one."""
+        config, params, _ = checkpoint.load_checkpoint(path)
+        return cls.from_params(config, params, attn=attn, device=device, dtype=dtype)
+
+    @classmethod
+    def from_hf(
+        cls,
+        path: str | os.PathLike,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype = "float32",
+        attn: str = "sdpa",
+    ) -> GPT:
+        """GPT-2 weights from a Hugging Face folder (config.json + model.safetensors)."""
+        from numpy_gpt.hf_import import load_hf_gpt2
+
+        config, params = load_hf_gpt2(path)
+        return cls.from_params(config, params, attn=attn, device=device, dtype=dtype)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count; by default without wpe, as nanoGPT (and numpy_gpt)."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.transformer.wpe.weight.numel()
+        return n

@@ -1,0 +1,78 @@
+"""Devices and numeric precision: device choice, TF32, bf16/fp16 autocast, torch.compile.
+
+    device = resolve_device("auto")                 # cuda, else mps, else cpu
+    scaler = grad_scaler(device, "float16")         # a no-op unless fp16 on CUDA
+    with autocast(device, "bfloat16"):              # parameters stay float32
+        logits, loss = model(idx, targets)
+    scaler.scale(loss).backward()
+
+Mixed precision keeps float32 master weights and runs matmuls in bf16/fp16 under
+torch.autocast; fp16 needs loss scaling (GradScaler) against underflowing gradients, bf16
+does not (it has float32's exponent range). TF32 is off unless asked for: it changes float32
+matmul results by ~1e-3 and would break parity (STYLE.md P7).
+
+Ref: PyTorch AMP docs (torch.amp); nanoGPT train.py (ctx, scaler, compile).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> cuda if available, else mps if available, else cpu. Unavailable -> error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but torch.cuda.is_available() is False")
+    if device.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise ValueError("device 'mps' requested but MPS is not available")
+    return device
+
+
+def autocast(
+    device: str | torch.device, dtype: str | None
+) -> contextlib.AbstractContextManager:
+    """torch.autocast for 'bfloat16' / 'float16', a null context for None or float32/64."""
+    if dtype is None or dtype in ("float32", "float64"):
+        return contextlib.nullcontext()
+    if dtype not in AUTOCAST_DTYPES:
+        raise ValueError(f"autocast dtype must be one of {tuple(AUTOCAST_DTYPES)}, got {dtype!r}")
+    return torch.autocast(device_type=torch.device(device).type, dtype=AUTOCAST_DTYPES[dtype])
+
+
+def grad_scaler(device: str | torch.device, dtype: str | None) -> torch.amp.GradScaler:
+    """A GradScaler that is enabled only for float16 autocast on CUDA (else a pass-through)."""
+    device_type = torch.device(device).type
+    enabled = dtype == "float16" and device_type == "cuda"
+    return torch.amp.GradScaler(device_type if enabled else "cpu", enabled=enabled)
+
+
+@contextlib.contextmanager
+def tf32(enabled: bool) -> Iterator[None]:
+    """Set TF32 for CUDA matmuls and cuDNN inside the block, restoring the old flags after."""
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
+    """torch.compile(model) when enabled (the compiled module shares the parameters)."""
+    return torch.compile(model) if enabled else model

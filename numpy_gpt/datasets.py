@@ -247,10 +247,11 @@ def parse_alpaca(text: str, where: str = "JSON") -> list[tuple[str, str, str]]:
 def parse_jsonl(text: str, where: str = "JSONL") -> list[list[chat_format.Message]]:
     """Conversations from lines of {"messages": [...]}; blank lines are skipped."""
     conversations = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    # split("\n"), not splitlines(): U+2028 and friends may sit unescaped inside JSON strings.
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
-        obj = _json_loads(line, f"{where} line {lineno}", lineno=lineno)
+        obj = _json_loads(line, where, lineno=lineno)
         if not isinstance(obj, dict) or "messages" not in obj:
             raise DataError(f"{where} line {lineno}: expected an object with 'messages'")
         conversations.append(chat_format.check_messages(obj["messages"], f"{where} line {lineno}"))
@@ -283,6 +284,7 @@ def prepare_dataset(
     *,
     tokenizer: str | None = None,
     vocab_size: int | None = None,
+    min_freq: int = 1,
     val_fraction: float = 0.1,
     test_fraction: float = 0.0,
     seed: int = 1337,
@@ -290,7 +292,8 @@ def prepare_dataset(
 ) -> Path:
     """Prepare a named dataset into `out_dir` (default out/data/<name>) and return the folder.
 
-    An existing folder is reused when its meta.json records the same source sha256 and
+    `tokenizer` overrides the dataset's default kind; the other options are prepare's. An
+    existing folder is reused when its meta.json records the same source sha256 and
     settings (and its files are intact), unless `force`.
     """
     from .prepare import prepare
@@ -300,6 +303,7 @@ def prepare_dataset(
     out = Path(out_dir) if out_dir is not None else Path("out") / "data" / name
     return prepare(
         source, out, fmt=spec.format, tokenizer=tokenizer or spec.tokenizer,
-        vocab_size=vocab_size, val_fraction=val_fraction, test_fraction=test_fraction,
-        seed=seed, data_dir=data_dir, name=name, progress=progress, reuse=not force,
+        vocab_size=vocab_size, min_freq=min_freq, val_fraction=val_fraction,
+        test_fraction=test_fraction, seed=seed, data_dir=data_dir, name=name,
+        progress=progress, reuse=not force,
     )

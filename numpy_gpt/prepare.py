@@ -44,9 +44,17 @@ from .data import (
     META_FILE,
     TOKENIZER_FILE,
     DataError,
+    TokenDataset,
     token_dtype,
 )
-from .datasets import parse_alpaca, parse_dialogue_csv, parse_jsonl, read_text_file, sha256_file
+from .datasets import (
+    gpt2_tokenizer,
+    parse_alpaca,
+    parse_dialogue_csv,
+    parse_jsonl,
+    read_text_file,
+    sha256_file,
+)
 from .tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer
 
 FORMATS = ("text", "csv", "alpaca", "jsonl")
@@ -93,8 +101,6 @@ def build_tokenizer(
     if kind == "gpt2":
         if vocab_size is not None:
             raise DataError("--vocab-size applies to the bpe and word tokenizers, not gpt2")
-        from .datasets import gpt2_tokenizer
-
         return gpt2_tokenizer(data_dir)
     raise DataError(f"unknown tokenizer {kind!r}; choose one of {list(TOKENIZER_KINDS)}")
 
@@ -102,10 +108,8 @@ def build_tokenizer(
 # ---- splitting and encoding --------------------------------------------------------------------
 def split_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
     """(train, val, test) sizes of n items; a non-zero fraction gets at least one item."""
-    n_val = round(n * val_fraction) if val_fraction > 0 else 0
-    n_test = round(n * test_fraction) if test_fraction > 0 else 0
-    n_val = max(n_val, 1) if val_fraction > 0 else 0
-    n_test = max(n_test, 1) if test_fraction > 0 else 0
+    n_val = max(1, round(n * val_fraction)) if val_fraction > 0 else 0
+    n_test = max(1, round(n * test_fraction)) if test_fraction > 0 else 0
     if n - n_val - n_test < 1:
         raise DataError(
             f"{n} documents/examples are too few to split (val {n_val}, test {n_test}); "
@@ -114,7 +118,9 @@ def split_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int
     return n - n_val - n_test, n_val, n_test
 
 
-def split_items(n: int, val_fraction: float, test_fraction: float, seed: int):
+def split_items(
+    n: int, val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, np.ndarray]:
     """{split: sorted indices} of a seeded permutation of range(n)."""
     _, n_val, n_test = split_counts(n, val_fraction, test_fraction)
     perm = np.random.default_rng(seed).permutation(n)
@@ -168,14 +174,21 @@ def encode_documents(
     tok: Tokenizer, docs: list[str], eot_id: int, progress: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """(ids, offsets): every document's ids followed by end-of-text."""
-    return _encode_many(docs, lambda d: (tok.encode_ordinary(d) + [eot_id], None), progress)[:2]
+
+    def encode(doc: str) -> tuple[list[int], None]:
+        return tok.encode_ordinary(doc) + [eot_id], None
+
+    return _encode_many(docs, encode, progress, unit="doc")[:2]
 
 
 def _encode_many(
-    items: list[Any], encode: Callable[[Any], tuple[list[int], list[int] | None]], progress: bool
+    items: list[Any],
+    encode: Callable[[Any], tuple[list[int], list[int] | None]],
+    progress: bool,
+    unit: str = "ex",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Concatenate encode(item) over items -> (ids, offsets (n+1), mask or None)."""
-    bar = _bar(progress, len(items), "encode", "ex")
+    bar = _bar(progress, len(items), "encode", unit)
     ids: list[int] = []
     mask: list[int] = []
     offsets = [0]
@@ -383,8 +396,6 @@ def _examples(text: str, fmt: str, eot: str, where: str) -> list[list[Segment]]:
 
 def _up_to_date(out: Path, sha: str, settings: dict[str, Any]) -> bool:
     """Whether `out` was prepared from these bytes with these settings and is intact."""
-    from .data import TokenDataset
-
     try:
         ds = TokenDataset(out)
         if ds.meta.get("settings") != settings or ds.meta["source"]["sha256"] != sha:
@@ -444,8 +455,9 @@ def run(args: argparse.Namespace) -> int:
         name = args.dataset or args.dataset_flag
         if (name is None) == (args.input is None):
             raise DataError("give a dataset name or --input FILE (exactly one of them)")
-        common = {"vocab_size": args.vocab_size, "val_fraction": args.val_fraction,
-                  "test_fraction": args.test_fraction, "seed": args.seed}
+        common = {"vocab_size": args.vocab_size, "min_freq": args.min_freq,
+                  "val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
+                  "seed": args.seed}
         if name is not None:
             if args.format is not None:
                 raise DataError("--format applies to --input files, not named datasets")
@@ -455,9 +467,8 @@ def run(args: argparse.Namespace) -> int:
             path = Path(args.input)
             name = args.name or path.stem
             out = prepare(path, args.out or Path("out") / "data" / name, fmt=args.format,
-                          tokenizer=args.tokenizer or "gpt2", min_freq=args.min_freq,
-                          data_dir=args.data_dir, name=name, progress=True,
-                          reuse=not args.force, **common)
+                          tokenizer=args.tokenizer or "gpt2", data_dir=args.data_dir,
+                          name=name, progress=True, reuse=not args.force, **common)
         meta = json.loads((out / META_FILE).read_text(encoding="utf-8"))
     except (DataError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -188,7 +188,7 @@ def test_chat_content_cannot_inject_end_of_turn():
         ("l.jsonl", '{"messages": []}\n{"messages": [oops]}\n', None,
          "non-empty list"),
         ("l2.jsonl", '{"messages": [{"role": "user", "content": "x"}]}\n{"mess', None,
-         "line 2: malformed JSON at line 2 column"),
+         r"l2.jsonl: malformed JSON at line 2 column 2"),
         ("r.jsonl", '{"messages": [{"role": "bot", "content": "x"}]}\n', None,
          "role 'bot'; use one of"),
         ("x.dat", "hello", None, "pass --format"),

@@ -134,7 +134,8 @@ def test_bpe_stops_when_out_of_pairs():
     assert tok.special_tokens == {"<|endoftext|>": 257} and tok.vocab_size == 258
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(text=st.text(max_size=60))
 def test_bpe_roundtrip_any_text(bpe, text):
     assert bpe.decode(bpe.encode(text)) == text
@@ -198,7 +199,8 @@ ALPHABET = st.sampled_from(list(" \n\t'sdmtlvre0123456789aAzZ.,!?-_ééü日本�
 
 
 @needs_gpt2
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(text=st.one_of(st.text(max_size=40), st.lists(ALPHABET, max_size=30).map("".join)))
 def test_gpt2_matches_tiktoken_on_random_text(gpt2, tiktoken_gpt2, text):
     ids = gpt2.encode(text, allowed_special="all")
@@ -207,7 +209,8 @@ def test_gpt2_matches_tiktoken_on_random_text(gpt2, tiktoken_gpt2, text):
 
 
 @needs_gpt2
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(word=st.text(alphabet="abcdeéth", min_size=129, max_size=400))
 def test_gpt2_long_chunks_heap_merge_matches_tiktoken(gpt2, tiktoken_gpt2, word):
     """Chunks over LONG_CHUNK bytes take the heap path; it must merge in the same order."""
@@ -334,6 +337,7 @@ def test_save_load_roundtrip(tok, tmp_path):
             text, allowed_special="all"
         )
     assert not [p for p in tmp_path.iterdir() if p.name != "tok.json"]  # no temp files left
+    assert type(tok).load(path).to_dict() == tok.to_dict()
 
 
 def test_load_tokenizer_errors(tmp_path):
@@ -347,3 +351,8 @@ def test_load_tokenizer_errors(tmp_path):
         load_tokenizer(tmp_path / "missing.json")
     with pytest.raises(TokenizerError, match="bad char tokenizer"):
         load_tokenizer_dict({"kind": "char"})
+    path = CharTokenizer.train("ab").save(tmp_path / "c.json")
+    with pytest.raises(TokenizerError, match="holds a char tokenizer, not bpe"):
+        BPETokenizer.load(path)
+    with pytest.raises(TokenizerError, match="fixed"):
+        GPT2Tokenizer.train("text")

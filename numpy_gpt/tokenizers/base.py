@@ -71,6 +71,21 @@ class Tokenizer:
     def from_dict(cls, d: dict[str, Any]) -> Tokenizer:
         raise NotImplementedError
 
+    @classmethod
+    def train(cls, text: str, vocab_size: int | None = None, **options: Any) -> Tokenizer:
+        """A new tokenizer of this kind built from `text` (char, word, bpe; see each kind)."""
+        raise TokenizerError(f"a {cls.kind or 'base'} tokenizer cannot be trained here")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Tokenizer:
+        """Read a saved tokenizer, checking that it is of this kind (Tokenizer.load: any)."""
+        from . import load_tokenizer  # the kind registry lives in the package
+
+        tok = load_tokenizer(path)
+        if not isinstance(tok, cls):
+            raise TokenizerError(f"{path} holds a {tok.kind} tokenizer, not {cls.kind}")
+        return tok
+
     # ---- the public interface ---------------------------------------------------------------
     def encode(self, text: str, allowed_special: str | Collection[str] = "none_raise") -> list[int]:
         """Token ids of `text`.

@@ -111,6 +111,10 @@ class GPT2Tokenizer(ByteLevelTokenizer):
                 )
         return tok
 
+    @classmethod
+    def train(cls, text: str, vocab_size: int | None = None, **options: Any) -> GPT2Tokenizer:
+        raise TokenizerError("GPT-2's tokenizer is fixed: load it with from_files(), not train()")
+
     @property
     def vocab_size(self) -> int:
         return len(self.token_bytes) + len(self.special_tokens)
@@ -174,7 +178,7 @@ class GPT2Tokenizer(ByteLevelTokenizer):
         return out
 
     def _config(self) -> dict[str, Any]:
-        return {"encoder": self._encoder, "special_tokens": self.special_tokens}
+        return {"encoder": dict(self._encoder), "special_tokens": dict(self.special_tokens)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GPT2Tokenizer:

@@ -430,11 +430,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-freq", type=int, default=1, metavar="N",
                         help="word tokenizer: drop words seen fewer than N times")
     parser.add_argument("--out", metavar="DIR", help="output folder (default out/data/<name>)")
-    parser.add_argument("--val-fraction", type=float, default=0.1,
+    parser.add_argument("--val-fraction", type=float, default=0.1, metavar="P",
                         help="share of the data for validation (default 0.1)")
-    parser.add_argument("--test-fraction", type=float, default=0.0,
+    parser.add_argument("--test-fraction", type=float, default=0.0, metavar="P",
                         help="share of the data for a test split (default 0: none)")
-    parser.add_argument("--seed", type=int, default=1337,
+    parser.add_argument("--seed", type=int, default=1337, metavar="S",
                         help="seed of the document/example split (default 1337)")
     parser.add_argument("--data-dir", metavar="DIR",
                         help="folder with the raw data (searched before $GPT_DATA_DIR, ./data, "

@@ -1,0 +1,173 @@
+"""TrainConfig and the named presets, shared by both twins' `train` command.
+
+A run's settings are layered: the dataclass defaults, then a preset (`--preset NAME`), then a
+JSON file (`--config FILE`), then individual flags. The resolved TrainConfig is stored in
+every checkpoint's trainer_state.json, so `--resume` continues with exactly those settings.
+
+Presets follow nanoGPT where it has one (config/train_shakespeare_char.py and its README's
+CPU command) so results can be compared with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import GPTConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # data
+    dataset: str = "shakespeare_char"  # a named dataset (numpy_gpt.datasets) or a prepared folder
+    data_dir: str | None = None  # where raw files are looked up first (then $GPT_DATA_DIR, ...)
+    loss_on: str = "response"  # examples datasets: train on "response" tokens or "all"
+    # model (GPTConfig fields; vocab_size comes from the tokenizer)
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 64
+    dropout: float = 0.0
+    bias: bool = True
+    tie_weights: bool = True
+    gelu: str = "tanh"
+    init_from: str | None = None  # a checkpoint folder to start from instead of scratch
+    # optimization
+    batch_size: int = 12
+    gradient_accumulation_steps: int = 1
+    max_iters: int = 2000
+    learning_rate: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_iters: int = 100
+    lr_decay_iters: int | None = None  # None: = max_iters
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # 0 disables clipping
+    label_smoothing: float = 0.0
+    # evaluation, checkpoints, stopping
+    eval_interval: int = 250
+    eval_iters: int = 20
+    log_interval: int = 10
+    patience: int = 0  # early stopping: evaluations without val improvement; 0 = never
+    sample_tokens: int = 300  # tokens printed from the final model; 0 = none
+    out: str | None = None  # None: out/<preset or dataset>-<backend>
+    seed: int = 1337
+    # backend
+    dtype: str = "float32"  # numpy: float32|float64; torch: also bfloat16|float16 (autocast)
+    device: str = "auto"  # torch only
+    compile: bool = False  # torch only
+
+    def __post_init__(self) -> None:
+        positive = ("n_layer", "n_head", "n_embd", "block_size", "batch_size",
+                    "gradient_accumulation_steps", "eval_interval", "eval_iters", "log_interval")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_iters", "warmup_iters", "patience", "sample_tokens"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"--learning-rate must be > 0, got {self.learning_rate}")
+        if not 0 <= self.min_lr <= self.learning_rate:
+            raise ValueError(f"--min-lr must be in [0, learning_rate], got {self.min_lr}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.grad_clip < 0:
+            raise ValueError(f"--grad-clip must be >= 0 (0 = off), got {self.grad_clip}")
+        if self.loss_on not in ("response", "all"):
+            raise ValueError(f"--loss-on must be 'response' or 'all', got {self.loss_on!r}")
+
+    @property
+    def decay_iters(self) -> int:
+        return self.max_iters if self.lr_decay_iters is None else self.lr_decay_iters
+
+    def model_config(self, vocab_size: int) -> GPTConfig:
+        return GPTConfig(vocab_size=vocab_size, block_size=self.block_size, n_layer=self.n_layer,
+                         n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout,
+                         bias=self.bias, tie_weights=self.tie_weights, gelu=self.gelu)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown training setting(s) {unknown}; "
+                             f"valid: {', '.join(sorted(names))}")
+        return cls(**d)
+
+
+# nanoGPT config/train_shakespeare_char.py, with its README's CPU overrides
+_SHAKESPEARE_CHAR = {
+    "dataset": "shakespeare_char", "learning_rate": 1e-3, "min_lr": 1e-4, "beta2": 0.99,
+    "warmup_iters": 100, "weight_decay": 0.1, "grad_clip": 1.0, "bias": False,
+    "gelu": "exact",
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # python train.py config/train_shakespeare_char.py --device=cpu --compile=False
+    #   --eval_iters=20 --log_interval=1 --block_size=64 --batch_size=12 --n_layer=4 --n_head=4
+    #   --n_embd=128 --max_iters=2000 --lr_decay_iters=2000 --dropout=0.0
+    "shakespeare-char-cpu": {
+        **_SHAKESPEARE_CHAR, "n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64,
+        "batch_size": 12, "max_iters": 2000, "lr_decay_iters": 2000, "dropout": 0.0,
+        "eval_interval": 250, "eval_iters": 20,
+    },
+    # the full nanoGPT shakespeare_char run (a GPU-sized job: ~10M parameters)
+    "shakespeare-char": {
+        **_SHAKESPEARE_CHAR, "n_layer": 6, "n_head": 6, "n_embd": 384, "block_size": 256,
+        "batch_size": 64, "max_iters": 5000, "lr_decay_iters": 5000, "dropout": 0.2,
+        "eval_interval": 250, "eval_iters": 200,
+    },
+    "tinystories-gpt2": {
+        "dataset": "tinystories", "n_layer": 4, "n_head": 4, "n_embd": 256, "block_size": 128,
+        "batch_size": 16, "max_iters": 3000, "learning_rate": 1e-3, "min_lr": 1e-4,
+        "warmup_iters": 100, "dropout": 0.1, "eval_interval": 250, "eval_iters": 20,
+    },
+    "instruct": {
+        "dataset": "instruct", "n_layer": 4, "n_head": 4, "n_embd": 256, "block_size": 256,
+        "batch_size": 8, "max_iters": 1000, "learning_rate": 5e-4, "min_lr": 5e-5,
+        "warmup_iters": 50, "dropout": 0.1, "eval_interval": 100, "eval_iters": 10,
+        "patience": 5, "loss_on": "response",
+    },
+    "dialogue": {
+        "dataset": "dialogue", "n_layer": 4, "n_head": 4, "n_embd": 192, "block_size": 128,
+        "batch_size": 16, "max_iters": 1500, "learning_rate": 1e-3, "min_lr": 1e-4,
+        "warmup_iters": 50, "dropout": 0.1, "eval_interval": 100, "eval_iters": 10,
+        "patience": 5, "loss_on": "response",
+    },
+}
+DEFAULT_PRESET = "shakespeare-char-cpu"
+
+
+def resolve(preset: str | None, config_file: str | None, overrides: dict[str, Any]
+            ) -> TrainConfig:
+    """Defaults <- preset <- JSON file <- flags (None values in overrides are 'not given')."""
+    settings: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+        settings.update(PRESETS[preset])
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"--config file {path} does not exist")
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--config {path} is not valid JSON: {e}") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"--config {path} must hold a JSON object of settings")
+        settings.update({k.replace("-", "_"): v for k, v in loaded.items()})
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.from_dict(settings)
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")

@@ -41,10 +41,14 @@ from .layers import (
     layernorm_forward,
     linear_backward,
     linear_forward,
+    lora_backward,
+    lora_forward,
 )
+from .lora import LoRAConfig
 from .model import GPT, make_dropout_masks
 
 TOLERANCE = 1e-6  # float64; typical errors are ~1e-10
+TARGETS_ALL = ("c_attn", "c_proj", "c_fc")
 
 
 @dataclass
@@ -120,6 +124,13 @@ def layer_cases(rng: np.random.Generator) -> dict[str, LayerCase]:
     cases["attention_T1"] = LayerCase(
         lambda qkv: attention_forward(qkv, NH), lambda d, c: (attention_backward(d, c),),
         {"qkv": randn((1, 1, 3 * C))})
+    cases["lora"] = LayerCase(
+        lambda x, A, B_: lora_forward(x, A, B_, 2.0), lora_backward,
+        {"x": randn((B, T, C)), "A": randn((3, C)), "B": randn((5, 3))})
+    lora_mask = rng.random((B, T, C)) >= 0.2
+    cases["lora_dropout"] = LayerCase(
+        lambda x, A, B_: lora_forward(x, A, B_, 0.5, lora_mask, 0.2), lora_backward,
+        {"x": randn((B, T, C)), "A": randn((2, C)), "B": randn((4, 2))})
     drop_mask = rng.random((B, T, C)) >= 0.25
     cases["dropout"] = LayerCase(
         lambda x: dropout_forward(x, drop_mask, 0.25), lambda d, c: (dropout_backward(d, c),),
@@ -166,6 +177,7 @@ def check_model(
     label_smoothing: float = 0.0,
     ignore: bool = False,
     dropout_masks: bool = False,
+    lora: LoRAConfig | None = None,
     seed: int = 0,
 ) -> list[GradCheckRow]:
     """Numerical vs analytic gradient of the model's mean loss wrt every parameter (float64).
@@ -176,13 +188,16 @@ def check_model(
     rng = np.random.default_rng(seed)
     T = T or config.block_size
     model = GPT(config, dtype="float64", seed=seed)
-    for p in model.params.values():
+    if lora is not None:
+        model.add_lora(lora, seed=seed)
+    params = {**model.params, **model.lora_params}
+    for p in params.values():  # LoRA's B too: at its zero init, dA would be exactly 0
         p += 0.1 * rng.standard_normal(p.shape)
     idx = rng.integers(0, config.vocab_size, (B, T))
     targets = rng.integers(0, config.vocab_size, (B, T))
     if ignore:
         targets[0, 0] = -100
-    masks = make_dropout_masks(config, B, T, rng) if dropout_masks else None
+    masks = make_dropout_masks(config, B, T, rng, lora) if dropout_masks else None
     train = masks is not None
 
     def objective() -> float:
@@ -193,7 +208,7 @@ def check_model(
                                 dropout_masks=masks)
     grads = model.backward(cache)
     rows = []
-    for name, p in model.params.items():
+    for name, p in params.items():
         err = relative_error(numerical_grad(objective, p), grads[name])
         rows.append(GradCheckRow(case, name, err, err <= TOLERANCE))
     return rows
@@ -209,4 +224,7 @@ def model_variants() -> dict[str, tuple[GPTConfig, dict]]:
         "model_dropout": (base.replace(dropout=0.2, n_layer=1), {"dropout_masks": True}),
         "model_smoothing_ignore": (base.replace(n_layer=1), {"label_smoothing": 0.1,
                                                              "ignore": True}),
+        "model_lora": (base.replace(n_layer=1, dropout=0.1), {
+            "lora": LoRAConfig(rank=2, alpha=4.0, dropout=0.2, targets=TARGETS_ALL),
+            "dropout_masks": True}),
     }

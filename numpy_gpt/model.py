@@ -44,8 +44,17 @@ from .layers import (
     layernorm_forward,
     linear_backward,
     linear_forward,
+    lora_backward,
+    lora_forward,
 )
 from .layers.loss import IGNORE_INDEX
+from .lora import (
+    LoRAConfig,
+    init_lora_params,
+    lora_dropout_shapes,
+    lora_param_shapes,
+    merged_params,
+)
 
 DTYPES = ("float32", "float64")
 
@@ -73,18 +82,23 @@ class GPTCache(NamedTuple):
 
 
 def make_dropout_masks(
-    config: GPTConfig, B: int, T: int, rng: np.random.Generator
+    config: GPTConfig, B: int, T: int, rng: np.random.Generator, lora: LoRAConfig | None = None
 ) -> dict[str, np.ndarray]:
-    """Fresh bool keep-masks for every dropout site (config.dropout_mask_shapes), True = keep.
+    """Fresh bool keep-masks for every dropout site, True = keep.
 
-    Drawn in forward order from `rng`, so one seed gives one set of masks; pass the same dict
-    to both twins to compare them in train mode.
+    The model's sites (config.dropout_mask_shapes, probability config.dropout) when
+    config.dropout > 0, then the LoRA paths' sites (probability lora.dropout) when an adapter
+    with dropout is given. Drawn in that order from `rng`, so one seed gives one set of masks;
+    pass the same dict to both twins to compare them in train mode.
     """
-    p = config.dropout
-    return {
-        name: rng.random(shape, dtype=np.float32) >= p
-        for name, shape in dropout_mask_shapes(config, B, T).items()
-    }
+    masks = {}
+    if config.dropout > 0.0:
+        for name, shape in dropout_mask_shapes(config, B, T).items():
+            masks[name] = rng.random(shape, dtype=np.float32) >= config.dropout
+    if lora is not None and lora.dropout > 0.0:
+        for name, shape in lora_dropout_shapes(config, lora, B, T).items():
+            masks[name] = rng.random(shape, dtype=np.float32) >= lora.dropout
+    return masks
 
 
 class GPT:
@@ -96,6 +110,8 @@ class GPT:
         self.config = config
         self.dtype = np.dtype(dtype)
         self.params = init_params(config, self.dtype, np.random.default_rng(seed))
+        self.lora: LoRAConfig | None = None  # set by add_lora
+        self.lora_params: dict[str, np.ndarray] = {}  # key.lora_A.weight / key.lora_B.weight
 
     # ------------------------------------------------------------------ forward / backward
 
@@ -123,12 +139,13 @@ class GPT:
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         p = cfg.dropout if train else 0.0
+        p_lora = self.lora.dropout if train and self.lora is not None else 0.0
         masks: dict[str, np.ndarray | None] = {}
-        if p > 0.0:
+        if p > 0.0 or p_lora > 0.0:
             if dropout_masks is None:
                 if rng is None:
                     raise ValueError("train mode with dropout > 0 needs rng or dropout_masks")
-                dropout_masks = make_dropout_masks(cfg, B, T, rng)
+                dropout_masks = make_dropout_masks(cfg, B, T, rng, self.lora)
             masks = dict(dropout_masks)
         gelu_forward = gelu_tanh_forward if cfg.gelu == "tanh" else gelu_exact_forward
 
@@ -139,18 +156,16 @@ class GPT:
             h = f"transformer.h.{i}."
             a, ln_1 = layernorm_forward(x, P[h + "ln_1.weight"], P.get(h + "ln_1.bias"),
                                         cfg.layer_norm_eps)
-            a, c_attn = linear_forward(a, P[h + "attn.c_attn.weight"], P.get(h + "attn.c_attn.bias"))
+            a, c_attn = self._linear(a, h + "attn.c_attn", masks, p_lora)
             a, attn = attention_forward(a, cfg.n_head, masks.get(h + "attn.attn_dropout"), p)
-            a, attn_proj = linear_forward(a, P[h + "attn.c_proj.weight"],
-                                          P.get(h + "attn.c_proj.bias"))
+            a, attn_proj = self._linear(a, h + "attn.c_proj", masks, p_lora)
             a, attn_drop = dropout_forward(a, masks.get(h + "attn.resid_dropout"), p)
             x = x + a  # residual 1
             m, ln_2 = layernorm_forward(x, P[h + "ln_2.weight"], P.get(h + "ln_2.bias"),
                                         cfg.layer_norm_eps)
-            m, c_fc = linear_forward(m, P[h + "mlp.c_fc.weight"], P.get(h + "mlp.c_fc.bias"))
+            m, c_fc = self._linear(m, h + "mlp.c_fc", masks, p_lora)
             m, gelu = gelu_forward(m)
-            m, mlp_proj = linear_forward(m, P[h + "mlp.c_proj.weight"],
-                                         P.get(h + "mlp.c_proj.bias"))
+            m, mlp_proj = self._linear(m, h + "mlp.c_proj", masks, p_lora)
             m, mlp_drop = dropout_forward(m, masks.get(h + "mlp.dropout"), p)
             x = x + m  # residual 2
             blocks.append(BlockCache(ln_1, c_attn, attn, attn_proj, attn_drop,
@@ -165,7 +180,8 @@ class GPT:
         return logits, loss, GPTCache(emb, emb_drop, blocks, ln_f, lm_head, loss_cache)
 
     def backward(self, cache: GPTCache, dloss: float = 1.0) -> dict[str, np.ndarray]:
-        """Gradients of the loss wrt every parameter: a dict with exactly self.params' keys.
+        """Gradients of the loss wrt every parameter: a dict with exactly self.params' keys
+        (then self.lora_params' keys when an adapter is attached).
 
         Needs a cache from forward(..., targets). dloss scales the loss (e.g. 1/n_micro for
         gradient accumulation). The steps mirror forward, bottom to top.
@@ -184,20 +200,16 @@ class GPT:
             h, c = f"transformer.h.{i}.", cache.blocks[i]
             # residual 2: x_out = x_mid + m, so dx reaches x_mid directly and through the MLP
             dm = dropout_backward(dx, c.mlp_drop)
-            dm, grads[h + "mlp.c_proj.weight"], grads[h + "mlp.c_proj.bias"] = (
-                linear_backward(dm, c.mlp_proj))
+            dm = self._linear_backward(dm, c.mlp_proj, h + "mlp.c_proj", grads)
             dm = gelu_backward(dm, c.gelu)
-            dm, grads[h + "mlp.c_fc.weight"], grads[h + "mlp.c_fc.bias"] = (
-                linear_backward(dm, c.c_fc))
+            dm = self._linear_backward(dm, c.c_fc, h + "mlp.c_fc", grads)
             dm, grads[h + "ln_2.weight"], grads[h + "ln_2.bias"] = layernorm_backward(dm, c.ln_2)
             dx = dx + dm  # fan-out of x_mid: skip path + MLP branch
             # residual 1: x_mid = x_in + a
             da = dropout_backward(dx, c.attn_drop)
-            da, grads[h + "attn.c_proj.weight"], grads[h + "attn.c_proj.bias"] = (
-                linear_backward(da, c.attn_proj))
+            da = self._linear_backward(da, c.attn_proj, h + "attn.c_proj", grads)
             da = attention_backward(da, c.attn)
-            da, grads[h + "attn.c_attn.weight"], grads[h + "attn.c_attn.bias"] = (
-                linear_backward(da, c.c_attn))
+            da = self._linear_backward(da, c.c_attn, h + "attn.c_attn", grads)
             da, grads[h + "ln_1.weight"], grads[h + "ln_1.bias"] = layernorm_backward(da, c.ln_1)
             dx = dx + da  # fan-out of x_in: skip path + attention branch
         dx = dropout_backward(dx, cache.emb_drop)
@@ -207,7 +219,8 @@ class GPT:
         else:
             grads["lm_head.weight"] = dhead
         grads["transformer.wte.weight"] = dwte
-        return {name: grads[name] for name in self.params}  # canonical order; drops bias=None
+        # canonical order, then the LoRA parameters; drops the None of bias=False
+        return {name: grads[name] for name in (*self.params, *self.lora_params)}
 
     __call__ = forward
 
@@ -232,6 +245,7 @@ class GPT:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         model.config, model.dtype = config, np.dtype(dtype)
         model.params = {k: np.array(params[k], dtype=model.dtype) for k in param_shapes(config)}
+        model.lora, model.lora_params = None, {}
         return model
 
     def num_params(self, non_embedding: bool = True) -> int:
@@ -240,6 +254,52 @@ class GPT:
         if non_embedding:
             n -= self.params["transformer.wpe.weight"].size
         return n
+
+    # ------------------------------------------------------------------ LoRA
+
+    def add_lora(self, lora: LoRAConfig, seed: int = 0) -> None:
+        """Attach fresh LoRA adapters (B = 0: the model's outputs are unchanged)."""
+        self.lora = lora
+        self.lora_params = init_lora_params(self.config, lora, self.dtype,
+                                            np.random.default_rng(seed))
+
+    def set_lora(self, lora: LoRAConfig, lora_params: dict[str, np.ndarray]) -> None:
+        """Attach trained adapters (e.g. from numpy_gpt.lora.load_adapter)."""
+        expected = lora_param_shapes(self.config, lora)
+        if set(lora_params) != set(expected) or any(
+                tuple(lora_params[k].shape) != s for k, s in expected.items()):
+            raise ValueError("the adapter's tensors do not match this model and LoRA config")
+        self.lora = lora
+        self.lora_params = {k: np.array(lora_params[k], dtype=self.dtype) for k in expected}
+
+    def merge_lora(self) -> None:
+        """Fold the adapters into the base weights (W += alpha/r * B A) and drop them."""
+        if self.lora is not None:
+            self.params = merged_params(self.params, self.lora_params, self.lora)
+            self.lora, self.lora_params = None, {}
+
+    def _linear(self, x: np.ndarray, key: str, masks: dict, p_lora: float
+                ) -> tuple[np.ndarray, tuple]:
+        """The Linear `key`, plus its LoRA update when an adapter targets it."""
+        P, L = self.params, self.lora_params
+        out, lin = linear_forward(x, P[key + ".weight"], P.get(key + ".bias"))
+        lora = None
+        if key + ".lora_A.weight" in L:
+            delta, lora = lora_forward(x, L[key + ".lora_A.weight"], L[key + ".lora_B.weight"],
+                                       self.lora.scale, masks.get(key + ".lora_dropout"), p_lora)
+            out += delta
+        return out, (lin, lora)
+
+    def _linear_backward(self, dout: np.ndarray, cache: tuple, key: str, grads: dict
+                         ) -> np.ndarray:
+        """Backward of _linear: fills grads[key.*] and returns dx (both paths summed)."""
+        lin, lora = cache
+        dx, grads[key + ".weight"], grads[key + ".bias"] = linear_backward(dout, lin)
+        if lora is not None:  # x fans out into the frozen Linear and the LoRA path
+            dx_lora, grads[key + ".lora_A.weight"], grads[key + ".lora_B.weight"] = (
+                lora_backward(dout, lora))
+            dx += dx_lora
+        return dx
 
     # ------------------------------------------------------------------ helpers
 

@@ -22,6 +22,7 @@ from .embedding import embedding_backward, embedding_forward
 from .gelu import gelu_exact_backward, gelu_exact_forward, gelu_tanh_backward, gelu_tanh_forward
 from .layernorm import layernorm_backward, layernorm_forward
 from .linear import linear_backward, linear_forward
+from .lora import lora_backward, lora_forward
 from .loss import cross_entropy_backward, cross_entropy_forward
 
 __all__ = [
@@ -41,4 +42,6 @@ __all__ = [
     "layernorm_forward",
     "linear_backward",
     "linear_forward",
+    "lora_backward",
+    "lora_forward",
 ]

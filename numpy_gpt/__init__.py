@@ -9,4 +9,4 @@
 from .config import ConfigError, GPTConfig
 from .model import GPT
 
-__all__ = ["GPT", "GPTConfig", "ConfigError"]
+__all__ = ["GPT", "ConfigError", "GPTConfig"]

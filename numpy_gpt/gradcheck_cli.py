@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         for name, (config, kwargs) in variants.items():
             rows += check_model(config, case=name, seed=args.seed, **kwargs)
 
-    print(f"{'case':26s} {"tensor":44s} {'rel error':>10s}  (float64, tolerance {TOLERANCE:g})")
+    print(f"{'case':26s} {'tensor':44s} {'rel error':>10s}  (float64, tolerance {TOLERANCE:g})")
     for r in rows:
         print(f"{r.case:26s} {r.tensor:44s} {r.rel_error:10.2e}  {'ok' if r.ok else 'FAIL'}")
     failed = [r for r in rows if not r.ok]

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
-from .checkpoint import CheckpointError, _replace_dir, read_json
+from .checkpoint import CheckpointError, _load_tensors, _replace_dir, read_json
 from .config import GPTConfig
 
 TARGETS = ("c_attn", "c_proj", "c_fc")
@@ -104,10 +104,10 @@ def merged_params(params: dict[str, np.ndarray], lora_params: dict[str, np.ndarr
                   lcfg: LoRAConfig) -> dict[str, np.ndarray]:
     """Base params with every adapter folded in: W' = W + (alpha / r) B A (fresh arrays)."""
     merged = dict(params)
-    for name in lora_params:
+    for name, A in lora_params.items():
         if name.endswith(".lora_A.weight"):
             key = name[: -len(".lora_A.weight")]
-            A, B = lora_params[name], lora_params[key + ".lora_B.weight"]
+            B = lora_params[key + ".lora_B.weight"]
             merged[key + ".weight"] = params[key + ".weight"] + lcfg.scale * (B @ A)
     return merged
 
@@ -133,8 +133,4 @@ def load_adapter(path: str | os.PathLike) -> tuple[LoRAConfig, dict[str, np.ndar
                               f"{ADAPTER_FILE}")
     meta = read_json(path / ADAPTER_CONFIG, what="adapter config")
     lcfg = LoRAConfig(**meta["lora"])
-    try:
-        tensors = load_file(str(path / ADAPTER_FILE))
-    except Exception as e:  # safetensors raises several types for a damaged file
-        raise CheckpointError(f"{path / ADAPTER_FILE} is truncated or corrupt ({e})") from None
-    return lcfg, tensors, meta
+    return lcfg, _load_tensors(path / ADAPTER_FILE), meta

@@ -47,8 +47,12 @@ class Row:
     note: str = ""  # why a row failed without a comparison (shape mismatch, exception)
 
     def as_json(self) -> dict[str, Any]:
+        """A strict-JSON dict: non-finite numbers become null (the note says why)."""
         d = asdict(self)
         d["shape"] = list(self.shape)
+        for k in ("max_abs", "error", "tol"):
+            if not math.isfinite(d[k]):
+                d[k] = None
         return d
 
 

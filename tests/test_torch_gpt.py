@@ -224,6 +224,19 @@ def test_precision_helpers_on_cpu() -> None:
     assert torch.backends.cuda.matmul.allow_tf32 is old
 
 
+@pytest.mark.parametrize("attn", ["sdpa", "manual"])
+def test_traces_as_one_graph_for_torch_compile(attn: str) -> None:
+    """fullgraph=True fails on any graph break; the eager backend skips code generation."""
+    cfg = CFG.replace(dropout=0.1)
+    model = torch_gpt.GPT(cfg, attn=attn)
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    idx, targets = _batch(cfg)
+    _, loss = compiled(idx, targets)
+    loss.backward()
+    model.eval()
+    assert torch.equal(compiled(idx)[0], model(idx)[0])
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
 def test_cuda_matches_cpu_in_float64() -> None:

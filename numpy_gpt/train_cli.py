@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shutil
 import signal
 import sys
@@ -102,8 +103,11 @@ def run(args: argparse.Namespace) -> int:
 
     dataset = open_dataset(tcfg)
     stop = StopFlag()
-    reporter = ConsoleReporter(tcfg.log_interval)
-    print(f"{args.backend} twin: training {name} on {tcfg.dataset} "
+    # under torchrun only rank 0 reports; the others train silently
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    reporter = ConsoleReporter(tcfg.log_interval) if main_process else Reporter()
+    say = print if main_process else (lambda *a, **k: None)
+    say(f"{args.backend} twin: training {name} on {tcfg.dataset} "
           f"({tcfg.n_layer}L/{tcfg.n_head}H/{tcfg.n_embd}d, T={tcfg.block_size}, "
           f"B={tcfg.batch_size}x{tcfg.gradient_accumulation_steps}, {tcfg.max_iters} iters) "
           f"-> {out_dir}", flush=True)
@@ -116,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 1
     wall = time.perf_counter() - t0
+    if not main_process:
+        return 130 if result.status == "interrupted" else 0
     if result.status == "interrupted":
         print(f"interrupted at iter {result.iter}: saved {out_dir / 'last'}; "
               f"continue with --resume --out {out_dir}")

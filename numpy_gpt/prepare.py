@@ -26,6 +26,7 @@ Ref: karpathy/nanoGPT data/shakespeare_char/prepare.py and data/openwebtext/prep
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -268,7 +269,7 @@ def prepare(
     out_dir: str | os.PathLike,
     *,
     fmt: str | None = None,
-    tokenizer: str = "gpt2",
+    tokenizer: str | Tokenizer = "gpt2",
     vocab_size: int | None = None,
     min_freq: int = 1,
     val_fraction: float = 0.1,
@@ -280,14 +281,17 @@ def prepare(
     reuse: bool = False,
 ) -> Path:
     """Tokenize `input` into the prepared folder `out_dir` (layout: numpy_gpt.data) and return
-    it. With `reuse`, a folder already prepared from the same bytes with the same settings is
-    returned untouched."""
+    it. `tokenizer` is a kind to build from the input, or a ready Tokenizer (e.g. a
+    checkpoint's, for fine-tuning) used as it is. With `reuse`, a folder already prepared from
+    the same bytes with the same settings is returned untouched."""
     path, out = Path(input), Path(out_dir)
     fmt = fmt or infer_format(path)
     if fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r}; choose one of {list(FORMATS)}")
-    if tokenizer not in TOKENIZER_KINDS:
+    given = tokenizer if isinstance(tokenizer, Tokenizer) else None
+    if given is None and tokenizer not in TOKENIZER_KINDS:
         raise DataError(f"unknown tokenizer {tokenizer!r}; choose one of {list(TOKENIZER_KINDS)}")
+    kind = given.kind if given is not None else tokenizer
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise DataError(
             f"--val-fraction {val_fraction} and --test-fraction {test_fraction} must be in "
@@ -295,7 +299,8 @@ def prepare(
         )
     text = read_text_file(path)
     settings = {
-        "version": DATA_FORMAT_VERSION, "format": fmt, "tokenizer": tokenizer,
+        "version": DATA_FORMAT_VERSION, "format": fmt,
+        "tokenizer": kind if given is None else {"kind": kind, "sha256": _tokenizer_sha(given)},
         "vocab_size": vocab_size, "min_freq": min_freq, "val_fraction": val_fraction,
         "test_fraction": test_fraction, "seed": seed,
     }
@@ -303,7 +308,7 @@ def prepare(
     if reuse and _up_to_date(out, sha, settings):
         return out
 
-    eot = eot_for(tokenizer)
+    eot = eot_for(kind) if given is None else (given.eot_token or eot_for(kind))
     build = {"vocab_size": vocab_size, "min_freq": min_freq, "data_dir": data_dir,
              "progress": progress}
     arrays: dict[str, dict[str, np.ndarray | None]] = {}
@@ -312,8 +317,8 @@ def prepare(
         # One stream, split by position: train = text[:90 %], val = the rest (nanoGPT).
         layout, by = "stream", "position"
         # char keeps nanoGPT's exact vocabulary (no special token) on plain text.
-        tok = build_tokenizer(tokenizer, text, special_tokens=[] if tokenizer == "char"
-                              else [eot], **build)
+        tok = given if given is not None else build_tokenizer(
+            kind, text, special_tokens=[] if kind == "char" else [eot], **build)
         n = len(text)
         cut1 = int(n * (1 - val_fraction - test_fraction))
         cut2 = int(n * (1 - test_fraction))
@@ -337,7 +342,8 @@ def prepare(
             train_text = "\n".join(
                 chat_format.render([s for s in segs if not s.special]) for segs in items
             )
-        tok = build_tokenizer(tokenizer, train_text, special_tokens=[eot], **build)
+        tok = given if given is not None else build_tokenizer(
+            kind, train_text, special_tokens=[eot], **build)
         if tok.eot_id is None:
             raise DataError(f"the {tok.kind} tokenizer has no end-of-text token {eot!r}")
         for split, idx in split_items(len(items), val_fraction, test_fraction, seed).items():
@@ -392,6 +398,11 @@ def _examples(text: str, fmt: str, eot: str, where: str) -> list[list[Segment]]:
     if fmt == "jsonl":
         return [chat_format.format_conversation(c, eot) for c in parse_jsonl(text, where)]
     return [chat_format.format_alpaca(*ex, eot=eot) for ex in parse_alpaca(text, where)]
+
+
+def _tokenizer_sha(tok: Tokenizer) -> str:
+    """A fingerprint of a given tokenizer, so a folder encoded with another one is redone."""
+    return hashlib.sha256(json.dumps(tok.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
 def _up_to_date(out: Path, sha: str, settings: dict[str, Any]) -> bool:

@@ -300,7 +300,8 @@ def prepare(
     text = read_text_file(path)
     settings = {
         "version": DATA_FORMAT_VERSION, "format": fmt,
-        "tokenizer": kind if given is None else {"kind": kind, "sha256": _tokenizer_sha(given)},
+        "tokenizer": (kind if given is None
+                      else {"kind": kind, "sha256": tokenizer_fingerprint(given)}),
         "vocab_size": vocab_size, "min_freq": min_freq, "val_fraction": val_fraction,
         "test_fraction": test_fraction, "seed": seed,
     }
@@ -400,7 +401,7 @@ def _examples(text: str, fmt: str, eot: str, where: str) -> list[list[Segment]]:
     return [chat_format.format_alpaca(*ex, eot=eot) for ex in parse_alpaca(text, where)]
 
 
-def _tokenizer_sha(tok: Tokenizer) -> str:
+def tokenizer_fingerprint(tok: Tokenizer) -> str:
     """A fingerprint of a given tokenizer, so a folder encoded with another one is redone."""
     return hashlib.sha256(json.dumps(tok.to_dict(), sort_keys=True).encode()).hexdigest()
 

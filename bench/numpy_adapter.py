@@ -1,0 +1,119 @@
+"""numpy_gpt behind the bench's adapter interface (imports NumPy only, never torch).
+
+    a = NumpyAdapter(backend, size, seed=0)
+    logits, loss = a.check()               # the B1 forward on the exact benchmark inputs
+    step = a.step("train")                 # a callable doing one timed step
+    a.sync()                               # nothing to wait for on the CPU
+
+Workloads (one call of the returned callable):
+    forward   model.forward(idx, targets): logits and loss (numpy_gpt always builds its
+              backward cache; it has no inference mode)
+    fwdbwd    forward + backward (all parameter gradients)
+    train     forward, backward, clip_grad_norm(1.0), AdamW.step: one full training step.
+              The optimizer is created on the first call, inside the measured window, so
+              its moment buffers count in peak memory as torch's lazily created state does.
+    generate  numpy_gpt.generate.generate, greedy, with the KV cache: `generation_shape()`
+              new tokens after a prompt of the first T/4 benchmark tokens, one sequence
+    generate-nocache   the same with use_kv_cache=False (a full forward per new token)
+
+The weights are numpy_gpt's own seeded init (GPT(config, dtype, seed)); torch backends load
+the same arrays, so every backend computes the same model as the float64 reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from numpy_gpt.model import GPT
+from numpy_gpt.optim import AdamW, clip_grad_norm
+
+from .backends import Backend
+from .sizes import Size, make_inputs
+
+FAULT_PARAM = "transformer.ln_f.weight"  # --plant-fault scales it by 1.5: logits change ~50 %
+LR, MAX_NORM = 6e-4, 1.0
+
+
+def generation_prompt(idx: np.ndarray, size: Size) -> tuple[list[int], int]:
+    """(prompt, new tokens) for the generation workloads: the first T/4 tokens of the first
+    benchmark sequence, then T - T/4 new tokens, so the context just fills T (no cropping)."""
+    T = size.seq_len
+    P = max(1, T // 4)
+    return [int(t) for t in idx[0, :P]], T - P
+
+
+def plant_fault(params: dict[str, np.ndarray]) -> None:
+    """A deliberately wrong model (for tests of the B1 check): ln_f gains x 1.5, in place."""
+    params[FAULT_PARAM] *= 1.5
+
+
+class NumpyAdapter:
+    def __init__(self, backend: Backend, size: Size, seed: int = 0, fault: bool = False):
+        if backend.framework != "numpy":
+            raise ValueError(f"NumpyAdapter cannot run backend {backend.name}")
+        self.backend, self.size = backend, size
+        self.model = GPT(size.config, dtype=backend.dtype, seed=seed)
+        if fault:
+            plant_fault(self.model.params)
+        self.idx, self.targets = make_inputs(size, seed)
+
+    def check(self) -> tuple[np.ndarray, float]:
+        logits, loss, _ = self.model.forward(self.idx, self.targets)
+        return logits, float(loss)
+
+    def step(self, workload: str) -> Callable[[], None]:
+        model, idx, targets = self.model, self.idx, self.targets
+        if workload == "forward":
+            def forward() -> None:
+                model.forward(idx, targets)
+            return forward
+        if workload == "fwdbwd":
+            def fwdbwd() -> None:
+                _, _, cache = model.forward(idx, targets)
+                model.backward(cache)
+            return fwdbwd
+        if workload == "train":
+            opt: list[AdamW] = []
+
+            def train() -> None:
+                if not opt:
+                    opt.append(AdamW(model.params, lr=LR, weight_decay=0.1))
+                _, _, cache = model.forward(idx, targets)
+                grads = model.backward(cache)
+                del cache  # free the activations before the optimizer runs
+                clip_grad_norm(grads, MAX_NORM)
+                opt[0].step(grads, lr=LR)
+            return train
+        if workload in ("generate", "generate-nocache"):
+            from numpy_gpt.generate import generate
+
+            prompt, n = self.prompt_and_new_tokens()
+            kv = workload == "generate"
+
+            def gen() -> None:
+                for _ in generate(model, prompt, max_new_tokens=n, greedy=True,
+                                  use_kv_cache=kv):
+                    pass
+            return gen
+        raise ValueError(f"numpy backend has no workload {workload!r}")
+
+    def prompt_and_new_tokens(self) -> tuple[list[int], int]:
+        return generation_prompt(self.idx, self.size)
+
+    def generation_shape(self) -> dict[str, int]:
+        prompt, n = self.prompt_and_new_tokens()
+        return {"gen_batch": 1, "prompt_len": len(prompt), "new_tokens": n}
+
+    def sync(self) -> None:
+        pass
+
+    def device_mem_start(self) -> None:
+        pass
+
+    def device_peak_mb(self) -> float | None:
+        return None
+
+    def params_mb(self) -> float:
+        return sum(p.nbytes for p in self.model.params.values()) / 2**20

@@ -1,0 +1,86 @@
+"""PNG charts of a run (matplotlib, Agg backend: no display needed).
+
+    plot(rows, "bench.png")
+
+Panels, each drawn only when the run has the rows for it:
+    time vs n_embd    (sweep "n_embd"): ms per step, one line per backend, log-log axes
+    time vs T         (sweep "T"): same, over the sequence length
+    MFU               bars per backend at each named size (train workload if measured,
+                      else the first workload with MFU numbers)
+On log-log axes a slope of 2 means cost grows with the square of the swept quantity (the
+matmuls in C; attention in T), a slope of 1 means linear.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _ok(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if r["status"] == "ok"]
+
+
+def _pick_workload(rows: list[dict[str, Any]]) -> str | None:
+    workloads = [r["workload"] for r in rows]
+    if "train" in workloads:
+        return "train"
+    return workloads[0] if workloads else None
+
+
+def plot(rows: list[dict[str, Any]], path: str | Path) -> bool:
+    """Write the chart; False (and no file) when no row was measured."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = _ok(rows)
+    panels: list[tuple[str, Any]] = []
+    for sweep, label in (("n_embd", "n_embd (C)"), ("T", "sequence length T")):
+        pts = [r for r in ok if r["sweep"] == sweep]
+        if pts:
+            panels.append(("sweep", (sweep, label, pts)))
+    named = [r for r in ok if r["sweep"] is None and r["mfu"] is not None]
+    if named:
+        panels.append(("mfu", named))
+    if not panels:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for ax, (kind, data) in zip(axes[0], panels):
+        if kind == "sweep":
+            sweep, label, pts = data
+            workload = _pick_workload(pts)
+            for backend in dict.fromkeys(r["backend"] for r in pts):
+                line = sorted((r["sweep_value"], r["ms_median"]) for r in pts
+                              if r["backend"] == backend and r["workload"] == workload)
+                ax.plot([x for x, _ in line], [y for _, y in line], "o-", label=backend)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel(label)
+            ax.set_ylabel(f"ms per {workload} step (median)")
+            ax.set_title(f"{workload} time vs {sweep}")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=8)
+        else:
+            workload = _pick_workload(data)
+            pts = [r for r in data if r["workload"] == workload]
+            sizes = list(dict.fromkeys(r["size"] for r in pts))
+            backends = list(dict.fromkeys(r["backend"] for r in pts))
+            width = 0.8 / max(len(backends), 1)
+            for i, backend in enumerate(backends):
+                vals = {r["size"]: 100 * r["mfu"] for r in pts if r["backend"] == backend}
+                xs = [j + i * width for j, s in enumerate(sizes) if s in vals]
+                ax.bar(xs, [vals[s] for s in sizes if s in vals], width, label=backend)
+            ax.set_xticks([j + width * (len(backends) - 1) / 2 for j in range(len(sizes))])
+            ax.set_xticklabels(sizes)
+            ax.axhline(50, color="gray", ls="--", lw=1)
+            ax.set_ylabel("MFU, % of the measured matmul peak")
+            ax.set_title(f"{workload}: model FLOP utilization")
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

@@ -1,0 +1,173 @@
+"""Reporting: the console table, the DESIGN.md target ratios, JSON and the results file.
+
+    print(format_table(rows)); print(format_targets(targets(rows)))
+    write_json(path, env, rows, peaks)
+
+JSON layout: {"env": {...}, "peaks": {peak_key: {...}}, "targets": [...], "rows": [...]},
+one row per (backend, size, workload) measurement (DESIGN.md "bench --json").
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+TARGET_SIZES = ("baby", "6L-384", "gpt2-124m")
+
+
+def _num(x: float | None, fmt: str) -> str:
+    """format(x, fmt), or "-" right-aligned to the same width for a missing number."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        width = "".join(c for c in fmt.split(".")[0] if c.isdigit())
+        return "-".rjust(int(width or 0))
+    return format(x, fmt)
+
+
+def _row_line(r: dict[str, Any]) -> str:
+    mfu = "-" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
+    note = r["reason"]
+    if r["status"] == "ok" and r["compiled"] and r["first_call_ms"] is not None:
+        # the compile happens in the first call of each graph: the check's forward (no_grad)
+        # or this workload's first warm-up step
+        note = f"first call {r['first_call_ms'] / 1e3:.1f} s"
+    return (f"{r['backend']:<18} {r['size']:<9} {r['workload']:<16} {r['status']:<7} "
+            f"{_num(r['ms_median'], '10.2f')} {_num(r['ms_min'], '10.2f')} "
+            f"{_num(r['tokens_per_s'], '10.0f')} {_num(r['gflops'], '8.1f')} {mfu:>6} "
+            f"{_num(r['peak_mem_mb'], '9.1f')}  {note}")
+
+
+HEADER = (f"{'backend':<18} {'size':<9} {'workload':<16} {'status':<7} {'ms median':>10} "
+          f"{'ms min':>10} {'tokens/s':>10} {'GFLOP/s':>8} {'MFU':>6} {'peak MB':>9}  note")
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """One line per measurement; a backend skipped everywhere collapses to one line."""
+    lines = [HEADER, "-" * len(HEADER)]
+    by_backend: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_backend.setdefault(r["backend"], []).append(r)
+    collapsed = []
+    for name, rs in by_backend.items():
+        reasons = {r["reason"] for r in rs}
+        if all(r["status"] == "skipped" for r in rs) and len(reasons) == 1:
+            collapsed.append(f"{name:<18} skipped ({len(rs)} measurements): {reasons.pop()}")
+    skip_all = {line.split()[0] for line in collapsed}
+    lines += [_row_line(r) for r in rows if r["backend"] not in skip_all]
+    return "\n".join(lines + collapsed)
+
+
+def _find(rows: list[dict[str, Any]], backend: str, size: str, workload: str
+          ) -> dict[str, Any] | None:
+    for r in rows:
+        if (r["backend"], r["size"], r["workload"], r["status"]) == (backend, size, workload,
+                                                                     "ok"):
+            return r
+    return None
+
+
+def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """DESIGN.md's performance targets that this run's rows can answer, as ratios."""
+    out = []
+    for size in TARGET_SIZES:
+        a, b = _find(rows, "numpy-f32", size, "train"), _find(rows, "torch-cpu", size, "train")
+        if a and b:
+            v = a["ms_median"] / b["ms_median"]
+            out.append({"target": "numpy-f32 train step / torch-cpu eager train step",
+                        "size": size, "value": v, "goal": "<= 1", "met": v <= 1.0,
+                        "detail": f"median {a['ms_median']:.1f} / {b['ms_median']:.1f} ms; "
+                                  f"min ratio {a['ms_min'] / b['ms_min']:.2f}"})
+    a = _find(rows, "numpy-f32", "6L-384", "train")
+    if a and a["mfu"] is not None:
+        out.append({"target": "numpy-f32 train step MFU vs np.matmul float32 peak",
+                    "size": "6L-384", "value": a["mfu"], "goal": ">= 0.50",
+                    "met": a["mfu"] >= 0.5,
+                    "detail": f"{a['gflops']:.1f} of {a['peak_gflops']:.1f} GFLOP/s"})
+    for size in TARGET_SIZES:
+        a, b = _find(rows, "numpy-f32", size, "train"), _find(rows, "torch-cpu", size, "train")
+        if a and b and a["peak_mem_mb"] and b["peak_mem_mb"]:
+            v = a["peak_mem_mb"] / b["peak_mem_mb"]
+            out.append({"target": "numpy-f32 peak mem / torch-cpu peak mem (train step)",
+                        "size": size, "value": v, "goal": "<= 1", "met": v <= 1.0,
+                        "detail": f"{a['peak_mem_mb']:.1f} / {b['peak_mem_mb']:.1f} MiB "
+                                  "RSS growth"})
+    for backend in ("torch-cuda-bf16", "torch-cuda-compile"):
+        a = _find(rows, backend, "gpt2-124m", "train")
+        if a and a["mfu"] is not None:
+            out.append({"target": f"{backend} train step MFU vs bf16 torch.mm peak",
+                        "size": "gpt2-124m", "value": a["mfu"], "goal": ">= 0.50",
+                        "met": a["mfu"] >= 0.5,
+                        "detail": f"{a['gflops']:.0f} of {a['peak_gflops']:.0f} GFLOP/s"})
+    return out
+
+
+def format_targets(ts: list[dict[str, Any]]) -> str:
+    if not ts:
+        return "targets: none answerable from these rows (need numpy-f32 and torch-cpu train)"
+    lines = ["DESIGN.md targets (one run, same machine):"]
+    for t in ts:
+        mark = "MET " if t["met"] else "MISS"
+        v = f"{100 * t['value']:.1f}%" if "MFU" in t["target"] else f"{t['value']:.2f}"
+        lines.append(f"  {mark} {t['target']} at {t['size']}: {v} (goal {t['goal']}; "
+                     f"{t['detail']})")
+    return "\n".join(lines)
+
+
+def format_env(env: dict[str, Any], peaks: dict[str, Any]) -> str:
+    gpu = env.get("gpu") or "none"
+    machine = (f"machine  {env['cpu_model']}, {env['cpu_cores']} cores, {env['threads']} "
+               f"threads; GPU {gpu}; load {env.get('loadavg_start')} -> "
+               f"{env.get('loadavg_end')}")
+    software = (f"software python {env['python']}, numpy {env['numpy']} ({env['numpy_blas']}), "
+                f"torch {env.get('torch')} ({env.get('torch_blas')}), "
+                f"commit {env.get('git_commit')}")
+    lines = [machine, software]
+    for key, p in peaks.items():
+        if p.get("status") == "ok":
+            lines.append(f"peak     {key}: {p['gflops']:.1f} GFLOP/s ({p['op']}, best of "
+                         f"n={list(p['per_size_gflops'])})")
+        else:
+            lines.append(f"peak     {key}: {p.get('status')} {p.get('reason', '')}")
+    return "\n".join(lines)
+
+
+def _finite(x: Any) -> Any:
+    """NaN and infinities (e.g. a check error on NaN logits) as null: strict JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
+def to_json(env: dict[str, Any], rows: list[dict[str, Any]], peaks: dict[str, Any]
+            ) -> dict[str, Any]:
+    return _finite({"env": env, "peaks": peaks, "targets": targets(rows), "rows": rows})
+
+
+def write_json(path: str | Path, env: dict[str, Any], rows: list[dict[str, Any]],
+               peaks: dict[str, Any]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(to_json(env, rows, peaks), indent=1, allow_nan=False) + "\n",
+                   encoding="utf-8")
+    tmp.replace(path)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The ok rows as a Markdown table (for README sections and results files)."""
+    header = ("| backend | size | workload | ms median | ms min | tokens/s | GFLOP/s | MFU | "
+              "peak MiB |")
+    lines = [header, "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if r["status"] != "ok":
+            continue
+        mfu = "-" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
+        lines.append(f"| {r['backend']} | {r['size']} | {r['workload']} | "
+                     f"{r['ms_median']:.2f} | {r['ms_min']:.2f} | {r['tokens_per_s']:.0f} | "
+                     f"{r['gflops']:.1f} | {mfu} | {_num(r['peak_mem_mb'], '.1f')} |")
+    return "\n".join(lines)

@@ -1,0 +1,238 @@
+"""bench: the --quick run and its JSON schema, skips with reasons, the B1 check catching a
+planted wrong model, FLOP counts (known answers), and the pieces (timing, memory, report).
+
+No timing assertions: the machine is shared; only shapes, types and statuses are checked.
+"""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import cli, report
+from bench.backends import BACKENDS, unavailable_reason
+from bench.flops import generation_flops, matmul_params, step_flops
+from bench.memory import PeakTracker
+from bench.profile import KINDS, classify, profile_train_step
+from bench.sizes import SIZES, get_size, sweep_sizes
+from bench.timing import time_steps
+from numpy_gpt.config import GPTConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = GPTConfig(vocab_size=11, block_size=4, n_layer=2, n_head=2, n_embd=8)
+
+REQUIRED = {  # DESIGN.md "bench --json": at least these, with these types
+    "backend": str, "workload": str, "size": str, "status": str, "reason": str,
+    "ms_median": (float, type(None)), "ms_min": (float, type(None)),
+    "tokens_per_s": (float, type(None)), "gflops": (float, type(None)),
+    "mfu": (float, type(None)), "peak_mem_mb": (float, int, type(None)),
+}
+NUMBERS = ("ms_median", "ms_min", "tokens_per_s", "gflops", "mfu", "peak_mem_mb")
+
+
+def run_bench(*args, tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "bench", *args, "--json", str(out)],
+                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.exists(), proc.stderr[-2000:]
+    return proc, json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("quick")
+    png = tmp / "bench.png"
+    proc, data = run_bench("--quick", "--png", str(png), tmp_path=tmp)
+    return proc, data, png
+
+
+# ---------------------------------------------------------------------- the --quick run
+
+
+def test_quick_run_writes_valid_json_table_and_png(quick):
+    proc, data, png = quick
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert set(data) >= {"env", "rows"}
+    for key in ("cpu_model", "cpu_cores", "threads", "numpy", "numpy_blas", "torch",
+                "machine_id", "loadavg_start"):
+        assert key in data["env"], key
+    rows = data["rows"]
+    assert rows
+    for r in rows:
+        for key, types in REQUIRED.items():
+            assert isinstance(r[key], types), (key, r[key])
+        assert r["status"] in ("ok", "skipped", "failed", "error")
+        if r["status"] == "ok":
+            for key in NUMBERS:
+                assert isinstance(r[key], float) and math.isfinite(r[key]) and r[key] >= 0, key
+            assert r["ms_min"] <= r["ms_median"]
+            assert r["check"]["ok"] and r["check"]["logits_error"] <= r["check"]["tol"]
+        else:
+            assert r["reason"], r
+            assert r["ms_median"] is None
+    ok = {(r["backend"], r["workload"]) for r in rows if r["status"] == "ok"}
+    for backend in ("numpy-f32", "numpy-f64", "torch-cpu"):
+        for workload in ("forward", "fwdbwd", "train"):
+            assert (backend, workload) in ok
+    assert "backend" in proc.stdout and "numpy-f32" in proc.stdout  # the console table
+    assert png.exists() and png.stat().st_size > 1000
+
+
+def test_unavailable_backends_are_skipped_with_a_reason(quick):
+    _, data, _ = quick
+    rows = {(r["backend"], r["workload"]): r for r in data["rows"]}
+    assert {b for b, _ in rows} == set(BACKENDS)  # every backend has a row, run or not
+    cupy = rows["cupy-f32", "train"]
+    assert cupy["status"] == "skipped"
+    try:
+        import cupy
+    except ImportError:
+        assert cupy["reason"] == "cupy not installed"
+    import torch
+
+    if not torch.cuda.is_available():
+        for name in ("torch-cuda-fp32", "torch-cuda-tf32", "torch-cuda-bf16",
+                     "torch-cuda-compile"):
+            r = rows[name, "train"]
+            assert r["status"] == "skipped" and "CUDA" in r["reason"], r
+    assert rows["torch-cpu-compile", "train"]["status"] == "skipped"  # not with --quick
+    assert "--quick" in rows["torch-cpu-compile", "train"]["reason"]
+
+
+def test_planted_wrong_model_fails_the_check_and_is_not_timed(tmp_path):
+    proc, data = run_bench("--quick", "--backends", "numpy-f32", "numpy-f64", "--workloads",
+                           "forward", "train", "--plant-fault", "numpy-f32", tmp_path=tmp_path)
+    assert proc.returncode == 1  # a failed row fails the run
+    rows = {(r["backend"], r["workload"]): r for r in data["rows"]}
+    good, bad = rows["numpy-f64", "train"], rows["numpy-f32", "train"]
+    assert rows["numpy-f32", "forward"]["status"] == "failed"
+    assert good["status"] == "ok" and good["check"]["ok"]
+    assert bad["status"] == "failed" and "B1 check failed" in bad["reason"]
+    assert not bad["check"]["ok"] and bad["check"]["logits_error"] > bad["check"]["tol"]
+    assert bad["ms_median"] is None and bad["tokens_per_s"] is None
+
+
+def test_bad_flags_exit_2(capsys):
+    for argv in (["--backends", "nope"], ["--workloads", "nope"], ["--sizes", "nope"],
+                 ["--sweep", "nope"], ["--iters", "0"], ["--sizes", "none"]):
+        with pytest.raises(SystemExit) as e:
+            cli.main(argv)
+        assert e.value.code == 2, argv
+        assert "error" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- FLOPs
+
+
+def test_flops_known_answer():
+    """Tiny config: V=11, C=8, L=2, NH=2, bias, tied head; B=2, T=3.
+
+    Per block: c_attn 3*8*8 + 24 = 216, c_proj 64 + 8 = 72, c_fc 256 + 32 = 288,
+    mlp.c_proj 256 + 8 = 264, ln_1 + ln_2 16 + 16 = 32  ->  872  (= 12 C^2 + 13 C).
+    N = 2 * 872 + ln_f 16 + lm_head 11 * 8 = 1848 (wte lookup and wpe not counted).
+    fwd+bwd per token: 6 N + 12 L T C = 11088 + 576 = 11664; 6 tokens -> 69984.
+    forward per token: 2 N + 4 L T C = 3696 + 192 = 3888;   6 tokens -> 23328.
+    """
+    assert matmul_params(TINY) == 1848
+    assert step_flops(TINY, 2, 3, "train") == 69984
+    assert step_flops(TINY, 2, 3, "fwdbwd") == 69984
+    assert step_flops(TINY, 2, 3, "forward") == 23328
+    # generation, prompt 2, 3 new tokens (worked out in generation_flops's docstring)
+    assert generation_flops(TINY, 1, 2, 3, kv_cache=False) == 35120
+    assert generation_flops(TINY, 1, 2, 3, kv_cache=True) == 15312
+
+
+def test_matmul_params_is_nanogpt_num_params():
+    """N equals numpy_gpt's non-embedding count (nanoGPT's num_params: wte counted as the
+    tied lm_head, wpe not), with or without bias; untied: minus the separate wte lookup."""
+    from numpy_gpt.model import GPT
+
+    for bias in (True, False):
+        cfg = TINY.replace(bias=bias)
+        assert matmul_params(cfg) == GPT(cfg).num_params()
+        untied = cfg.replace(tie_weights=False)
+        assert matmul_params(untied) == GPT(untied).num_params() - 11 * 8
+    gpt2 = SIZES["gpt2-124m"].config
+    assert matmul_params(gpt2) == 124_439_808 - 1024 * 768  # GPT-2 small, all params minus wpe
+
+
+# ---------------------------------------------------------------------- pieces
+
+
+def test_sizes():
+    g = SIZES["gpt2-124m"]
+    assert (g.batch_size, g.seq_len, g.config.vocab_size) == (4, 64, 50257)
+    cuda = g.for_device("cuda")
+    assert (cuda.seq_len, cuda.config.vocab_size) == (1024, 50304)
+    assert SIZES["baby"].for_device("cuda") == SIZES["baby"]
+    for sweep in ("n_embd", "T"):
+        pts = sweep_sizes(sweep)
+        values = [p.sweep_value for p in pts]
+        assert values == sorted(values) and len(values) >= 4
+        assert get_size(pts[1].name) == pts[1]
+
+
+def test_time_steps_counts_calls():
+    calls = []
+    t = time_steps(lambda: calls.append(1), warmup=2, iters=3)
+    assert len(calls) == 5 and len(t.times_ms) == 3 and t.first_ms is not None
+    assert t.min_ms <= t.median_ms
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RSS from /proc (Linux)")
+def test_peak_tracker_sees_an_allocation():
+    tr = PeakTracker()
+    tr.start()
+    a = np.ones(40 * 2**20 // 8)  # 40 MiB, touched
+    del a
+    assert tr.growth_mb() >= 35
+
+
+def test_targets_and_table_from_rows():
+    def row(backend, size, ms, mem, mfu=None, status="ok"):
+        return {"backend": backend, "size": size, "workload": "train", "status": status,
+                "reason": "" if status == "ok" else "why", "ms_median": ms, "ms_min": ms,
+                "tokens_per_s": 1.0, "gflops": 10.0, "mfu": mfu, "peak_gflops": 20.0,
+                "peak_mem_mb": mem, "compiled": False, "first_call_ms": None}
+
+    rows = [row("numpy-f32", "baby", 30.0, 40.0), row("torch-cpu", "baby", 40.0, 50.0),
+            row("numpy-f32", "6L-384", 900.0, 400.0, mfu=0.42),
+            row("torch-cpu", "6L-384", 800.0, 300.0),
+            row("cupy-f32", "baby", None, None, status="skipped")]
+    ts = {("MFU" if "MFU" in t["target"] else "mem" if "mem" in t["target"] else "step",
+           t["size"]): t for t in report.targets(rows)}
+    assert ts["step", "baby"]["value"] == pytest.approx(0.75) and ts["step", "baby"]["met"]
+    assert not ts["step", "6L-384"]["met"]
+    assert ts["step", "6L-384"]["value"] == pytest.approx(900 / 800)
+    assert ts["MFU", "6L-384"]["value"] == pytest.approx(0.42)
+    assert ts["mem", "6L-384"]["value"] == pytest.approx(400 / 300)
+    table = report.format_table(rows)
+    assert "cupy-f32           skipped (1 measurements): why" in table
+    assert "MISS" in report.format_targets(report.targets(rows))
+
+
+def test_unavailable_reason_for_cupy_and_quick_compile():
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        assert unavailable_reason(BACKENDS["cupy-f32"]) == "cupy not installed"
+    assert unavailable_reason(BACKENDS["numpy-f32"]) is None
+    assert "--quick" in unavailable_reason(BACKENDS["torch-cpu-compile"], quick=True)
+
+
+def test_profile_breakdown_sums_to_the_step():
+    assert classify("/x/numpy_gpt/layers/linear.py", "linear_backward") == (
+        "linear/matmul", "backward", True)
+    assert classify("/x/numpy_gpt/optim.py", "step") == ("AdamW", "optimizer", True)
+    assert classify("/x/numpy_gpt/model.py", "forward") == ("residual/glue", "forward", False)
+    assert classify("/x/other/linear.py", "linear_forward") is None
+    p = profile_train_step("tiny", steps=1, warmup=1)
+    kinds = [r["kind"] for r in p["rows"]]
+    assert kinds == [*KINDS, "other"]
+    assert sum(r["pct"] for r in p["rows"]) == pytest.approx(100.0)
+    by = {r["kind"]: r for r in p["rows"]}
+    assert by["linear/matmul"]["forward_ms"] > 0 and by["AdamW"]["total_ms"] > 0

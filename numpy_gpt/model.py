@@ -160,14 +160,14 @@ class GPT:
             a, attn = attention_forward(a, cfg.n_head, masks.get(h + "attn.attn_dropout"), p)
             a, attn_proj = self._linear(a, h + "attn.c_proj", masks, p_lora)
             a, attn_drop = dropout_forward(a, masks.get(h + "attn.resid_dropout"), p)
-            x = x + a  # residual 1
+            x += a  # residual 1, in place: no cache holds the residual stream x
             m, ln_2 = layernorm_forward(x, P[h + "ln_2.weight"], P.get(h + "ln_2.bias"),
                                         cfg.layer_norm_eps)
             m, c_fc = self._linear(m, h + "mlp.c_fc", masks, p_lora)
             m, gelu = gelu_forward(m)
             m, mlp_proj = self._linear(m, h + "mlp.c_proj", masks, p_lora)
             m, mlp_drop = dropout_forward(m, masks.get(h + "mlp.dropout"), p)
-            x = x + m  # residual 2
+            x += m  # residual 2
             blocks.append(BlockCache(ln_1, c_attn, attn, attn_proj, attn_drop,
                                      ln_2, c_fc, gelu, mlp_proj, mlp_drop))
         x, ln_f = layernorm_forward(x, P["transformer.ln_f.weight"], P.get("transformer.ln_f.bias"),
@@ -204,14 +204,14 @@ class GPT:
             dm = gelu_backward(dm, c.gelu)
             dm = self._linear_backward(dm, c.c_fc, h + "mlp.c_fc", grads)
             dm, grads[h + "ln_2.weight"], grads[h + "ln_2.bias"] = layernorm_backward(dm, c.ln_2)
-            dx = dx + dm  # fan-out of x_mid: skip path + MLP branch
+            dx += dm  # fan-out of x_mid: skip path + MLP branch
             # residual 1: x_mid = x_in + a
             da = dropout_backward(dx, c.attn_drop)
             da = self._linear_backward(da, c.attn_proj, h + "attn.c_proj", grads)
             da = attention_backward(da, c.attn)
             da = self._linear_backward(da, c.c_attn, h + "attn.c_attn", grads)
             da, grads[h + "ln_1.weight"], grads[h + "ln_1.bias"] = layernorm_backward(da, c.ln_1)
-            dx = dx + da  # fan-out of x_in: skip path + attention branch
+            dx += da  # fan-out of x_in: skip path + attention branch
         dx = dropout_backward(dx, cache.emb_drop)
         dwte, grads["transformer.wpe.weight"] = embedding_backward(dx, cache.emb)
         if cfg.tie_weights:

@@ -37,6 +37,7 @@ from .config import GPTConfig
 from .data import TokenDataset, rng_from_state, rng_state
 from .model import GPT
 from .optim import AdamW, clip_grad_norm, get_lr
+from .parallel import ShardedStep
 from .train_config import TrainConfig
 
 LOG_FILE = "log.jsonl"
@@ -84,8 +85,9 @@ class TrainResult:
 
 
 class NumpyBackend:
-    """numpy_gpt's GPT + AdamW behind the Backend protocol. Dropout masks come from a
-    seeded Generator whose state is checkpointed."""
+    """numpy_gpt's GPT + AdamW behind the Backend protocol. Each batch is split over the
+    CPU cores (parallel.ShardedStep); dropout masks come from a seeded Generator whose state
+    is checkpointed."""
 
     name = "numpy"
     is_main = True
@@ -96,11 +98,12 @@ class NumpyBackend:
                          weight_decay=tcfg.weight_decay)
         self.rng = np.random.default_rng([tcfg.seed, 2])  # dropout masks
         self.grads: dict[str, np.ndarray] | None = None
+        self.sharded = ShardedStep(model, tcfg.threads)
 
     def forward_backward(self, x: np.ndarray, y: np.ndarray, scale: float) -> float:
-        _, loss, cache = self.model.forward(x, y, label_smoothing=self.tcfg.label_smoothing,
-                                            train=True, rng=self.rng)
-        grads = self.model.backward(cache, dloss=scale)
+        loss, grads = self.sharded.forward_backward(
+            x, y, dloss=scale, label_smoothing=self.tcfg.label_smoothing, train=True,
+            rng=self.rng)
         if self.grads is None:
             self.grads = grads
         else:  # gradient accumulation: the mean over micro-batches (each scaled by 1/n)
@@ -116,7 +119,7 @@ class NumpyBackend:
         return norm
 
     def eval_loss(self, x: np.ndarray, y: np.ndarray) -> float:
-        return self.model.forward(x, y)[1]
+        return self.sharded.loss(x, y)
 
     def save(self, path: Path, tokenizer: Any, trainer_state: dict | None) -> None:
         self.model.save(path, tokenizer=tokenizer, trainer_state=trainer_state,

@@ -19,6 +19,7 @@ from typing import Any
 
 from . import checkpoint as ckpt
 from .data import TokenDataset
+from .runtime import keep_freed_memory
 from .train import LOG_FILE, Reporter, TrainingError, numpy_backend, plot_log, train
 from .train_config import DEFAULT_PRESET, PRESETS, TrainConfig, resolve
 
@@ -53,6 +54,7 @@ FLAGS: dict[str, tuple[Any, str]] = {
     "patience": (int, "early stopping after N evaluations without val improvement (0 = off)"),
     "sample-tokens": (int, "tokens to sample from the best model at the end (0 = none)"),
     "seed": (int, "seed of init, batches and dropout"),
+    "threads": (int, "CPU threads (numpy: batch shards; torch: intra-op threads); default all"),
 }
 
 
@@ -100,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         tcfg = resolve(preset, args.config, overrides)
         prepare_out_dir(out_dir, args.overwrite)
     make_backend = backend_factory(args.backend)
+    keep_freed_memory()  # reuse freed activations instead of page-faulting them back in
 
     dataset = open_dataset(tcfg)
     stop = StopFlag()

@@ -60,6 +60,7 @@ class TrainConfig:
     dtype: str = "float32"  # numpy: float32|float64; torch: also bfloat16|float16 (autocast)
     device: str = "auto"  # torch only
     compile: bool = False  # torch only
+    threads: int | None = None  # CPU threads (numpy: batch shards; torch: intra-op); None = all
 
     def __post_init__(self) -> None:
         positive = ("n_layer", "n_head", "n_embd", "block_size", "batch_size",
@@ -78,6 +79,8 @@ class TrainConfig:
             raise ValueError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.grad_clip < 0:
             raise ValueError(f"--grad-clip must be >= 0 (0 = off), got {self.grad_clip}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {self.threads}")
         if self.loss_on not in ("response", "all"):
             raise ValueError(f"--loss-on must be 'response' or 'all', got {self.loss_on!r}")
 

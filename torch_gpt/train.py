@@ -152,6 +152,8 @@ class TorchBackend:
 def torch_backend(tcfg: TrainConfig, config: GPTConfig, init: Path | None) -> TorchBackend:
     """Build the torch backend from scratch (seeded) or from a checkpoint's weights."""
     device = _local_device(tcfg.device)
+    if tcfg.threads is not None:
+        torch.set_num_threads(tcfg.threads)
     # half types train float32 master weights under autocast
     param_dtype = "float64" if tcfg.dtype == "float64" else "float32"
     if init is None:

@@ -17,6 +17,7 @@ Ref: Vaswani et al. 2017; nanoGPT CausalSelfAttention; llm.c attention_forward/b
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -24,7 +25,7 @@ import numpy as np
 
 
 class AttentionCache(NamedTuple):
-    q: np.ndarray  # (B, NH, T, hs) view into qkv
+    qs: np.ndarray  # (B, NH, T, hs) q * scale (a scaled copy: cheaper than scaling (T, T))
     k: np.ndarray  # (B, NH, T, hs) view into qkv
     v: np.ndarray  # (B, NH, T, hs) view into qkv
     att: np.ndarray  # (B, NH, T, T) softmax probabilities P, before dropout
@@ -41,10 +42,15 @@ def split_heads(qkv: np.ndarray, n_head: int) -> tuple[np.ndarray, np.ndarray, n
     return qkv5[0], qkv5[1], qkv5[2]
 
 
+@functools.lru_cache(maxsize=16)
 def causal_bias(T: int, dtype: np.dtype) -> np.ndarray:
-    """(T, T) additive mask: 0 on and below the diagonal, -inf above (future positions)."""
+    """(T, T) additive mask: 0 on and below the diagonal, -inf above (future positions).
+
+    Cached per (T, dtype) and read-only: every layer and step shares one array.
+    """
     bias = np.zeros((T, T), dtype=dtype)
     bias[np.triu_indices(T, k=1)] = -np.inf
+    bias.flags.writeable = False
     return bias
 
 
@@ -54,11 +60,12 @@ def attention_forward(
     """Shapes: qkv (B,T,3C), attn_mask (B,NH,T,T) bool or None -> out (B,T,C)."""
     B, T, C3 = qkv.shape
     C = C3 // 3
+    hs = C // n_head
     q, k, v = split_heads(qkv, n_head)
-    scale = 1.0 / math.sqrt(C // n_head)
+    scale = 1.0 / math.sqrt(hs)
 
-    att = q @ k.swapaxes(-1, -2)  # (B,NH,T,hs) @ (B,NH,hs,T) -> (B,NH,T,T)
-    att *= scale
+    qs = q * scale  # S = (q * scale) k^T: scaling q touches T*hs values per head, not T*T
+    att = qs @ k.swapaxes(-1, -2)  # (B,NH,T,hs) @ (B,NH,hs,T) -> (B,NH,T,T)
     att += causal_bias(T, att.dtype)  # masked scores become -inf, so exp() gives exactly 0
     # softmax along the last axis, in place; subtracting the row max avoids overflow
     att -= att.max(axis=-1, keepdims=True)
@@ -74,9 +81,11 @@ def attention_forward(
     else:
         attn_mask = None
 
-    y = att_d @ v  # (B,NH,T,T) @ (B,NH,T,hs) -> (B,NH,T,hs)
-    out = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # re-merge heads: (B,T,NH,hs) -> (B,T,C)
-    return out, AttentionCache(q, k, v, att, attn_mask, scale, drop_scale)
+    # y = Pd @ v, written straight into the merged-heads layout (B,T,NH,hs) = (B,T,C):
+    # the (B,NH,T,hs) view of `out` has unit stride along hs, so BLAS fills it without a copy
+    out = np.empty((B, T, n_head, hs), dtype=qkv.dtype)
+    np.matmul(att_d, v, out=out.transpose(0, 2, 1, 3))
+    return out.reshape(B, T, C), AttentionCache(qs, k, v, att, attn_mask, scale, drop_scale)
 
 
 def attention_backward(dout: np.ndarray, cache: AttentionCache) -> np.ndarray:
@@ -86,11 +95,12 @@ def attention_backward(dout: np.ndarray, cache: AttentionCache) -> np.ndarray:
     Math:   dy = dout split into heads;  Pd = P * mask * drop_scale (or P)
             dv = Pd^T dy;  dPd = dy v^T;  dP = dPd * mask * drop_scale (or dPd)
             dS = P * (dP - rowsum(dP * P))        softmax backward (Jacobian diag(P) - P P^T)
-            dS *= scale;  dq = dS k;  dk = dS^T q  (masked entries have P = 0, so dS = 0 there)
+            S = qs k^T, qs = q * scale:  dk = dS^T qs;  dq = (dS k) * scale
+            (masked entries have P = 0, so dS = 0 there: the mask needs no backward)
     Ref:    llm.c attention_backward.
     """
-    q, k, v, att, mask, scale, drop_scale = cache
-    B, NH, T, hs = q.shape
+    qs, k, v, att, mask, scale, drop_scale = cache
+    B, NH, T, hs = qs.shape
     dy = dout.reshape(B, T, NH, hs).transpose(0, 2, 1, 3)  # (B,T,C) -> (B,NH,T,hs), a view
 
     att_d = att if mask is None else att * mask * drop_scale  # recomputed, not cached
@@ -105,7 +115,7 @@ def attention_backward(dout: np.ndarray, cache: AttentionCache) -> np.ndarray:
     # forward: P = softmax(S). dS = P * (dP - sum_j dP*P), computed in datt's buffer
     datt -= np.einsum("bhij,bhij->bhi", datt, att)[..., None]
     datt *= att
-    datt *= scale  # forward: S = q k^T * scale
-    np.matmul(datt, k, out=dq)  # forward: S = q @ k^T
-    np.matmul(datt.swapaxes(-1, -2), q, out=dk)
+    np.matmul(datt.swapaxes(-1, -2), qs, out=dk)  # forward: S = qs @ k^T
+    np.matmul(datt, k, out=dq)
+    dq *= scale  # forward: qs = q * scale
     return dqkv

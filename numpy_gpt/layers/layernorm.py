@@ -24,7 +24,7 @@ def layernorm_forward(
     """Shapes: x (B,T,C), w (C,), b (C,) or None -> out (B,T,C)."""
     mean = x.mean(axis=-1, keepdims=True)  # (B, T, 1)
     n = x - mean  # (B, T, C), fresh: becomes the cached normalized input
-    var = np.mean(n * n, axis=-1, keepdims=True)  # biased variance, (B, T, 1)
+    var = np.einsum("...c,...c->...", n, n)[..., None] / x.shape[-1]  # biased var, (B, T, 1)
     rstd = 1.0 / np.sqrt(var + eps)
     n *= rstd
     out = n * w

@@ -1,0 +1,108 @@
+"""Data parallelism across CPU cores inside one process: shard the batch, sum the gradients.
+
+NumPy runs elementwise work (GELU, softmax, LayerNorm, ...) on one core, and OpenBLAS's own
+threads do poorly on the small matrices of a small GPT. Instead, split each batch into one
+shard per core, run model.forward/backward on the shards in a thread pool with single-threaded
+BLAS, and add the shards' gradients. NumPy releases the GIL inside ufunc loops and BLAS calls,
+so the shards really run at the same time. The model code is untouched: this is gradient
+accumulation, done concurrently.
+
+Exactness: the loss is a mean over counted targets, so shard s is weighted by
+w_s = n_valid_s / n_valid (its share of the counted targets), giving the same loss and
+gradients as one pass over the whole batch, up to float summation order. Shards are summed in
+a fixed order, and dropout masks are drawn for the whole batch before splitting, so a seed
+still fixes every bit and a resumed run stays identical.
+
+Ref: the same decomposition as DDP's gradient all-reduce (PyTorch DistributedDataParallel).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
+
+import numpy as np
+
+from .layers.loss import IGNORE_INDEX
+from .model import GPT, make_dropout_masks
+
+
+def default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def single_threaded_blas() -> AbstractContextManager:
+    """Limit BLAS to one thread while the shards run (threadpoolctl; a no-op without it)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - in requirements.txt; without it shards still work
+        return nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
+class ShardedStep:
+    """forward+backward (or forward only) of one batch over `threads` shards of its rows."""
+
+    def __init__(self, model: GPT, threads: int | None = None):
+        self.model = model
+        self.threads = max(1, threads or default_threads())
+        self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+
+    def shards(self, B: int) -> list[slice]:
+        n = min(self.threads, B)
+        bounds = np.linspace(0, B, n + 1).astype(int)
+        return [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+
+    def forward_backward(
+        self, x: np.ndarray, y: np.ndarray, *, dloss: float = 1.0, label_smoothing: float = 0.0,
+        train: bool = False, rng: np.random.Generator | None = None,
+    ) -> tuple[float, dict[str, np.ndarray]]:
+        """(mean loss, gradients of dloss * loss), as model.forward + model.backward would."""
+        model = self.model
+        masks = None
+        if train and (model.config.dropout > 0 or (model.lora and model.lora.dropout > 0)):
+            if rng is None:
+                raise ValueError("train mode with dropout > 0 needs rng")
+            masks = make_dropout_masks(model.config, *x.shape, rng, model.lora)
+        weights = shard_weights(y, self.shards(len(x)))
+
+        def run(part: slice, w: float) -> tuple[float, dict[str, np.ndarray]]:
+            shard_masks = None if masks is None else {k: m[part] for k, m in masks.items()}
+            _, loss, cache = model.forward(x[part], y[part], label_smoothing=label_smoothing,
+                                           train=train, dropout_masks=shard_masks)
+            return loss, model.backward(cache, dloss=dloss * w)
+
+        results = self._map(run, weights)
+        grads = results[0][1]
+        for _, g in results[1:]:  # fixed order: deterministic sums
+            for k, v in g.items():
+                grads[k] += v
+        return weighted_loss(results, weights), grads
+
+    def loss(self, x: np.ndarray, y: np.ndarray) -> float:
+        """Eval-mode mean loss of the batch (forward only)."""
+        weights = shard_weights(y, self.shards(len(x)))
+        results = self._map(lambda part, w: (self.model.forward(x[part], y[part])[1], None),
+                            weights)
+        return weighted_loss(results, weights)
+
+    def _map(self, fn, weights: list[tuple[slice, float]]) -> list:
+        if self.pool is None or len(weights) == 1:
+            return [fn(part, w) for part, w in weights]
+        with single_threaded_blas():
+            futures = [self.pool.submit(fn, part, w) for part, w in weights]
+            return [f.result() for f in futures]
+
+
+def shard_weights(y: np.ndarray, parts: list[slice]) -> list[tuple[slice, float]]:
+    """Each shard's share of the counted (non-ignored) targets; equal shares if none count."""
+    counts = np.array([np.count_nonzero(y[p] != IGNORE_INDEX) for p in parts], dtype=np.float64)
+    total = counts.sum()
+    shares = counts / total if total > 0 else np.full(len(parts), 1.0 / len(parts))
+    return [(p, float(w)) for p, w in zip(parts, shares, strict=True) if w > 0 or total == 0]
+
+
+def weighted_loss(results: list, weights: list[tuple[slice, float]]) -> float:
+    return float(sum(w * r[0] for r, (_, w) in zip(results, weights, strict=True)))

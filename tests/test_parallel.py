@@ -1,0 +1,48 @@
+"""numpy_gpt.parallel: a batch split over threads gives the loss and gradients of one pass."""
+
+import numpy as np
+import pytest
+
+from numpy_gpt import GPT, GPTConfig
+from numpy_gpt.parallel import ShardedStep, shard_weights
+
+CFG = GPTConfig(vocab_size=17, block_size=8, n_layer=2, n_head=2, n_embd=16)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_sharded_equals_one_pass_with_ignored_targets_and_dropout(threads):
+    model = GPT(CFG.replace(dropout=0.2), dtype="float64", seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 17, (5, 8))
+    y = rng.integers(0, 17, (5, 8))
+    y[0, :6] = -100  # uneven counted targets per shard: the weights must follow them
+    y[3, 2] = -100
+    loss, grads = ShardedStep(model, threads).forward_backward(
+        x, y, dloss=0.5, label_smoothing=0.1, train=True, rng=np.random.default_rng(7))
+    # the reference: one pass with the same masks (drawn first from the same seed)
+    from numpy_gpt.model import make_dropout_masks
+
+    masks = make_dropout_masks(model.config, 5, 8, np.random.default_rng(7))
+    _, ref_loss, cache = model.forward(x, y, label_smoothing=0.1, train=True, dropout_masks=masks)
+    ref = model.backward(cache, dloss=0.5)
+    assert loss == pytest.approx(ref_loss, rel=1e-13)
+    for k in ref:
+        np.testing.assert_allclose(grads[k], ref[k], rtol=1e-11, atol=1e-14, err_msg=k)
+    assert ShardedStep(model, threads).loss(x, y) == pytest.approx(model.forward(x, y)[1],
+                                                                   rel=1e-13)
+
+
+def test_shard_weights_skip_a_shard_with_nothing_to_count():
+    y = np.array([[-100, -100], [1, 2], [3, -100]])
+    parts = [slice(0, 1), slice(1, 2), slice(2, 3)]
+    weights = shard_weights(y, parts)
+    assert [(p.start, w) for p, w in weights] == [(1, pytest.approx(2 / 3)),
+                                                 (2, pytest.approx(1 / 3))]
+
+
+def test_more_threads_than_rows_and_single_thread():
+    model = GPT(CFG, dtype="float64", seed=1)
+    x = np.array([[1, 2, 3]])
+    for threads in (1, 4):
+        loss, _ = ShardedStep(model, threads).forward_backward(x, x)
+        assert loss == pytest.approx(model.forward(x, x)[1], rel=1e-14)

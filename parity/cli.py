@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed for parameters, inputs and dropout masks (default: 0)")
     p.add_argument("--case", action="append", metavar="GLOB",
                    help="run only cases matching this glob, e.g. 'model/*' (repeatable)")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="torch intra-op threads during the run (default: 1; the default sizes "
+                        "are too small to gain from more; 0 = leave torch's setting)")
     p.add_argument("--json", metavar="PATH", help='write {"env": ..., "rows": [...]} to PATH')
     p.add_argument("--failures-only", action="store_true",
                    help="print only failed rows (the summary is always printed)")
@@ -66,13 +69,15 @@ def main(argv: list[str] | None = None) -> int:
         pairs = plan(args.dtype, args.device)
     except ValueError as e:
         parser.error(str(e))
+    if args.threads < 0:
+        parser.error(f"--threads must be >= 0, got {args.threads}")
     cases = select(args.case)
     if not cases:
         parser.error(f"--case {args.case} matches no case (see --list)")
 
     t0 = time.perf_counter()
     rows = run(pairs, config, batch_size, seq_len, seed=args.seed, cases=cases,
-               fault=args.inject_fault)
+               fault=args.inject_fault, threads=args.threads or None)
     elapsed = time.perf_counter() - t0
     print_report(rows, failures_only=args.failures_only)
     print(f"({elapsed:.1f} s; config {args.config}: {config.to_dict()}, B={batch_size}, "
@@ -81,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         env = env_info() | {"config": config.to_dict(), "batch_size": batch_size,
                             "seq_len": seq_len, "seed": args.seed, "tf32": False,
                             "pairs": [list(p) for p in pairs], "elapsed_s": elapsed}
+        if args.threads:
+            env["torch_threads"] = args.threads  # what the run used
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(
             json.dumps({"env": env, "rows": [r.as_json() for r in rows]}, indent=1) + "\n",

@@ -109,6 +109,9 @@ class NumpyAdapter:
     def sync(self) -> None:
         pass
 
+    def release(self) -> None:
+        """Nothing outlives a numpy step: its gradients and caches are dropped at its end."""
+
     def device_mem_start(self) -> None:
         pass
 

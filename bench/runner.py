@@ -160,14 +160,19 @@ def spawn(spec: dict[str, Any], opts: Options,
     return messages, " | ".join(tail)
 
 
+def counts(size: Size, opts: Options, gen: bool) -> tuple[int, int]:
+    """(warmup, iters): the flags, else the size's defaults (capped for generation)."""
+    warmup = size.warmup if opts.warmup is None else opts.warmup
+    iters = size.iters if opts.iters is None else opts.iters
+    if gen:
+        warmup = min(warmup, GEN_WARMUP) if opts.warmup is None else warmup
+        iters = min(iters, GEN_MAX_ITERS) if opts.iters is None else iters
+    return warmup, iters
+
+
 def base_row(job: Job, opts: Options) -> dict[str, Any]:
     b, s = job.backend, job.size.for_device(job.backend.device)
-    gen = job.workload in GEN_WORKLOADS
-    iters = s.iters if opts.iters is None else opts.iters
-    warmup = s.warmup if opts.warmup is None else opts.warmup
-    if gen:
-        iters = min(iters, GEN_MAX_ITERS) if opts.iters is None else iters
-        warmup = min(warmup, GEN_WARMUP) if opts.warmup is None else warmup
+    warmup, iters = counts(s, opts, job.workload in GEN_WORKLOADS)
     return {
         "backend": b.name, "workload": job.workload, "size": s.name, "status": "ok",
         "reason": "", "framework": b.framework, "device": b.device, "dtype": b.dtype,
@@ -231,9 +236,9 @@ def _run_unit(jobs: list[Job], rows: list[dict[str, Any]], peaks: dict[str, Any]
         return check["ok"]
 
     want_peak = b.peak_key not in peaks
+    (warmup, iters), (gen_warmup, gen_iters) = counts(s, opts, False), counts(s, opts, True)
     spec = {"backend": b.name, "size": size.name, "workloads": [j.workload for j in jobs],
-            "warmup": rows[0]["warmup"], "iters": rows[0]["iters"],
-            "gen_warmup": rows[-1]["warmup"], "gen_iters": rows[-1]["iters"],
+            "warmup": warmup, "iters": iters, "gen_warmup": gen_warmup, "gen_iters": gen_iters,
             "seed": opts.seed, "threads": opts.threads, "quick": opts.quick,
             "check": opts.check, "fault": opts.fault == b.name, "peak": want_peak}
     if opts.on_start:

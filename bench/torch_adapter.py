@@ -129,6 +129,10 @@ class TorchAdapter:
         prompt, n = generation_prompt(self.idx_np, self.size)
         return {"gen_batch": 1, "prompt_len": len(prompt), "new_tokens": n}
 
+    def release(self) -> None:
+        """Drop the .grad tensors a fwdbwd/train workload leaves on the parameters."""
+        self.model.zero_grad(set_to_none=True)
+
     def sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize()

@@ -82,11 +82,14 @@ def measure_workload(adapter: Any, workload: str, spec: dict[str, Any]) -> dict[
     adapter.device_mem_start()
     step = adapter.step(workload)
     t = time_steps(step, warmup, iters, adapter.sync)
+    host_peak, device_peak = tracker.growth_mb(), adapter.device_peak_mb()
+    del step  # the optimizer state goes with it
+    adapter.release()  # e.g. torch's .grad tensors, so the next workload starts clean
     out = {"status": "ok", "times_ms": t.times_ms, "ms_median": t.median_ms,
            "ms_min": t.min_ms, "ms_mean": t.mean_ms, "first_call_ms": t.first_ms,
            "warmup": warmup, "iters": iters,
-           "host_rss_peak_mb": tracker.growth_mb(), "rss_base_mb": tracker.base_mb,
-           "mem_method": tracker.method, "device_peak_mb": adapter.device_peak_mb()}
+           "host_rss_peak_mb": host_peak, "rss_base_mb": tracker.base_mb,
+           "mem_method": tracker.method, "device_peak_mb": device_peak}
     if gen:
         out.update(adapter.generation_shape())
     return out

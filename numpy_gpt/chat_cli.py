@@ -1,0 +1,163 @@
+"""`python -m numpy_gpt chat` / `python -m torch_gpt chat`: a chatbot in the terminal.
+
+    python -m numpy_gpt chat --ckpt out/finetune-instruct-lora-numpy/merged
+    python -m torch_gpt chat --ckpt BASE --adapter out/finetune-instruct-lora-torch/adapter
+    printf 'hi\\n/temp 0.5\\nwhat is 2 plus 2?\\n' | python -m numpy_gpt chat --ckpt DIR
+
+Type a message and the reply streams as it is generated, ending at the end-of-turn token.
+Commands: /reset, /temp X, /topk K, /topp P, /rep R, /max N, /help, /quit. Works with stdin
+a pipe (one message per line, ends at end of input). The conversation logic is
+numpy_gpt/chat.py; this module only reads lines and prints (STYLE.md L3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from .chat import CHAT_DEFAULTS, ChatSession
+from .sampling import SamplingConfig, SamplingError
+
+HELP = """commands:
+  /reset      forget the conversation
+  /temp X     temperature (> 0; lower is more predictable)
+  /topk K     sample from the K most likely tokens (0 or off: all)
+  /topp P     nucleus sampling, 0 < P <= 1 (1 or off: all)
+  /rep R      repetition penalty (1 = off, > 1 discourages repeats)
+  /max N      longest reply in tokens
+  /help       this text
+  /quit       leave (so does end of input, or Ctrl-D)"""
+
+
+def add_args(parser: argparse.ArgumentParser, backend: str = "numpy") -> None:
+    d = CHAT_DEFAULTS
+    parser.add_argument("--ckpt", required=True, metavar="DIR",
+                        help="checkpoint folder (config.json, model.safetensors, tokenizer.json)")
+    parser.add_argument("--adapter", metavar="DIR",
+                        help="a LoRA adapter folder (from finetune --lora) to apply on top")
+    parser.add_argument("--max-new-tokens", type=int, default=d["max_new_tokens"], metavar="N",
+                        help="longest reply in tokens (default: %(default)s)")
+    parser.add_argument("--temperature", type=float, default=d["temperature"], metavar="T",
+                        help="> 0; lower is more predictable (default: %(default)s)")
+    parser.add_argument("--top-k", type=int, default=d["top_k"], metavar="K",
+                        help="sample from the K most likely tokens; 0 = all (default: "
+                             "%(default)s)")
+    parser.add_argument("--top-p", type=float, default=d["top_p"], metavar="P",
+                        help="nucleus sampling, 0 < P <= 1; 1 = off (default: %(default)s)")
+    parser.add_argument("--repetition-penalty", type=float, default=d["repetition_penalty"],
+                        metavar="R", help="> 1 discourages tokens already seen (default: "
+                                          "%(default)s, off)")
+    parser.add_argument("--greedy", action="store_true",
+                        help="always the most likely token (ignores temperature/top-k/top-p)")
+    parser.add_argument("--seed", type=int, default=None, metavar="S",
+                        help="seed of the sampling random numbers (default: fresh each run)")
+    if backend != "numpy":
+        parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
+                            help="auto picks cuda, then mps, then cpu (default: auto)")
+        parser.add_argument("--dtype", choices=("float32", "float64", "bfloat16", "float16"),
+                            default=None, help="parameter dtype, or float32 weights under "
+                                               "autocast for the half types (default: stored)")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                            top_k=args.top_k or None, top_p=_off_at_one(args.top_p),
+                            repetition_penalty=args.repetition_penalty, greedy=args.greedy)
+    session = ChatSession.load(args.backend, args.ckpt, adapter=args.adapter,
+                               device=getattr(args, "device", None),
+                               dtype=getattr(args, "dtype", None), config=config, seed=args.seed)
+    interactive = sys.stdin.isatty()
+    print(f"chatting with {args.ckpt}{f' + {args.adapter}' if args.adapter else ''} "
+          f"({args.backend} twin, context {session.block_size} tokens); /help for commands, "
+          "/quit to leave", flush=True)
+    chat_loop(session, sys.stdin, sys.stdout, interactive)
+    return 0
+
+
+def chat_loop(session: ChatSession, stdin: TextIO, out: TextIO, interactive: bool) -> None:
+    """Read messages and commands until /quit or end of input; stream each reply to `out`."""
+    say = _printer(out)
+    while True:
+        if interactive:
+            try:
+                line = input("you> ")
+            except EOFError:
+                say()
+                return
+        else:
+            line = stdin.readline()
+            if not line:
+                return
+        line = line.strip()
+        if not line:
+            say("(empty message ignored: type something to say, or /help)")
+            continue
+        if line.startswith("/"):
+            if not command(session, line, say):
+                return
+            continue
+        try:
+            notices, chunks = session.send(line)
+        except ValueError as e:  # e.g. a character a char-level tokenizer does not know
+            say(f"error: {' '.join(str(e).split())}")
+            continue
+        for notice in notices:
+            say(f"[{notice}]")
+        say("bot> ", end="")
+        n = 0
+        try:
+            for chunk in chunks:
+                say(chunk, end="")
+                n += len(chunk)
+        except KeyboardInterrupt:
+            chunks.close()
+            say(" [stopped]", end="")
+        say("" if n else "(no reply: the model ended its turn at once)")
+
+
+def command(session: ChatSession, line: str, say: Callable[..., None]) -> bool:
+    """Run one /command; False means quit. Bad values print an error and change nothing."""
+    name, _, value = line.partition(" ")
+    value = value.strip()
+    setters: dict[str, tuple[str, Callable[[str], Any]]] = {
+        "/temp": ("temperature", float),
+        "/topk": ("top_k", lambda v: None if v.lower() in ("0", "off", "none") else int(v)),
+        "/topp": ("top_p", lambda v: None if v.lower() in ("off", "none") else
+                  _off_at_one(float(v))),
+        "/rep": ("repetition_penalty", float),
+        "/max": ("max_new_tokens", int),
+    }
+    if name in ("/quit", "/exit"):
+        return False
+    if name == "/help":
+        say(HELP)
+    elif name == "/reset":
+        session.reset()
+        say("[conversation reset]")
+    elif name in setters:
+        field, parse = setters[name]
+        if not value:
+            say(f"{name}: {field} is {getattr(session.config, field)}; give a value to change it")
+            return True
+        try:
+            session.update(**{field: parse(value)})
+        except (ValueError, SamplingError) as e:
+            say(f"error: {name} {value}: {e}")
+            return True
+        say(f"[{field} = {getattr(session.config, field)}]")
+    else:
+        say(f"unknown command {name}; /help lists them")
+    return True
+
+
+def _off_at_one(p: float | None) -> float | None:
+    return None if p is None or p == 1.0 else p
+
+
+def _printer(out: TextIO) -> Callable[..., None]:
+    def say(text: str = "", end: str = "\n") -> None:
+        print(text, end=end, file=out, flush=True)
+
+    return say

@@ -1,0 +1,153 @@
+"""`python -m numpy_gpt finetune` / `python -m torch_gpt finetune`: fine-tune a checkpoint.
+
+    python -m numpy_gpt finetune --ckpt out/instruct-numpy/best --dataset instruct
+    python -m torch_gpt finetune --ckpt DIR --dataset dialogue --lora --lora-rank 8 \\
+        --lora-targets c_attn,c_proj --max-iters 200
+
+The dataset is prepared with the checkpoint's tokenizer; the loss is on responses only unless
+--loss-on all; training stops early when the validation loss has not improved for --patience
+evaluations. With --lora only the adapters train; OUT/adapter holds them alone and
+OUT/merged the merged model for sample/chat. The library side is numpy_gpt/finetune.py; the
+training flags are train's (numpy_gpt/train_cli.py), minus those that would change the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+from .finetune import (
+    FINETUNE_DEFAULTS,
+    LORA_DEFAULTS,
+    finetune,
+    finetune_config,
+    open_finetune_dataset,
+    stored_lora,
+)
+from .lora import TARGETS, LoRAConfig
+from .train import TrainingError, plot_log
+from .train_cli import (
+    FLAGS,
+    ConsoleReporter,
+    StopFlag,
+    add_backend_args,
+    prepare_out_dir,
+    resumed_config,
+)
+from .train_config import TrainConfig
+
+# train's flags that would change the model, or that finetune sets itself
+NOT_HERE = ("dataset", "n-layer", "n-head", "n-embd", "gelu", "init-from", "sample-tokens")
+LORA_FLAGS = {  # flag -> (type, default, metavar, help)
+    "lora-rank": (int, 8, "R", "rank r of each adapter's update B A"),
+    "lora-alpha": (float, 16.0, "A", "the update is scaled by alpha / r"),
+    "lora-dropout": (float, 0.05, "P", "dropout on the adapters' input, in training"),
+    "lora-targets": (str, "c_attn,c_proj", "LIST",
+                     f"comma-separated modules among {','.join(TARGETS)}"),
+}
+
+
+def add_args(parser: argparse.ArgumentParser, backend: str) -> None:
+    parser.add_argument("--ckpt", metavar="DIR",
+                        help="checkpoint folder to start from (its tokenizer encodes the data)")
+    parser.add_argument("--dataset", metavar="NAME|DIR",
+                        help="instruct, dialogue (or another named dataset), or a folder "
+                             "made by `prepare` with the checkpoint's tokenizer")
+    parser.add_argument("--out", metavar="DIR",
+                        help="output folder (default out/finetune-<dataset>-<full|lora>-<twin>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in OUT/last")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh in an OUT that already holds a run")
+    parser.add_argument("--lora", action="store_true",
+                        help="train LoRA adapters only (the base weights stay frozen)")
+    for flag, (kind, default, metavar, help_text) in LORA_FLAGS.items():
+        parser.add_argument(f"--{flag}", type=kind, default=None, metavar=metavar,
+                            help=f"{help_text} (with --lora; default {default})")
+    for flag, (kind, help_text) in FLAGS.items():
+        if flag in NOT_HERE:
+            continue
+        default = FINETUNE_DEFAULTS.get(flag.replace("-", "_"))
+        if flag == "learning-rate":
+            suffix = f" (default {default:g}, {LORA_DEFAULTS['learning_rate']:g} with --lora)"
+        else:
+            suffix = "" if default is None else f" (default {default})"
+        parser.add_argument(f"--{flag}", type=kind, default=None, help=help_text + suffix)
+    add_backend_args(parser, backend, dtypes=("float32", "float64"))
+    parser.add_argument("--no-plot", action="store_true", help="do not write loss.png")
+
+
+def lora_config(args: argparse.Namespace) -> LoRAConfig | None:
+    """The LoRAConfig the flags ask for; None without --lora (a --lora-* flag alone is a
+    mistake)."""
+    given = {f: getattr(args, f.replace("-", "_")) for f in LORA_FLAGS}
+    if not args.lora:
+        stray = [f"--{f}" for f, v in given.items() if v is not None]
+        if stray:
+            raise ValueError(f"{', '.join(stray)} only applies with --lora")
+        return None
+    v = {f: LORA_FLAGS[f][1] if given[f] is None else given[f] for f in LORA_FLAGS}
+    targets = tuple(t.strip() for t in v["lora-targets"].split(",") if t.strip())
+    return LoRAConfig(rank=v["lora-rank"], alpha=v["lora-alpha"], dropout=v["lora-dropout"],
+                      targets=targets)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .sample_cli import checkpoint_tokenizer
+
+    overrides = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(TrainConfig)}
+    lcfg = lora_config(args)
+    if args.resume:
+        if args.out is None:
+            raise ValueError("--resume needs --out DIR, the folder of the run to continue")
+        out_dir = Path(args.out)
+        tcfg = resumed_config(out_dir, overrides)
+        lcfg = stored_lora(out_dir)
+        tokenizer = checkpoint_tokenizer(out_dir / "last")
+        dataset = open_finetune_dataset(tcfg.dataset, tokenizer)
+    else:
+        if not args.ckpt or not args.dataset:
+            raise ValueError("give --ckpt DIR (the checkpoint to fine-tune) and --dataset "
+                             "NAME|DIR (e.g. instruct or dialogue)")
+        tokenizer = checkpoint_tokenizer(args.ckpt)  # a missing checkpoint says so here
+        kind = "lora" if lcfg is not None else "full"
+        out_dir = Path(args.out or f"out/finetune-{Path(args.dataset).name}-{kind}-"
+                                   f"{args.backend}")
+        dataset = open_finetune_dataset(args.dataset, tokenizer, data_dir=args.data_dir,
+                                        progress=True)
+        tcfg = finetune_config(args.ckpt, dataset.folder, overrides, lora=lcfg is not None)
+        prepare_out_dir(out_dir, args.overwrite)
+
+    what = (f"LoRA r={lcfg.rank} alpha={lcfg.alpha:g} on {','.join(lcfg.targets)}"
+            if lcfg is not None else "full fine-tune")
+    print(f"{args.backend} twin: {what} of {tcfg.init_from} on {dataset.folder} "
+          f"(loss on {tcfg.loss_on}, lr {tcfg.learning_rate:g}, B={tcfg.batch_size}, "
+          f"{tcfg.max_iters} iters, patience {tcfg.patience}) -> {out_dir}", flush=True)
+    stop = StopFlag()
+    t0 = time.perf_counter()
+    with stop.installed():
+        try:
+            result = finetune(tcfg, dataset, out_dir, args.backend, lcfg, resume=args.resume,
+                              reporter=ConsoleReporter(tcfg.log_interval), should_stop=stop)
+        except TrainingError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+    status = result.train.status
+    if status == "interrupted":
+        print(f"interrupted at iter {result.train.iter}: saved {out_dir / 'last'}; "
+              f"continue with --resume --out {out_dir}")
+        return 130
+    before = "?" if result.val_loss_before is None else f"{result.val_loss_before:.4f}"
+    print(f"{status}: iter {result.train.iter}, val loss {before} before -> "
+          f"{result.val_loss_best:.4f} best, {time.perf_counter() - t0:.1f} s")
+    if result.adapter_dir is not None:
+        print(f"adapter: {result.adapter_dir}; merged model: {result.model_dir}")
+    if result.model_dir is not None:
+        twin = "numpy_gpt" if args.backend == "numpy" else "torch_gpt"
+        print(f"chat with it: python -m {twin} chat --ckpt {result.model_dir}")
+    log = result.train.log
+    if not args.no_plot and log and plot_log(log, out_dir / "loss.png", f"finetune {what}"):
+        print(f"loss curve: {out_dir / 'loss.png'}")
+    return 0

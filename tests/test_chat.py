@@ -1,0 +1,246 @@
+"""Chat: the format round trip, masked loss, padding, the ChatSession, the terminal chatbot.
+
+The terminal chatbot is driven through stdin in a subprocess, in both twins. Replies of the
+tiny random checkpoint are noise; what is checked is the protocol: streaming, end of turn,
+commands, cropping, errors.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tiny_chat import tiny_checkpoint, tiny_dataset
+
+import torch_gpt
+from numpy_gpt import GPT, GPTConfig
+from numpy_gpt.chat import ChatSession
+from numpy_gpt.chat_format import (
+    build_prompt,
+    clean_reply,
+    encode_prompt,
+    encode_segments,
+    format_conversation,
+    render,
+)
+from numpy_gpt.data import IGNORE_INDEX, TokenDataset, collate_examples
+from numpy_gpt.sample_cli import Sampler
+from numpy_gpt.sampling import SamplingConfig, SamplingError
+from parity.runner import torch_threads
+
+ROOT = Path(__file__).resolve().parents[1]
+HISTORY = [{"role": "user", "content": "hi i am ada"}, {"role": "assistant", "content": "hello"},
+           {"role": "user", "content": "what is 1 plus 2?"}]
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny tensors: torch's threads only add overhead (several x on 2 busy cores)."""
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("chat")
+    folder = tiny_dataset(root)
+    return folder, tiny_checkpoint(root, folder)
+
+
+# ---------------------------------------------------------------------- the format
+
+
+def test_prompt_is_the_training_format_up_to_the_reply(tiny) -> None:
+    """Template round trip: the chat prompt's ids are a prefix of the training example's ids,
+    the rest is exactly the response (mask 1) and ends with end-of-turn."""
+    tok = TokenDataset(tiny[0]).tokenizer()
+    reply = {"role": "assistant", "content": "3."}
+    ids, mask = encode_segments(tok, format_conversation([*HISTORY, reply]))
+    prompt = encode_prompt(tok, HISTORY)
+    assert ids[:len(prompt)] == prompt
+    assert ids[-1] == tok.eot_id and all(mask[len(prompt):])
+    assert tok.decode(ids[len(prompt):-1]) == " 3."
+    text = render(format_conversation([*HISTORY, reply]))
+    assert text.startswith(build_prompt(HISTORY))
+    assert clean_reply(text[len(build_prompt(HISTORY)):]) == "3."
+
+
+def test_masked_loss_ignores_prompt_targets(tiny) -> None:
+    """With loss_on='response' the loss (both twins) depends only on response targets:
+    scrambling the prompt positions' targets changes nothing, one response target does."""
+    ds = TokenDataset(tiny[0])
+    examples = [ds.example("train", k) for k in range(4)]
+    x, y_resp = collate_examples(examples, 64, ds.pad_id, loss_on="response")
+    _, y_all = collate_examples(examples, 64, ds.pad_id, loss_on="all")
+    prompt = (y_resp == IGNORE_INDEX) & (y_all != IGNORE_INDEX)
+    assert prompt.any() and (y_resp != IGNORE_INDEX).any()
+    rng = np.random.default_rng(0)
+    scrambled = np.where(prompt, rng.integers(0, ds.vocab_size, y_all.shape), y_all)
+    y_scr = np.where(prompt, IGNORE_INDEX, scrambled)  # the response mask, reapplied
+    changed = y_resp.copy()
+    r = np.argwhere(y_resp != IGNORE_INDEX)[0]
+    changed[tuple(r)] = (y_resp[tuple(r)] + 1) % ds.vocab_size
+
+    config = GPTConfig(vocab_size=ds.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=16)
+    ref = GPT(config, dtype="float64", seed=0)
+    model = torch_gpt.GPT.from_params(config, ref.params)
+    for loss_of in (lambda y: ref.forward(x, y)[1],
+                    lambda y: float(model(torch.from_numpy(x), torch.from_numpy(y))[1].detach())):
+        assert loss_of(y_scr) == loss_of(y_resp)
+        assert loss_of(changed) != loss_of(y_resp)
+        assert loss_of(y_all) != loss_of(y_resp)
+    logits = ref.forward(x)[0]  # the masked loss is the mean CE over response positions
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    keep = y_resp != IGNORE_INDEX
+    manual = -np.mean(np.take_along_axis(logp, np.where(keep, y_resp, 0)[..., None], -1)[keep])
+    assert ref.forward(x, y_resp)[1] == pytest.approx(manual, rel=1e-12)
+
+
+def test_padding_is_never_attended(tiny) -> None:
+    """Right padding under causal attention: the real tokens' logits are the same with and
+    without padding, whatever the pad id, in both twins."""
+    ds = TokenDataset(tiny[0])
+    short, long = ds.example("train", 0), max((ds.example("train", k) for k in range(20)),
+                                              key=lambda e: len(e[0]))
+    n = len(short[0]) - 1
+    assert len(long[0]) - 1 > n
+    config = GPTConfig(vocab_size=ds.vocab_size, block_size=64, n_layer=2, n_head=2, n_embd=16)
+    ref = GPT(config, dtype="float64", seed=1)
+    model = torch_gpt.GPT.from_params(config, ref.params).eval()
+    alone = collate_examples([short], 64, ds.pad_id)[0]
+    assert alone.shape == (1, n)
+    for pad in (ds.pad_id, 0, ds.vocab_size - 1):
+        padded = collate_examples([short, long], 64, pad)[0]
+        assert padded.shape[1] > n
+        np.testing.assert_allclose(ref.forward(padded)[0][0, :n], ref.forward(alone)[0][0],
+                                   rtol=1e-12, atol=1e-13)
+        with torch.no_grad():
+            t_pad = model(torch.from_numpy(padded))[0][0, :n]
+            t_alone = model(torch.from_numpy(alone))[0][0]
+        torch.testing.assert_close(t_pad, t_alone, rtol=1e-12, atol=1e-13)
+
+
+# ---------------------------------------------------------------------- ChatSession
+
+
+def scripted(tokens: list[int]):
+    """A stand-in for a twin's generate(): yields `tokens`, honouring stop ids as generate
+    does, and records the prompts it was given."""
+    prompts: list[list[int]] = []
+
+    def generate(model, ids, config, rng=None, **kwargs):
+        prompts.append(list(ids))
+        for t in tokens[:config.max_new_tokens]:
+            if t in config.stop_ids:
+                return
+            yield t
+
+    return generate, prompts
+
+
+def session_with(tiny, reply: str, **settings) -> tuple[ChatSession, list[list[int]]]:
+    sampler = Sampler.load("numpy", tiny[1])
+    tok = sampler.tokenizer
+    generate, prompts = scripted(tok.encode(" " + reply) + [tok.eot_id] + tok.encode("ada"))
+    sampler.generate = generate
+    session = ChatSession(sampler, seed=0)
+    session.update(**settings)
+    return session, prompts
+
+
+def test_reply_streams_and_stops_at_end_of_turn(tiny) -> None:
+    session, prompts = session_with(tiny, "hello ada!")
+    notices, chunks = session.send("hi i am ada")
+    assert notices == [] and "".join(chunks) == "hello ada!"  # no leading space, no 2nd "ada"
+    assert session.history == [{"role": "user", "content": "hi i am ada"},
+                                {"role": "assistant", "content": "hello ada!"}]
+    session.send("again")[1].close()  # a reply closed before any text still records the turn
+    assert prompts[0] == encode_prompt(session.tokenizer, session.history[:1])
+    session.reset()
+    assert session.history == [] and session.context_start == 0
+
+
+def test_history_is_cropped_oldest_turns_first(tiny) -> None:
+    session, prompts = session_with(tiny, "hello again ada", max_new_tokens=20)
+    budget = session.block_size - session.reserve
+    for i in range(4):
+        "".join(session.send(f"say {'abc' * (i + 1)}")[1])
+    assert len(session.history) == 8
+    assert all(len(p) <= budget for p in prompts)
+    assert session.context_start > 0 and session.context_start % 2 == 0  # whole turns
+    last = session.tokenizer.decode(prompts[-1])
+    assert last.startswith("User: ") and last.endswith("say abcabcabcabc<|endoftext|>Assistant:")
+
+
+def test_overlong_message_is_cropped_with_a_notice(tiny) -> None:
+    session, prompts = session_with(tiny, "yes")
+    notices, chunks = session.send("what is 1 plus 2? " * 40)
+    "".join(chunks)
+    assert len(notices) == 1 and "kept its last" in notices[0]
+    assert len(prompts[0]) <= session.block_size - session.reserve
+    assert session.history[0]["content"].endswith("plus 2?")
+    with pytest.raises(ValueError, match="empty message"):
+        session.send("   ")
+    with pytest.raises(SamplingError, match="temperature"):
+        session.update(temperature=0)
+    assert session.config.temperature > 0
+
+
+# ---------------------------------------------------------------------- the terminal chatbot
+
+
+def chat(backend: str, ckpt: Path, stdin: str, *extra: str) -> subprocess.CompletedProcess:
+    module = "numpy_gpt" if backend == "numpy" else "torch_gpt"
+    return subprocess.run([sys.executable, "-m", module, "chat", "--ckpt", str(ckpt), "--seed",
+                           "0", "--max-new-tokens", "12", *extra], input=stdin, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})  # tiny model
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_terminal_chat_through_stdin(tiny, backend: str) -> None:
+    stdin = ("hi i am ada\n\n/temp 0.5\n/temp -1\n/topk 5\n/topp off\n/nope\n"
+             + "what is 3 plus 4? " * 30 + "\n/reset\nsay bob\n/quit\nnever read\n")
+    p = chat(backend, tiny[1], stdin)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout
+    assert out.count("bot> ") == 3
+    assert "(empty message ignored" in out and "[temperature = 0.5]" in out
+    assert "error: /temp -1: temperature must be" in out and "[top_k = 5]" in out
+    assert "[top_p = None]" in out and "unknown command /nope" in out
+    assert "kept its last" in out and "[conversation reset]" in out
+    assert "Traceback" not in p.stderr
+
+
+def test_both_twins_give_the_same_greedy_replies(tiny) -> None:
+    replies = []
+    for backend in ("numpy", "torch"):
+        session = ChatSession.load(backend, tiny[1], config=SamplingConfig(
+            greedy=True, max_new_tokens=12))
+        replies.append(["".join(session.send(m)[1]) for m in ("hi i am ada", "say bob")])
+    assert replies[0] == replies[1]
+
+
+def test_reply_ends_at_end_of_turn_with_a_real_model(tmp_path, tiny) -> None:
+    """A model whose every next token is end-of-turn: the reply is empty, and said so."""
+    tok = TokenDataset(tiny[0]).tokenizer()
+    config = GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2,
+                       n_embd=8, tie_weights=False)
+    model = GPT(config, seed=0)
+    model.params["transformer.ln_f.weight"][:] = 0.0  # ln_f output = its bias, for any input
+    model.params["transformer.ln_f.bias"][:] = 1.0
+    model.params["lm_head.weight"][tok.eot_id] = 5.0
+    model.save(tmp_path / "eot", tokenizer=tok)
+    p = chat("numpy", tmp_path / "eot", "hello\n")
+    assert p.returncode == 0 and "bot> (no reply: the model ended its turn at once)" in p.stdout
+
+
+def test_bad_checkpoint_is_one_line_exit_1(tmp_path) -> None:
+    p = chat("numpy", tmp_path / "missing", "hi\n")
+    assert p.returncode == 1 and p.stdout == ""
+    assert p.stderr.startswith("error: no checkpoint folder at") and p.stderr.count("\n") == 1

@@ -1,0 +1,186 @@
+"""finetune: settings from the checkpoint, full and LoRA runs in both twins, exports, resume,
+and the command line's one-line errors.
+
+Runs are a few dozen steps of a 1-layer model on the tiny dialogue set (tests/tiny_chat.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tiny_chat import tiny_checkpoint, tiny_dataset
+
+import torch_gpt
+from numpy_gpt import GPT
+from numpy_gpt.chat_format import EOT
+from numpy_gpt.checkpoint import load_checkpoint
+from numpy_gpt.cli import main
+from numpy_gpt.data import TokenDataset
+from numpy_gpt.datasets import find_data_file
+from numpy_gpt.finetune import finetune, finetune_config, open_finetune_dataset
+from numpy_gpt.lora import LoRAConfig, load_adapter
+from numpy_gpt.prepare import prepare
+from numpy_gpt.tokenizers import BPETokenizer
+from parity.runner import torch_threads
+
+LCFG = LoRAConfig(rank=4, alpha=8.0, dropout=0.05, targets=("c_attn", "c_proj", "c_fc"))
+QUICK = {"max_iters": 12, "eval_interval": 6, "eval_iters": 2, "batch_size": 4,
+         "learning_rate": 3e-3}
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny tensors: torch's threads only add overhead (several x on 2 busy cores)."""
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("ft")
+    folder = tiny_dataset(root)
+    return folder, tiny_checkpoint(root, folder)
+
+
+def run_ft(tiny, out: Path, backend: str, lora: LoRAConfig | None, **overrides):
+    folder, ckpt = tiny
+    tok = TokenDataset(folder).tokenizer()
+    dataset = open_finetune_dataset(folder, tok)
+    tcfg = finetune_config(ckpt, dataset.folder, {**QUICK, **overrides}, lora=lora is not None)
+    return finetune(tcfg, dataset, out, backend, lora)
+
+
+def test_settings_come_from_the_checkpoint(tiny) -> None:
+    folder, ckpt = tiny
+    tcfg = finetune_config(ckpt, folder, {"max_iters": 7}, lora=True)
+    assert (tcfg.n_layer, tcfg.n_embd, tcfg.block_size) == (1, 16, 64)
+    assert tcfg.init_from == str(ckpt) and tcfg.loss_on == "response" and tcfg.patience > 0
+    assert tcfg.learning_rate == 1e-3 and tcfg.min_lr == pytest.approx(1e-4)
+    assert finetune_config(ckpt, folder, {}, lora=False).learning_rate == 3e-4
+    with pytest.raises(ValueError, match="exceeds the checkpoint's block_size 64"):
+        finetune_config(ckpt, folder, {"block_size": 65}, lora=False)
+    with pytest.raises(ValueError, match="cannot change in a fine-tune"):
+        finetune_config(ckpt, folder, {"n_embd": 32}, lora=False)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_lora_trains_only_the_adapters_and_merges(tiny, tmp_path, backend: str) -> None:
+    result = run_ft(tiny, tmp_path / "run", backend, LCFG)
+    _, base, _ = load_checkpoint(tiny[1])
+    _, kept, _ = load_checkpoint(tmp_path / "run" / "best")
+    for k, v in base.items():  # the frozen base, bit for bit
+        np.testing.assert_array_equal(kept[k], v, err_msg=k)
+    lcfg, adapter, meta = load_adapter(result.adapter_dir)
+    assert lcfg == LCFG and meta["base_checkpoint"] == str(tiny[1])
+    assert all(np.abs(v).max() > 0 for k, v in adapter.items() if ".lora_B." in k)  # trained
+
+    # merged == adapted, and the merged export loads in both twins
+    assert result.model_dir == tmp_path / "run" / "merged"
+    adapted = GPT.load(tiny[1], dtype="float64")
+    adapted.set_lora(lcfg, adapter)
+    idx = np.array([[3, 1, 4, 1, 5, 9, 2, 6]])
+    want = adapted.forward(idx)[0]
+    merged = GPT.load(result.model_dir, dtype="float64")
+    np.testing.assert_allclose(merged.forward(idx)[0], want, rtol=1e-5, atol=1e-6)
+    t_merged = torch_gpt.GPT.load(result.model_dir, dtype="float64").eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(t_merged(torch.from_numpy(idx))[0].numpy(), want,
+                                   rtol=1e-5, atol=1e-6)
+    assert (result.model_dir / "tokenizer.json").is_file()
+
+
+def test_a_short_fine_tune_lowers_val_loss(tiny, tmp_path) -> None:
+    """Full and LoRA fine-tunes of the (random) base: the best val loss beats the first."""
+    for lora in (None, LCFG):
+        r = run_ft(tiny, tmp_path / str(lora is None), "numpy", lora, max_iters=40,
+                   eval_interval=20)
+        assert r.val_loss_best < r.val_loss_before - 0.05, (lora, r.train.log)
+        assert [rec["iter"] for rec in r.train.log] == [0, 20, 40]
+
+
+def test_full_fine_tune_matches_across_twins(tiny, tmp_path) -> None:
+    """The same run in both twins (no dropout): the same validation losses."""
+    logs = [run_ft(tiny, tmp_path / b, b, None, max_iters=6, eval_interval=3).train.log
+            for b in ("numpy", "torch")]
+    np.testing.assert_allclose([r["val_loss"] for r in logs[1]],
+                               [r["val_loss"] for r in logs[0]], rtol=1e-4)
+
+
+def test_early_stopping_and_resume(tiny, tmp_path) -> None:
+    out = tmp_path / "run"
+    r = run_ft(tiny, out, "numpy", LCFG, max_iters=200, eval_interval=2, learning_rate=1e-9,
+               min_lr=0.0, patience=2)
+    assert r.train.status == "early_stopped" and r.train.iter < 200
+    code = main(["finetune", "--resume", "--out", str(out), "--max-iters", "8",
+                 "--patience", "0", "--no-plot"], backend="numpy")
+    assert code == 0
+    assert (out / "merged").is_dir() and (out / "adapter").is_dir()
+
+
+def test_cli_full_and_lora_runs(tiny, tmp_path, capsys) -> None:
+    folder, ckpt = tiny
+    common = ["--ckpt", str(ckpt), "--dataset", str(folder), "--max-iters", "4",
+              "--eval-interval", "2", "--eval-iters", "1", "--batch-size", "2", "--no-plot"]
+    assert main(["finetune", *common, "--out", str(tmp_path / "full")], backend="numpy") == 0
+    assert (tmp_path / "full" / "best").is_dir() and not (tmp_path / "full" / "merged").exists()
+    assert main(["finetune", *common, "--out", str(tmp_path / "lora"), "--lora",
+                 "--lora-rank", "2", "--lora-targets", "c_fc"], backend="torch") == 0
+    out = capsys.readouterr().out
+    assert "val loss" in out and "before ->" in out and "merged model:" in out
+    assert load_adapter(tmp_path / "lora" / "adapter")[0].targets == ("c_fc",)
+
+
+def _error(capsys, args: list[str], backend: str = "numpy") -> str:
+    assert main(["finetune", *args], backend=backend) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_bad_input_is_one_line(tiny, tmp_path, capsys, monkeypatch) -> None:
+    folder, ckpt = tiny
+    monkeypatch.chdir(tmp_path)
+    out = ["--out", str(tmp_path / "x")]
+    assert "no checkpoint folder at" in _error(
+        capsys, ["--ckpt", str(tmp_path / "nope"), "--dataset", str(folder), *out])
+    assert "'q_proj' is not a module of this GPT; choose among c_attn" in _error(
+        capsys, ["--ckpt", str(ckpt), "--dataset", str(folder), "--lora",
+                 "--lora-targets", "c_attn,q_proj", *out])
+    assert "--lora-rank only applies with --lora" in _error(
+        capsys, ["--ckpt", str(ckpt), "--dataset", str(folder), "--lora-rank", "4", *out])
+    assert "give --ckpt DIR" in _error(capsys, ["--dataset", str(folder)])
+    assert "neither a prepared folder" in _error(
+        capsys, ["--ckpt", str(ckpt), "--dataset", "no_such_set", *out])
+
+    # a folder prepared with another tokenizer (a different character set)
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"messages": [{"role": "user", "content": "XYZ"}, '
+                     '{"role": "assistant", "content": "QQ"}]}\n' * 10)
+    prepared = prepare(other, tmp_path / "other", tokenizer="char", val_fraction=0.2)
+    assert "different tokenizer" in _error(
+        capsys, ["--ckpt", str(ckpt), "--dataset", str(prepared), *out], backend="torch")
+
+
+def test_named_dataset_is_prepared_with_the_checkpoint_tokenizer(tiny, tmp_path,
+                                                                  monkeypatch) -> None:
+    """`--dataset instruct` is encoded with the checkpoint's tokenizer; a char tokenizer that
+    lacks characters of the data is a clear error."""
+    try:
+        find_data_file("instruct/instruction-data.json")
+    except ValueError:
+        pytest.skip("the instruction data set is not in any data dir")
+    monkeypatch.chdir(tmp_path)
+    tok = TokenDataset(tiny[0]).tokenizer()
+    with pytest.raises(ValueError, match="checkpoint's char tokenizer cannot encode the instruct"):
+        open_finetune_dataset("instruct", tok)
+    # a byte-level tokenizer covers any text: prepared once under out/data, then reused
+    bpe = BPETokenizer.train("hello world, what is this?", 270, special_tokens=[EOT])
+    ds = open_finetune_dataset("instruct", bpe)
+    assert ds.folder.parent == Path("out/data") and ds.folder.name.startswith("instruct-bpe-")
+    assert ds.tokenizer().to_dict() == bpe.to_dict() and ds.layout == "examples"
+    stamp = (ds.folder / "meta.json").stat().st_mtime_ns
+    assert open_finetune_dataset("instruct", bpe).folder == ds.folder
+    assert (ds.folder / "meta.json").stat().st_mtime_ns == stamp

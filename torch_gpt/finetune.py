@@ -1,0 +1,88 @@
+"""LoRA fine-tuning for torch_gpt: TorchBackend training only the adapters.
+
+The twin of numpy_gpt/finetune.py's LoRANumpyBackend (read its docstring for the run and the
+output folders; the loop is numpy_gpt.train.train). apply_lora freezes the base, so
+configure_optimizer, which takes only Parameters with requires_grad, builds AdamW over the
+adapters, and autograd computes no base gradients. What changes here is I/O: a checkpoint
+holds the base weights (the canonical names, loadable by either twin), the adapter in
+`adapter/` and the adapters' AdamW moments under numpy_gpt's names.
+
+Ref: Hu et al. 2021; HF peft (frozen base, adapter-only checkpoints).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from numpy_gpt import checkpoint as ckpt
+from numpy_gpt.config import GPTConfig
+from numpy_gpt.finetune import ADAPTER_DIR, tokenizer_of
+from numpy_gpt.lora import LoRAConfig
+from numpy_gpt.train import BackendFactory
+from numpy_gpt.train_config import TrainConfig
+
+from .lora import apply_lora, load_adapter, lora_parameters, merge_lora, save_adapter
+from .model import GPT
+from .train import TorchBackend, torch_backend
+
+
+class LoRATorchBackend(TorchBackend):
+    """TorchBackend over a model with LoRA adapters (torch_gpt.lora.apply_lora)."""
+
+    def __init__(self, model: GPT, tcfg: TrainConfig, device: torch.device):
+        if getattr(model, "lora", None) is None:
+            raise ValueError("LoRATorchBackend needs a model with LoRA adapters (apply_lora)")
+        super().__init__(model, tcfg, device)
+
+    def save(self, path: Path, tokenizer: Any, trainer_state: dict | None) -> None:
+        base = {k: v for k, v in self.model.numpy_params().items() if ".lora_" not in k}
+        ckpt.save_checkpoint(path, self.config, base, tokenizer=tokenizer,
+                             trainer_state=trainer_state,
+                             optimizer_state=self.optimizer_state() if trainer_state else None)
+        save_adapter(self.model, path / ADAPTER_DIR, base=self.tcfg.init_from)
+
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        """The adapters' AdamW moments (the frozen base has none)."""
+        names = set(lora_parameters(self.model))
+        return {k: v for k, v in super().optimizer_state().items()
+                if k == "step" or k.split(".", 1)[1] in names}
+
+    def load_optimizer(self, path: Path) -> None:
+        state = ckpt.load_optimizer_state(path)
+        step = int(state["step"][0])
+        if step == 0:
+            return
+        for name, p in lora_parameters(self.model).items():
+            self.opt.state[p] = {
+                "step": torch.tensor(float(step)),
+                "exp_avg": torch.from_numpy(state[f"exp_avg.{name}"]).to(p),
+                "exp_avg_sq": torch.from_numpy(state[f"exp_avg_sq.{name}"]).to(p),
+            }
+
+
+def lora_torch_backend(lcfg: LoRAConfig, resume_dir: Path) -> BackendFactory:
+    """A factory for numpy_gpt.train.train (see numpy_gpt.finetune.lora_numpy_backend)."""
+
+    def make(tcfg: TrainConfig, config: GPTConfig, init: Path | None) -> LoRATorchBackend:
+        if init is None:
+            raise ValueError("LoRA fine-tuning needs a checkpoint to start from (--ckpt)")
+        model = torch_backend(tcfg, config, init).model  # the base weights, on the device
+        if Path(init) == resume_dir and (Path(init) / ADAPTER_DIR).is_dir():
+            load_adapter(model, Path(init) / ADAPTER_DIR)
+        else:
+            apply_lora(model, lcfg, seed=tcfg.seed)
+        return LoRATorchBackend(model, tcfg, next(model.parameters()).device)
+
+    return make
+
+
+def export_merged(best: Path, out: Path) -> Path:
+    """best/ (base + adapter/) -> `out`, a plain checkpoint with the adapter merged in."""
+    model = GPT.load(best)
+    load_adapter(model, best / ADAPTER_DIR)
+    merge_lora(model).save(out, tokenizer=tokenizer_of(best))
+    return out

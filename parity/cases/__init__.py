@@ -46,4 +46,4 @@ def select(patterns: list[str] | None = None) -> list[Case]:
 
 
 # Importing the case modules registers their cases (order = report order).
-from . import layers, lora, model, train  # noqa: F401
+from . import generate, layers, lora, model, train  # noqa: F401

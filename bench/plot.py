@@ -34,6 +34,7 @@ def plot(rows: list[dict[str, Any]], path: str | Path) -> bool:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     ok = _ok(rows)
     panels: list[tuple[str, Any]] = []
@@ -57,6 +58,10 @@ def plot(rows: list[dict[str, Any]], path: str | Path) -> bool:
                 ax.plot([x for x, _ in line], [y for _, y in line], "o-", label=backend)
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
+            xs = sorted({r["sweep_value"] for r in pts})
+            ax.set_xticks(xs, [str(x) for x in xs])  # the swept values, not powers of 2
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
             ax.set_xlabel(label)
             ax.set_ylabel(f"ms per {workload} step (median)")
             ax.set_title(f"{workload} time vs {sweep}")

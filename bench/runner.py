@@ -149,6 +149,9 @@ def spawn(spec: dict[str, Any], opts: Options,
                         messages.append(msg)
             except BrokenPipeError:
                 pass
+            except BaseException:  # e.g. the comparison raised: do not leave the worker waiting
+                proc.kill()
+                raise
             finally:
                 proc.wait()
                 timer.cancel()
@@ -243,7 +246,10 @@ def _run_unit(jobs: list[Job], rows: list[dict[str, Any]], peaks: dict[str, Any]
             "check": opts.check, "fault": opts.fault == b.name, "peak": want_peak}
     if opts.on_start:
         opts.on_start(f"{b.name} {size.name} {','.join(spec['workloads'])}")
-    messages, tail = spawn(spec, opts, on_check)
+    try:
+        messages, tail = spawn(spec, opts, on_check)
+    except Exception as e:  # noqa: BLE001 -- e.g. the float64 reference ran out of memory
+        messages, tail = [], f"the parent failed: {type(e).__name__}: {e}"
     results = {m["workload"]: m for m in messages if m["kind"] == "result"}
     for m in messages:
         if m["kind"] == "peak":

@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     rows, peaks = run(jobs, opts)
     bar.close()
     env["loadavg_end"] = loadavg()
+    loads = [r["loadavg_1m"] for r in rows if r.get("loadavg_1m") is not None]
+    env["loadavg_1m_max"] = max(loads) if loads else None
 
     print(format_env(env, peaks))
     print()

@@ -118,7 +118,7 @@ def format_env(env: dict[str, Any], peaks: dict[str, Any]) -> str:
     gpu = env.get("gpu") or "none"
     machine = (f"machine  {env['cpu_model']}, {env['cpu_cores']} cores, {env['threads']} "
                f"threads; GPU {gpu}; load {env.get('loadavg_start')} -> "
-               f"{env.get('loadavg_end')}")
+               f"{env.get('loadavg_end')} (1-min max {env.get('loadavg_1m_max')})")
     software = (f"software python {env['python']}, numpy {env['numpy']} ({env['numpy_blas']}), "
                 f"torch {env.get('torch')} ({env.get('torch_blas')}), "
                 f"commit {env.get('git_commit')}")

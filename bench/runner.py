@@ -186,7 +186,7 @@ def base_row(job: Job, opts: Options) -> dict[str, Any]:
         "first_call_ms": None, "times_ms": None, "tokens_per_s": None, "gflops": None,
         "peak_gflops": None, "mfu": None, "peak_mem_mb": None,
         "mem_kind": "cuda" if b.device == "cuda" else "rss", "host_rss_peak_mb": None,
-        "params_mb": None, "check": None,
+        "params_mb": None, "check": None, "loadavg_1m": None,
     }
 
 
@@ -274,6 +274,13 @@ def _run_unit(jobs: list[Job], rows: list[dict[str, Any]], peaks: dict[str, Any]
             row["mfu"] = row["gflops"] / peak["gflops"]
 
 
+def _load1() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
 def run(jobs: list[Job], opts: Options) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every job, grouped into worker processes; returns (rows in job order, matmul peaks
     by backend peak_key)."""
@@ -290,6 +297,9 @@ def run(jobs: list[Job], opts: Options) -> tuple[list[dict[str, Any]], dict[str,
         key = (job.backend.name, job.size.name, i if opts.isolate else -1)
         units.setdefault(key, []).append(i)
     for idxs in units.values():
+        load = _load1()
+        for i in idxs:
+            rows[i]["loadavg_1m"] = load  # the machine is shared: how busy it was
         _run_unit([jobs[i] for i in idxs], [rows[i] for i in idxs], peaks, opts)
         if opts.on_row:
             for i in idxs:

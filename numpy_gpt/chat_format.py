@@ -154,3 +154,9 @@ def encode_prompt(tokenizer: Any, history: Sequence[Message]) -> list[int]:
     in a training example, followed by the ids of "Assistant:"."""
     eot = tokenizer.eot_token or EOT
     return encode_segments(tokenizer, prompt_segments(history, eot))[0]
+
+
+def encode_alpaca_prompt(tokenizer: Any, instruction: str, input: str = "") -> list[int]:
+    """The ids of the inference prompt for one instruction: identical to the prompt part of
+    a format_alpaca training example (the model continues with the output, then eot)."""
+    return encode_segments(tokenizer, [Segment(alpaca_prompt(instruction, input), False)])[0]

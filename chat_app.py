@@ -3,8 +3,8 @@
     streamlit run chat_app.py                                   # from the repository root
     streamlit run chat_app.py -- --ckpt out/finetune-instruct-lora-numpy/merged --backend torch
 
-The sidebar picks the checkpoint folder (and an optional LoRA adapter folder) and the twin
-that runs it, with sliders for temperature, top-k, top-p, repetition penalty and the reply
+The sidebar picks the checkpoint folder (and an optional LoRA adapter folder), the twin
+that runs it and the prompt format (auto: the one the checkpoint was fine-tuned on), sliders for temperature, top-k, top-p, repetition penalty and the reply
 length; the page shows the conversation and streams each reply as it is generated. It
 listens on localhost only and opens no browser (.streamlit/config.toml, read from the folder
 `streamlit run` starts in; --server.address overrides it).
@@ -25,10 +25,17 @@ from pathlib import Path
 
 try:
     import streamlit as st
+    from streamlit import runtime
 except ImportError:  # the page is optional; say how to get it, no traceback
     sys.exit("error: the chat page needs Streamlit: pip install streamlit")
 
-from numpy_gpt.chat import CHAT_DEFAULTS, ChatSession, attach_adapter
+from numpy_gpt.chat import (
+    CHAT_DEFAULTS,
+    TEMPLATES,
+    ChatSession,
+    attach_adapter,
+    checkpoint_template,
+)
 from numpy_gpt.sample_cli import Sampler
 
 BACKENDS = ("numpy", "torch")
@@ -36,7 +43,7 @@ BACKENDS = ("numpy", "torch")
 
 def page_args(argv: list[str]) -> argparse.Namespace:
     """Defaults given after `--` on the streamlit command line (other arguments ignored)."""
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--ckpt", default="")
     parser.add_argument("--adapter", default="")
     parser.add_argument("--backend", choices=BACKENDS, default="numpy")
@@ -52,7 +59,7 @@ def load_sampler(backend: str, ckpt: str, adapter: str) -> Sampler:
     return sampler
 
 
-def sidebar(defaults: argparse.Namespace) -> tuple[str, str, str, dict]:
+def sidebar(defaults: argparse.Namespace) -> tuple[str, str, str, str, dict]:
     side = st.sidebar
     side.title("GPT chat")
     ckpt = side.text_input("Checkpoint folder", value=defaults.ckpt, key="ckpt",
@@ -61,6 +68,9 @@ def sidebar(defaults: argparse.Namespace) -> tuple[str, str, str, dict]:
                               key="adapter")
     backend = side.radio("Twin", BACKENDS, index=BACKENDS.index(defaults.backend),
                          key="backend", horizontal=True)
+    template = side.radio("Prompt format", ("auto", *TEMPLATES), key="template",
+                          horizontal=True, help="auto: the format the checkpoint was "
+                          "fine-tuned on (alpaca: one instruction per message), else chat")
     d = CHAT_DEFAULTS
     settings = {
         "temperature": side.slider("Temperature", 0.05, 2.0, d["temperature"], 0.05,
@@ -74,12 +84,12 @@ def sidebar(defaults: argparse.Namespace) -> tuple[str, str, str, dict]:
     }
     if settings["top_p"] >= 1.0:
         settings["top_p"] = None
-    return ckpt.strip(), adapter.strip(), backend, settings
+    return ckpt.strip(), adapter.strip(), backend, template, settings
 
 
 def main() -> None:
     st.set_page_config(page_title="GPT chat", page_icon="💬")
-    ckpt, adapter, backend, settings = sidebar(page_args(sys.argv[1:]))
+    ckpt, adapter, backend, template, settings = sidebar(page_args(sys.argv[1:]))
     if not ckpt:
         st.info("Enter a checkpoint folder in the sidebar (e.g. the `merged` folder of a "
                 "`finetune --lora` run, or a `best` folder of `train`).")
@@ -89,15 +99,17 @@ def main() -> None:
     except (ValueError, FileNotFoundError, ImportError) as e:  # one line, no traceback
         st.error(f"cannot load {ckpt}: {' '.join(str(e).split())}")
         return
-    key = (backend, ckpt, adapter)
+    key = (backend, ckpt, adapter, template)
     if st.session_state.get("session_key") != key:  # another model: a new conversation
         st.session_state.session_key = key
-        st.session_state.session = ChatSession(sampler)
+        st.session_state.session = ChatSession(
+            sampler, template=checkpoint_template(ckpt) if template == "auto" else template)
     session: ChatSession = st.session_state.session
     session.update(**settings)
     if st.sidebar.button("Reset conversation", key="reset"):
         session.reset()
-    st.sidebar.caption(f"{backend} twin, context {session.block_size} tokens")
+    st.sidebar.caption(f"{backend} twin, {session.template} format, context "
+                       f"{session.block_size} tokens")
 
     for msg in session.history:
         st.chat_message(msg["role"]).write(msg["content"])
@@ -118,4 +130,7 @@ def main() -> None:
             st.caption("(no reply: the model ended its turn at once)")
 
 
-main()
+if runtime.exists():
+    main()
+else:  # `python chat_app.py`: Streamlit pages run under its server
+    sys.exit("error: start the page with: streamlit run chat_app.py [-- --ckpt DIR]")

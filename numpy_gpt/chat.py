@@ -5,8 +5,10 @@
     for text in chunks:                        # streamed as the tokens come
         print(text, end="", flush=True)        # the reply then joins session.history
 
-The prompt is the conversation so far in numpy_gpt.chat_format (the format the model was
-fine-tuned on) ending in "Assistant:"; generation stops at the end-of-turn token. The model
+The prompt is built by numpy_gpt.chat_format in the format the model was fine-tuned on,
+the checkpoint's `chat_template` (finetune records it; "chat" when absent): "chat" is the
+conversation so far ending in "Assistant:"; "alpaca" is the instruction prompt of the
+message alone (Alpaca is single-turn). Generation stops at the end-of-turn token. The model
 sees at most block_size tokens and the reply needs room, so the prompt gets block_size minus
 a reserve for the reply (min(max_new_tokens, block_size / 2)); when the conversation does not
 fit, the oldest turns are left out of the prompt first (a user turn with its reply), and a
@@ -29,21 +31,32 @@ from typing import Any
 
 import numpy as np
 
-from .chat_format import EOT, Message, encode_prompt
+from .chat_format import EOT, Message, encode_alpaca_prompt, encode_prompt
+from .checkpoint import read_meta
+from .finetune import TEMPLATE_KEY
 from .sample_cli import Sampler
 from .sampling import SamplingConfig, resolve_config, stream_text
 
 # the chat's sampling defaults (sample's are nanoGPT's, for free-running text)
 CHAT_DEFAULTS: dict[str, Any] = {"max_new_tokens": 200, "temperature": 0.8, "top_k": 50,
                                  "top_p": 0.95, "repetition_penalty": 1.0}
+TEMPLATES = ("chat", "alpaca")  # dialogue turns | one Alpaca instruction per message
+
+
+def checkpoint_template(ckpt: str | Path) -> str:
+    """The prompt format a checkpoint was fine-tuned on ("chat" when it does not say)."""
+    template = read_meta(ckpt).get(TEMPLATE_KEY, "chat")
+    return template if template in TEMPLATES else "chat"
 
 
 class ChatSession:
     """A loaded model, its tokenizer, the sampling settings and the conversation so far."""
 
     def __init__(self, sampler: Sampler, config: SamplingConfig | None = None,
-                 seed: int | None = None):
-        self.sampler = sampler
+                 seed: int | None = None, template: str = "chat"):
+        if template not in TEMPLATES:
+            raise ValueError(f"unknown chat template {template!r}; choose one of {TEMPLATES}")
+        self.sampler, self.template = sampler, template
         self.tokenizer = sampler.tokenizer
         if self.tokenizer.eot_id is None:
             raise ValueError(f"the checkpoint's {self.tokenizer.kind} tokenizer has no "
@@ -57,12 +70,14 @@ class ChatSession:
     @classmethod
     def load(cls, backend: str, ckpt: str | Path, *, adapter: str | Path | None = None,
              device: str | None = None, dtype: str | None = None,
-             config: SamplingConfig | None = None, seed: int | None = None) -> ChatSession:
-        """Load `ckpt` in one twin ("numpy" | "torch"), with a LoRA `adapter` folder on top."""
+             config: SamplingConfig | None = None, seed: int | None = None,
+             template: str | None = None) -> ChatSession:
+        """Load `ckpt` in one twin ("numpy" | "torch"), with a LoRA `adapter` folder on top;
+        `template` defaults to the checkpoint's (the adapter's folder is not consulted)."""
         sampler = Sampler.load(backend, ckpt, device=device, dtype=dtype)
         if adapter is not None:
             attach_adapter(sampler, backend, adapter)
-        return cls(sampler, config, seed)
+        return cls(sampler, config, seed, template or checkpoint_template(ckpt))
 
     # ------------------------------------------------------------------ settings
 
@@ -97,14 +112,13 @@ class ChatSession:
     def fit_prompt(self, message: str) -> tuple[list[int], str, list[str]]:
         """(prompt ids, the message as sent, notices): the history cropped to the window."""
         budget = self.block_size - self.reserve
-        user = {"role": "user", "content": message}
         start = self.context_start
-        ids = encode_prompt(self.tokenizer, [*self.history[start:], user])
-        while len(ids) > budget and start < len(self.history):
+        ids = self._prompt(self.history[start:], message)
+        while len(ids) > budget and start < len(self.history) and self.template == "chat":
             start += 1  # drop the oldest message, then its reply, so a user turn comes first
             while start < len(self.history) and self.history[start]["role"] == "assistant":
                 start += 1
-            ids = encode_prompt(self.tokenizer, [*self.history[start:], user])
+            ids = self._prompt(self.history[start:], message)
         notices = []
         if start > self.context_start:
             notices.append(f"the conversation is longer than the model's context "
@@ -112,7 +126,7 @@ class ChatSession:
             self.context_start = start
         if len(ids) > budget:
             message = self._crop(message, budget)
-            ids = encode_prompt(self.tokenizer, [{"role": "user", "content": message}])
+            ids = self._prompt([], message)
             notices.append(f"your message is longer than the model's context: kept its last "
                            f"{len(message)} characters")
         return ids, message, notices
@@ -122,10 +136,14 @@ class ChatSession:
         lo, hi = 1, len(message)  # 1 char must fit: block_size leaves room for the template
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            fits = len(encode_prompt(self.tokenizer,
-                                     [{"role": "user", "content": message[-mid:]}])) <= budget
+            fits = len(self._prompt([], message[-mid:])) <= budget
             lo, hi = (mid, hi) if fits else (lo, mid - 1)
         return message[-lo:]
+
+    def _prompt(self, history: list[Message], message: str) -> list[int]:
+        if self.template == "alpaca":  # single-turn: the instruction alone
+            return encode_alpaca_prompt(self.tokenizer, message)
+        return encode_prompt(self.tokenizer, [*history, {"role": "user", "content": message}])
 
     def _reply(self, ids: list[int], message: str) -> Iterator[str]:
         s = self.sampler

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from .chat import CHAT_DEFAULTS, ChatSession
+from .chat import CHAT_DEFAULTS, TEMPLATES, ChatSession
 from .sampling import SamplingConfig, SamplingError
 
 HELP = """commands:
@@ -37,6 +37,10 @@ def add_args(parser: argparse.ArgumentParser, backend: str = "numpy") -> None:
                         help="checkpoint folder (config.json, model.safetensors, tokenizer.json)")
     parser.add_argument("--adapter", metavar="DIR",
                         help="a LoRA adapter folder (from finetune --lora) to apply on top")
+    parser.add_argument("--template", choices=("auto", *TEMPLATES), default="auto",
+                        help="prompt format: chat (dialogue turns) or alpaca (one instruction "
+                             "per message); auto: the one the checkpoint was fine-tuned on, "
+                             "else chat (default: auto)")
     parser.add_argument("--max-new-tokens", type=int, default=d["max_new_tokens"], metavar="N",
                         help="longest reply in tokens (default: %(default)s)")
     parser.add_argument("--temperature", type=float, default=d["temperature"], metavar="T",
@@ -67,11 +71,12 @@ def run(args: argparse.Namespace) -> int:
                             repetition_penalty=args.repetition_penalty, greedy=args.greedy)
     session = ChatSession.load(args.backend, args.ckpt, adapter=args.adapter,
                                device=getattr(args, "device", None),
-                               dtype=getattr(args, "dtype", None), config=config, seed=args.seed)
+                               dtype=getattr(args, "dtype", None), config=config, seed=args.seed,
+                               template=None if args.template == "auto" else args.template)
     interactive = sys.stdin.isatty()
     print(f"chatting with {args.ckpt}{f' + {args.adapter}' if args.adapter else ''} "
-          f"({args.backend} twin, context {session.block_size} tokens); /help for commands, "
-          "/quit to leave", flush=True)
+          f"({args.backend} twin, {session.template} format, context {session.block_size} "
+          "tokens); /help for commands, /quit to leave", flush=True)
     chat_loop(session, sys.stdin, sys.stdout, interactive)
     return 0
 

@@ -19,7 +19,9 @@ Output folder of a LoRA run: last/ and best/ hold the frozen base weights plus `
 adapter alone, and with last/'s optimizer and trainer state a run resumes exactly); at the end
 OUT/adapter is best's adapter and OUT/merged the best model with the adapter folded in
 (W += alpha/r B A), an ordinary checkpoint that sample and chat load in either twin.
-A full fine-tune writes the usual last/ and best/.
+A full fine-tune writes the usual last/ and best/. The model folders (best, merged) note in
+config.json the prompt format trained on ("chat_template": "alpaca" for instructions,
+"chat" for dialogue), which chat then uses.
 
 Deliberately omits: QLoRA, several adapters, packing examples, reward/preference tuning.
 Ref: Hu et al. 2021 (LoRA); rasbt/LLMs-from-scratch ch07 (instruction fine-tuning, masked
@@ -28,6 +30,8 @@ loss); nanoGPT config/finetune_shakespeare.py (init_from, small lr, frequent eva
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +48,8 @@ from .train_config import TrainConfig
 
 ADAPTER_DIR = "adapter"  # in last/, best/ and OUT: the adapter alone
 MERGED_DIR = "merged"  # in OUT: the best model with the adapter merged in
+TEMPLATE_KEY = "chat_template"  # config.json: the prompt format trained on (numpy_gpt.chat)
+TEMPLATE_OF_FORMAT = {"alpaca": "alpaca", "csv": "chat", "jsonl": "chat"}  # prepare formats
 DATA_ROOT = Path("out") / "data"
 
 # Defaults of a fine-tune (flags override them); the model's shape comes from the checkpoint.
@@ -236,8 +242,21 @@ def finetune(
         shutil.rmtree(adapter_dir, ignore_errors=True)
         shutil.copytree(best / ADAPTER_DIR, adapter_dir)
         model_dir = export(best, out_dir / MERGED_DIR)
+    template = TEMPLATE_OF_FORMAT.get(dataset.meta.get("source", {}).get("format"))
+    for folder in {best, model_dir} if template and model_dir is not None else ():
+        record_template(folder, template)
     before = result.log[0]["val_loss"] if result.log else None
     return FinetuneResult(result, model_dir, adapter_dir, before, result.best_val_loss)
+
+
+def record_template(folder: Path, template: str) -> None:
+    """Note in a checkpoint's config.json the prompt format it was fine-tuned on, so that
+    chat builds its prompts the same way (numpy_gpt.chat.checkpoint_template)."""
+    meta = ckpt.read_meta(folder)
+    meta[TEMPLATE_KEY] = template
+    tmp = folder / f".{ckpt.CONFIG_FILE}.tmp"
+    tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, folder / ckpt.CONFIG_FILE)
 
 
 def _full_backend(backend: str) -> BackendFactory:

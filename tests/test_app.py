@@ -61,7 +61,7 @@ def test_page_chats_with_a_checkpoint(ckpt: Path, backend: str) -> None:
     at.sidebar.radio(key="backend").set_value(backend)
     at.sidebar.text_input(key="ckpt").input(str(ckpt)).run()
     assert not at.exception and not at.error
-    assert f"{backend} twin, context 64 tokens" in at.sidebar.caption[0].value
+    assert f"{backend} twin, chat format, context 64 tokens" in at.sidebar.caption[0].value
     at.sidebar.slider(key="temperature").set_value(0.5)
     at.sidebar.slider(key="top_k").set_value(0)  # off
     at.chat_input[0].set_value("hi i am ada").run()

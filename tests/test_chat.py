@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,16 +22,20 @@ import torch_gpt
 from numpy_gpt import GPT, GPTConfig
 from numpy_gpt.chat import ChatSession
 from numpy_gpt.chat_format import (
+    EOT,
     build_prompt,
     clean_reply,
+    encode_alpaca_prompt,
     encode_prompt,
     encode_segments,
+    format_alpaca,
     format_conversation,
     render,
 )
 from numpy_gpt.data import IGNORE_INDEX, TokenDataset, collate_examples
 from numpy_gpt.sample_cli import Sampler
 from numpy_gpt.sampling import SamplingConfig, SamplingError
+from numpy_gpt.tokenizers import BPETokenizer
 from parity.runner import torch_threads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +73,16 @@ def test_prompt_is_the_training_format_up_to_the_reply(tiny) -> None:
     text = render(format_conversation([*HISTORY, reply]))
     assert text.startswith(build_prompt(HISTORY))
     assert clean_reply(text[len(build_prompt(HISTORY)):]) == "3."
+
+
+def test_alpaca_prompt_is_the_training_format_up_to_the_output() -> None:
+    tok = BPETokenizer.train("add the numbers: 2 and 3 is 5.", 270, special_tokens=[EOT])
+    for inp in ("", "2 and 3"):
+        ids, mask = encode_segments(tok, format_alpaca("add the numbers", inp, "5."))
+        prompt = encode_alpaca_prompt(tok, "add the numbers", inp)
+        assert ids[:len(prompt)] == prompt and not any(mask[:len(prompt)])
+        assert tok.decode(ids[len(prompt):]) == "5.<|endoftext|>" and all(mask[len(prompt):])
+        assert tok.decode(prompt).endswith("### Response:\n")
 
 
 def test_masked_loss_ignores_prompt_targets(tiny) -> None:
@@ -143,12 +158,13 @@ def scripted(tokens: list[int]):
     return generate, prompts
 
 
-def session_with(tiny, reply: str, **settings) -> tuple[ChatSession, list[list[int]]]:
-    sampler = Sampler.load("numpy", tiny[1])
-    tok = sampler.tokenizer
+def session_with(tiny, reply: str, tokenizer=None, block_size: int = 64, **settings
+                 ) -> tuple[ChatSession, list[list[int]]]:
+    """A ChatSession whose model 'generates' reply, end-of-turn, then more (never shown)."""
+    tok = tokenizer or TokenDataset(tiny[0]).tokenizer()
     generate, prompts = scripted(tok.encode(" " + reply) + [tok.eot_id] + tok.encode("ada"))
-    sampler.generate = generate
-    session = ChatSession(sampler, seed=0)
+    model = SimpleNamespace(config=GPTConfig(vocab_size=tok.vocab_size, block_size=block_size))
+    session = ChatSession(Sampler(model, tok, generate, {}, None), seed=0)
     session.update(**settings)
     return session, prompts
 
@@ -163,6 +179,19 @@ def test_reply_streams_and_stops_at_end_of_turn(tiny) -> None:
     assert prompts[0] == encode_prompt(session.tokenizer, session.history[:1])
     session.reset()
     assert session.history == [] and session.context_start == 0
+
+
+def test_alpaca_template_prompts_each_instruction_alone(tiny) -> None:
+    bpe = BPETokenizer.train("add 2 and 3, say ada", 262, special_tokens=[EOT])
+    session, prompts = session_with(tiny, "5.", tokenizer=bpe, block_size=1024)
+    session.template = "alpaca"
+    for m in ("add 2 and 3", "say ada"):
+        assert "".join(session.send(m)[1]) == "5."
+    assert prompts == [encode_alpaca_prompt(session.tokenizer, m)
+                       for m in ("add 2 and 3", "say ada")]
+    assert len(session.history) == 4  # shown, not prompted
+    with pytest.raises(ValueError, match="unknown chat template"):
+        ChatSession(session.sampler, template="chatml")
 
 
 def test_history_is_cropped_oldest_turns_first(tiny) -> None:

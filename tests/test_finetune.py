@@ -15,6 +15,7 @@ from tiny_chat import tiny_checkpoint, tiny_dataset
 
 import torch_gpt
 from numpy_gpt import GPT
+from numpy_gpt.chat import checkpoint_template
 from numpy_gpt.chat_format import EOT
 from numpy_gpt.checkpoint import load_checkpoint
 from numpy_gpt.cli import main
@@ -90,6 +91,8 @@ def test_lora_trains_only_the_adapters_and_merges(tiny, tmp_path, backend: str) 
         np.testing.assert_allclose(t_merged(torch.from_numpy(idx))[0].numpy(), want,
                                    rtol=1e-5, atol=1e-6)
     assert (result.model_dir / "tokenizer.json").is_file()
+    assert checkpoint_template(result.model_dir) == "chat"  # trained on dialogue (JSONL)
+    assert checkpoint_template(tiny[1]) == "chat"  # the default when a folder does not say
 
 
 def test_a_short_fine_tune_lowers_val_loss(tiny, tmp_path) -> None:

@@ -130,9 +130,8 @@ def check_generation_inputs(
     for what, values in (("prompt", ids.tolist()), ("stop_ids", list(config.stop_ids))):
         bad = [i for i in values if not 0 <= i < vocab_size]
         if bad:
-            raise SamplingError(
-                f"{what} contains token id {bad[0]} outside the model's vocabulary [0, {vocab_size})"
-            )
+            raise SamplingError(f"{what} contains token id {bad[0]} outside the model's "
+                                f"vocabulary [0, {vocab_size})")
     return ids.tolist()
 
 
@@ -155,7 +154,7 @@ def default_prompt(tokenizer: Any) -> str:
     if eot is not None:
         return eot
     raise SamplingError("this tokenizer has neither a newline nor an end-of-text token; "
-                        "token; give a --prompt")
+                        "give a --prompt")
 
 
 def encode_prompt(tokenizer: Any, text: str) -> list[int]:

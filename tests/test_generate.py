@@ -268,6 +268,24 @@ def test_generation_past_block_size_with_and_without_cache(twin):
         assert a == b and len(a) == n
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_generation_matches_numpy():
+    ref = numpy_model(weight_scale=4.0)
+    model = torch_gpt.GPT.from_params(TINY, ref.params, device="cuda").eval()
+    seq = np.random.default_rng(0).integers(0, TINY.vocab_size, 2 * TINY.block_size).tolist()
+    decoder = t_gen.Decoder(model, seq[:2])
+    for n in range(2, len(seq)):
+        expected = ref.forward(np.array([seq[:n][-TINY.block_size:]]))[0][0, -1]
+        assert np.abs(logits_np(decoder.logits) - expected).max() <= 1e-12 * np.abs(
+            expected).max()
+        decoder.append(seq[n])
+    for settings in ({"greedy": True}, {"temperature": 1.3, "top_k": 5, "top_p": 0.9,
+                                        "seed": 2}):
+        expected = tokens("numpy", ref, [1, 2], max_new_tokens=20, **settings)
+        assert tokens("torch", model, [1, 2], max_new_tokens=20, **settings) == expected
+
+
 def test_zero_new_tokens_yields_nothing(twin):
     assert tokens(twin, as_twin(twin, numpy_model()), [1], max_new_tokens=0) == []
 

@@ -123,6 +123,13 @@ def format_env(env: dict[str, Any], peaks: dict[str, Any]) -> str:
                 f"torch {env.get('torch')} ({env.get('torch_blas')}), "
                 f"commit {env.get('git_commit')}")
     lines = [machine, software]
+    busy = max(filter(None, [*(env.get("loadavg_start") or [])[:1],
+                             *(env.get("loadavg_end") or [])[:1],
+                             env.get("loadavg_1m_max")]), default=0.0)
+    if busy > env["cpu_cores"]:
+        lines.append(f"WARNING  1-min load average reached {busy:.1f} on {env['cpu_cores']} "
+                     "cores: other processes competed for the CPU, timings are noisy (compare "
+                     "ms min; multi-threaded BLAS/OpenMP suffers most)")
     for key, p in peaks.items():
         if p.get("status") == "ok":
             lines.append(f"peak     {key}: {p['gflops']:.1f} GFLOP/s ({p['op']}, best of "

@@ -86,3 +86,16 @@ def test_float32_stays_float32():
     assert layernorm_forward(x, np.ones(8, np.float32), None, 1e-5)[0].dtype == np.float32
     qkv = np.random.default_rng(0).standard_normal((2, 3, 24)).astype(np.float32)
     assert attention_forward(qkv, 2)[0].dtype == np.float32
+
+
+def test_float32_erf_is_accurate_to_float32_resolution():
+    """A&S 7.1.26 in float32: |erf error| < 1e-6 everywhere (the formula's own bound is 1.5e-7;
+    float32 rounding adds a few ulps), odd, and saturating at +-1."""
+    from numpy_gpt.layers.gelu import _erf_float32
+
+    z = np.linspace(-6, 6, 24001)
+    exact = np.array([math.erf(v) for v in z])
+    approx = _erf_float32(z.astype(np.float32))
+    assert approx.dtype == np.float32
+    assert np.abs(approx - exact).max() < 1e-6
+    np.testing.assert_array_equal(approx, -_erf_float32(-z.astype(np.float32)))

@@ -6,6 +6,7 @@ Runs are a few dozen steps of a 1-layer model on the tiny dialogue set (tests/ti
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -112,15 +113,19 @@ def test_full_fine_tune_matches_across_twins(tiny, tmp_path) -> None:
                                [r["val_loss"] for r in logs[0]], rtol=1e-4)
 
 
-def test_early_stopping_and_resume(tiny, tmp_path) -> None:
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_early_stopping_and_resume(tiny, tmp_path, backend: str) -> None:
     out = tmp_path / "run"
-    r = run_ft(tiny, out, "numpy", LCFG, max_iters=200, eval_interval=2, learning_rate=1e-9,
+    r = run_ft(tiny, out, backend, LCFG, max_iters=200, eval_interval=2, learning_rate=1e-9,
                min_lr=0.0, patience=2)
     assert r.train.status == "early_stopped" and r.train.iter < 200
-    code = main(["finetune", "--resume", "--out", str(out), "--max-iters", "8",
-                 "--patience", "0", "--no-plot"], backend="numpy")
+    stopped_at = r.train.iter
+    code = main(["finetune", "--resume", "--out", str(out), "--max-iters", str(stopped_at + 4),
+                 "--patience", "0", "--no-plot"], backend=backend)
     assert code == 0
     assert (out / "merged").is_dir() and (out / "adapter").is_dir()
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["iter"] == stopped_at + 4
 
 
 def test_cli_full_and_lora_runs(tiny, tmp_path, capsys) -> None:

@@ -46,10 +46,16 @@ class LoRATorchBackend(TorchBackend):
         save_adapter(self.model, path / ADAPTER_DIR, base=self.tcfg.init_from)
 
     def optimizer_state(self) -> dict[str, np.ndarray]:
-        """The adapters' AdamW moments (the frozen base has none)."""
-        names = set(lora_parameters(self.model))
-        return {k: v for k, v in super().optimizer_state().items()
-                if k == "step" or k.split(".", 1)[1] in names}
+        """The adapters' AdamW moments under numpy_gpt's names (the frozen base has none)."""
+        state, step = {}, 0
+        for name, p in lora_parameters(self.model).items():
+            s = self.opt.state.get(p, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                t = s[key] if s else torch.zeros_like(p)  # float32/64 master weights
+                state[f"{key}.{name}"] = t.detach().cpu().numpy().copy()
+            step = int(s["step"]) if s else step
+        state["step"] = np.array([step], dtype=np.int64)
+        return state
 
     def load_optimizer(self, path: Path) -> None:
         state = ckpt.load_optimizer_state(path)

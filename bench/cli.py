@@ -134,7 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     bar = tqdm(total=len(jobs), desc="bench", unit="job", file=sys.stderr, disable=None)
 
     def on_start(what: str) -> None:
-        bar.set_postfix_str(what, refresh=True)
+        if bar.disable:  # not a terminal (a log file): one line per worker instead
+            print(f"bench: {what}", file=sys.stderr, flush=True)
+        else:
+            bar.set_postfix_str(what, refresh=True)
 
     opts = Options(threads=threads, quick=args.quick, check=not args.no_check, seed=args.seed,
                    iters=args.iters, warmup=args.warmup, fault=args.plant_fault,
@@ -145,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     env["loadavg_end"] = loadavg()
     loads = [r["loadavg_1m"] for r in rows if r.get("loadavg_1m") is not None]
     env["loadavg_1m_max"] = max(loads) if loads else None
+    foreign = [r["foreign_cpu"] for r in rows if r.get("foreign_cpu") is not None]
+    env["foreign_cpu_max"] = max(foreign) if foreign else None
 
     print(format_env(env, peaks))
     print()

@@ -87,6 +87,23 @@ def loadavg() -> list[float] | None:
         return None
 
 
+def cpu_times() -> tuple[float, float] | None:
+    """(busy, steal) CPU-seconds of the whole machine since boot, from /proc/stat.
+
+    busy = user + nice + system + irq + softirq + steal (guest time is inside user). The
+    runner differences two readings around a measurement and subtracts its own processes'
+    CPU time: what remains is other processes' (and the hypervisor's) use of the machine.
+    """
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / tick, steal / tick
+
+
 def slugify(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 

@@ -60,8 +60,9 @@ def plot(rows: list[dict[str, Any]], path: str | Path) -> bool:
             ax.set_yscale("log")
             xs = sorted({r["sweep_value"] for r in pts})
             ax.set_xticks(xs, [str(x) for x in xs])  # the swept values, not powers of 2
+            ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
             ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-            ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel(label)
             ax.set_ylabel(f"ms per {workload} step (median)")
             ax.set_title(f"{workload} time vs {sweep}")

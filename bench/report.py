@@ -28,6 +28,8 @@ def _num(x: float | None, fmt: str) -> str:
 def _row_line(r: dict[str, Any]) -> str:
     mfu = "-" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
     note = r["reason"]
+    if r["status"] == "ok" and (r.get("foreign_cpu") or 0) > 0.1:
+        note = f"busy machine: others used {100 * r['foreign_cpu']:.0f}% of the CPU"
     if r["status"] == "ok" and r["compiled"] and r["first_call_ms"] is not None:
         # the compile happens in the first call of each graph: the check's forward (no_grad)
         # or this workload's first warm-up step
@@ -126,10 +128,14 @@ def format_env(env: dict[str, Any], peaks: dict[str, Any]) -> str:
     busy = max(filter(None, [*(env.get("loadavg_start") or [])[:1],
                              *(env.get("loadavg_end") or [])[:1],
                              env.get("loadavg_1m_max")]), default=0.0)
-    if busy > env["cpu_cores"]:
-        lines.append(f"WARNING  1-min load average reached {busy:.1f} on {env['cpu_cores']} "
-                     "cores: other processes competed for the CPU, timings are noisy (compare "
-                     "ms min; multi-threaded BLAS/OpenMP suffers most)")
+    foreign = env.get("foreign_cpu_max")
+    if foreign is not None:
+        lines[0] += f"; other processes' CPU share max {100 * foreign:.0f}%"
+    if busy > env["cpu_cores"] or (foreign or 0) > 0.1:
+        lines.append(f"WARNING  other processes competed for the CPU (1-min load up to "
+                     f"{busy:.1f} on {env['cpu_cores']} cores; their CPU share up to "
+                     f"{100 * (foreign or 0):.0f}% during one measurement): timings are noisy "
+                     "(compare ms min; multi-threaded BLAS/OpenMP suffers most)")
     for key, p in peaks.items():
         if p.get("status") == "ok":
             lines.append(f"peak     {key}: {p['gflops']:.1f} GFLOP/s ({p['op']}, best of "

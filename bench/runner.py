@@ -21,10 +21,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from .backends import Backend, unavailable_reason
+from .env import cpu_cores, cpu_times
 from .flops import GEN_WORKLOADS, WORKLOADS, generation_flops, matmul_params, step_flops
 from .sizes import Size, make_inputs
 from .worker import PREFIX
@@ -186,7 +189,8 @@ def base_row(job: Job, opts: Options) -> dict[str, Any]:
         "first_call_ms": None, "times_ms": None, "tokens_per_s": None, "gflops": None,
         "peak_gflops": None, "mfu": None, "peak_mem_mb": None,
         "mem_kind": "cuda" if b.device == "cuda" else "rss", "host_rss_peak_mb": None,
-        "params_mb": None, "check": None, "loadavg_1m": None,
+        "params_mb": None, "check": None, "loadavg_1m": None, "foreign_cpu": None,
+        "steal_cpu": None,
     }
 
 
@@ -246,10 +250,12 @@ def _run_unit(jobs: list[Job], rows: list[dict[str, Any]], peaks: dict[str, Any]
             "check": opts.check, "fault": opts.fault == b.name, "peak": want_peak}
     if opts.on_start:
         opts.on_start(f"{b.name} {size.name} {','.join(spec['workloads'])}")
+    usage = _Usage()
     try:
         messages, tail = spawn(spec, opts, on_check)
     except Exception as e:  # noqa: BLE001 -- e.g. the float64 reference ran out of memory
         messages, tail = [], f"the parent failed: {type(e).__name__}: {e}"
+    foreign, steal = usage.foreign()
     results = {m["workload"]: m for m in messages if m["kind"] == "result"}
     for m in messages:
         if m["kind"] == "peak":
@@ -261,6 +267,7 @@ def _run_unit(jobs: list[Job], rows: list[dict[str, Any]], peaks: dict[str, Any]
         if res.get("status") == "error" and tail and tail not in res.get("reason", ""):
             res["reason"] = f"{res.get('reason', '')} [{tail}]"
         _finish(row, job, res)
+        row["foreign_cpu"], row["steal_cpu"] = foreign, steal
         if check:
             row["check"] = dict(check)
             if not check["ok"]:
@@ -272,6 +279,32 @@ def _run_unit(jobs: list[Job], rows: list[dict[str, Any]], peaks: dict[str, Any]
         if row["status"] == "ok" and peak and peak.get("status") == "ok":
             row["peak_gflops"] = peak["gflops"]
             row["mfu"] = row["gflops"] / peak["gflops"]
+
+
+class _Usage:
+    """How much of the machine other processes used while one worker ran.
+
+    foreign = machine busy CPU-seconds (/proc/stat) - this process's and the worker's own
+    (getrusage), as a fraction of wall time x cores. 0 on a quiet machine; 0.5 means other
+    processes had half the machine on average (timings are then not to be trusted).
+    """
+
+    def __init__(self) -> None:
+        self.t0, self.cpu0, self.own0 = time.perf_counter(), cpu_times(), self._own()
+
+    @staticmethod
+    def _own() -> float:
+        r = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        return sum(x.ru_utime + x.ru_stime for x in r)
+
+    def foreign(self) -> tuple[float | None, float | None]:
+        cpu1 = cpu_times()
+        if self.cpu0 is None or cpu1 is None:
+            return None, None
+        capacity = (time.perf_counter() - self.t0) * cpu_cores()
+        busy, steal = cpu1[0] - self.cpu0[0], cpu1[1] - self.cpu0[1]
+        other = max(busy - (self._own() - self.own0), 0.0)
+        return round(other / capacity, 3), round(steal / capacity, 3)
 
 
 def _load1() -> float | None:

@@ -25,7 +25,7 @@ import numpy as np
 
 
 class AttentionCache(NamedTuple):
-    qs: np.ndarray  # (B, NH, T, hs) q * scale (a scaled copy: cheaper than scaling (T, T))
+    q: np.ndarray  # (B, NH, T, hs) view into qkv
     k: np.ndarray  # (B, NH, T, hs) view into qkv
     v: np.ndarray  # (B, NH, T, hs) view into qkv
     att: np.ndarray  # (B, NH, T, T) softmax probabilities P, before dropout
@@ -64,8 +64,8 @@ def attention_forward(
     q, k, v = split_heads(qkv, n_head)
     scale = 1.0 / math.sqrt(hs)
 
-    qs = q * scale  # S = (q * scale) k^T: scaling q touches T*hs values per head, not T*T
-    att = qs @ k.swapaxes(-1, -2)  # (B,NH,T,hs) @ (B,NH,hs,T) -> (B,NH,T,T)
+    # S = (q * scale) k^T: scaling q touches T*hs values per head, not T*T (a temporary)
+    att = (q * scale) @ k.swapaxes(-1, -2)  # (B,NH,T,hs) @ (B,NH,hs,T) -> (B,NH,T,T)
     att += causal_bias(T, att.dtype)  # masked scores become -inf, so exp() gives exactly 0
     # softmax along the last axis, in place; subtracting the row max avoids overflow
     att -= att.max(axis=-1, keepdims=True)
@@ -85,7 +85,7 @@ def attention_forward(
     # the (B,NH,T,hs) view of `out` has unit stride along hs, so BLAS fills it without a copy
     out = np.empty((B, T, n_head, hs), dtype=qkv.dtype)
     np.matmul(att_d, v, out=out.transpose(0, 2, 1, 3))
-    return out.reshape(B, T, C), AttentionCache(qs, k, v, att, attn_mask, scale, drop_scale)
+    return out.reshape(B, T, C), AttentionCache(q, k, v, att, attn_mask, scale, drop_scale)
 
 
 def attention_backward(dout: np.ndarray, cache: AttentionCache) -> np.ndarray:
@@ -95,12 +95,12 @@ def attention_backward(dout: np.ndarray, cache: AttentionCache) -> np.ndarray:
     Math:   dy = dout split into heads;  Pd = P * mask * drop_scale (or P)
             dv = Pd^T dy;  dPd = dy v^T;  dP = dPd * mask * drop_scale (or dPd)
             dS = P * (dP - rowsum(dP * P))        softmax backward (Jacobian diag(P) - P P^T)
-            S = qs k^T, qs = q * scale:  dk = dS^T qs;  dq = (dS k) * scale
+            S = (q k^T) * scale:  dk = (dS^T q) * scale;  dq = (dS k) * scale
             (masked entries have P = 0, so dS = 0 there: the mask needs no backward)
     Ref:    llm.c attention_backward.
     """
-    qs, k, v, att, mask, scale, drop_scale = cache
-    B, NH, T, hs = qs.shape
+    q, k, v, att, mask, scale, drop_scale = cache
+    B, NH, T, hs = q.shape
     dy = dout.reshape(B, T, NH, hs).transpose(0, 2, 1, 3)  # (B,T,C) -> (B,NH,T,hs), a view
 
     att_d = att if mask is None else att * mask * drop_scale  # recomputed, not cached
@@ -115,7 +115,9 @@ def attention_backward(dout: np.ndarray, cache: AttentionCache) -> np.ndarray:
     # forward: P = softmax(S). dS = P * (dP - sum_j dP*P), computed in datt's buffer
     datt -= np.einsum("bhij,bhij->bhi", datt, att)[..., None]
     datt *= att
-    np.matmul(datt.swapaxes(-1, -2), qs, out=dk)  # forward: S = qs @ k^T
+    # forward: S = (q @ k^T) * scale; scaling the (T, hs) results, not the (T, T) dS
+    np.matmul(datt.swapaxes(-1, -2), q, out=dk)
     np.matmul(datt, k, out=dq)
-    dq *= scale  # forward: qs = q * scale
+    dk *= scale
+    dq *= scale
     return dqkv

@@ -25,22 +25,27 @@ INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 class GeluTanhCache(NamedTuple):
-    x: np.ndarray  # (...) the input
-    t: np.ndarray  # (...) tanh(sqrt(2/pi) (x + 0.044715 x^3)), kept: tanh is the costly part
+    x: np.ndarray  # (...) the input; tanh(u) is recomputed in backward (as PyTorch does),
+    #                which keeps one (B,T,4C) array per layer out of memory for one tanh
 
 
-def gelu_tanh_forward(x: np.ndarray) -> tuple[np.ndarray, GeluTanhCache]:
-    """Shapes: x (...) -> out (...)."""
-    u = x * x  # built in place: u = sqrt(2/pi) * x * (1 + 0.044715 x^2)
+def _tanh_u(x: np.ndarray) -> np.ndarray:
+    """t = tanh(u), u = sqrt(2/pi) * x * (1 + 0.044715 x^2), built in one buffer."""
+    u = x * x
     u *= GELU_COEF
     u += 1.0
     u *= x
     u *= GELU_SCALE
-    t = np.tanh(u, out=u)
-    out = t + 1.0
+    return np.tanh(u, out=u)
+
+
+def gelu_tanh_forward(x: np.ndarray) -> tuple[np.ndarray, GeluTanhCache]:
+    """Shapes: x (...) -> out (...)."""
+    out = _tanh_u(x)  # out = 0.5 x (1 + t), in t's buffer
+    out += 1.0
     out *= x
     out *= 0.5
-    return out, GeluTanhCache(x, t)
+    return out, GeluTanhCache(x)
 
 
 def gelu_tanh_backward(dout: np.ndarray, cache: GeluTanhCache) -> np.ndarray:
@@ -51,7 +56,8 @@ def gelu_tanh_backward(dout: np.ndarray, cache: GeluTanhCache) -> np.ndarray:
             dx = dout * dy/dx
     Ref:    llm.c gelu_backward (the same formula with sech^2 = 1 - tanh^2).
     """
-    x, t = cache
+    x = cache.x
+    t = _tanh_u(x)  # recomputed from the forward
     dudx = x * x  # dudx = s (1 + 3a x^2)
     dudx *= 3.0 * GELU_COEF
     dudx += 1.0

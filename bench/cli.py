@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--isolate", action="store_true",
                    help="one process per (backend, size, workload) instead of per "
                         "(backend, size): stricter, slower")
+    p.add_argument("--repeat", type=int, default=1, metavar="K",
+                   help="run the whole plan K times, interleaved, every measurement in a new "
+                        "process; rows pool them (median of per-process medians, min of all). "
+                        "Use on a shared machine, where one process can land in a slow "
+                        "minute (default 1)")
     p.add_argument("--plant-fault", metavar="BACKEND",
                    help="for tests: give BACKEND a wrong model (ln_f gains x 1.5) so that its "
                         "B1 check must fail")
@@ -112,7 +117,7 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser):
     points = [s for sweep in sweeps for s in sweep_sizes(sweep, args.quick)]
     if not sizes and not points:
         p.error("nothing to measure: --sizes none without --sweep")
-    for flag in ("iters", "warmup", "threads"):
+    for flag in ("iters", "warmup", "threads", "repeat"):
         v = getattr(args, flag)
         if v is not None and v < (0 if flag == "warmup" else 1):
             p.error(f"--{flag} must be >= {0 if flag == 'warmup' else 1}, got {v}")
@@ -141,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
     opts = Options(threads=threads, quick=args.quick, check=not args.no_check, seed=args.seed,
                    iters=args.iters, warmup=args.warmup, fault=args.plant_fault,
-                   isolate=args.isolate, timeout_s=args.timeout, on_row=lambda _row: bar.update(1),
+                   isolate=args.isolate, repeat=args.repeat, timeout_s=args.timeout, on_row=lambda _row: bar.update(1),
                    on_start=on_start)
     rows, peaks = run(jobs, opts)
     bar.close()

@@ -22,6 +22,7 @@ import importlib.util
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,7 @@ class Options:
     warmup: int | None = None
     fault: str | None = None  # backend whose model gets a planted error (tests)
     isolate: bool = False  # one process per workload instead of per (backend, size)
+    repeat: int = 1  # run the whole plan this many times, each measurement in a new process
     timeout_s: float = 1800.0
     on_row: Callable[[dict[str, Any]], None] | None = None
     on_start: Callable[[str], None] | None = None
@@ -314,27 +316,72 @@ def _load1() -> float | None:
         return None
 
 
+def merge_repeats(reps: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from the same measurement repeated in several processes (--repeat).
+
+    Timings pool: ms_median is the median of the per-process medians (one slow process, e.g.
+    during a neighbour's burst, moves it less than pooling would), ms_min the min of all
+    steps; memory and the CPU share of other processes take the worst process. A repeat that
+    is not ok makes the row not ok, with that repeat's reason."""
+    row = dict(reps[0])
+    bad = [r for r in reps if r["status"] != "ok"]
+    if bad:
+        row.update({k: bad[0][k] for k in ("status", "reason", "check")})
+        row.update(ms_median=None, ms_min=None, ms_mean=None, tokens_per_s=None, gflops=None,
+                   mfu=None, peak_mem_mb=None)
+        return row
+    if len(reps) == 1:
+        return row
+    medians = [r["ms_median"] for r in reps]
+    row["process_medians_ms"] = medians
+    row["times_ms"] = [t for r in reps for t in r["times_ms"]]
+    row["ms_median"] = statistics.median(medians)
+    row["ms_min"] = min(r["ms_min"] for r in reps)
+    row["ms_mean"] = statistics.fmean(row["times_ms"])
+    scale = reps[0]["ms_median"] / row["ms_median"]  # rates scale inversely with time
+    for k in ("tokens_per_s", "gflops", "mfu"):
+        if row[k] is not None:
+            row[k] *= scale
+    for k in ("peak_mem_mb", "host_rss_peak_mb", "foreign_cpu", "steal_cpu", "loadavg_1m"):
+        vals = [r[k] for r in reps if r.get(k) is not None]
+        row[k] = max(vals) if vals else None
+    return row
+
+
 def run(jobs: list[Job], opts: Options) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Every job, grouped into worker processes; returns (rows in job order, matmul peaks
-    by backend peak_key)."""
-    rows = [base_row(j, opts) for j in jobs]
+    """Every job, grouped into worker processes, the whole plan `opts.repeat` times in turn
+    (interleaved, so every backend sees the machine's slow and fast minutes alike); returns
+    (rows in job order, matmul peaks by backend peak_key)."""
     peaks: dict[str, Any] = {}
+    reps: list[list[dict[str, Any]]] = [[] for _ in jobs]
     units: dict[tuple[str, str, int], list[int]] = {}
+    skipped: dict[int, str] = {}
     for i, job in enumerate(jobs):
         reason = skip_reason(job, opts)
         if reason is not None:
-            rows[i].update(status="skipped", reason=reason)
-            if opts.on_row:
-                opts.on_row(rows[i])
+            skipped[i] = reason
             continue
         key = (job.backend.name, job.size.name, i if opts.isolate else -1)
         units.setdefault(key, []).append(i)
-    for idxs in units.values():
-        load = _load1()
-        for i in idxs:
-            rows[i]["loadavg_1m"] = load  # the machine is shared: how busy it was
-        _run_unit([jobs[i] for i in idxs], [rows[i] for i in idxs], peaks, opts)
-        if opts.on_row:
-            for i in idxs:
-                opts.on_row(rows[i])
-    return rows, peaks
+    for rep in range(opts.repeat):
+        for i, reason in skipped.items():
+            if rep == 0:
+                row = base_row(jobs[i], opts)
+                row.update(status="skipped", reason=reason)
+                reps[i].append(row)
+                if opts.on_row:
+                    opts.on_row(row)
+        for idxs in units.values():
+            rows = [base_row(jobs[i], opts) for i in idxs]
+            load = _load1()
+            for row in rows:
+                row["loadavg_1m"] = load  # the machine is shared: how busy it was
+            _run_unit([jobs[i] for i in idxs], rows, peaks, opts)
+            for i, row in zip(idxs, rows):
+                reps[i].append(row)
+                if opts.on_row and rep == opts.repeat - 1:
+                    opts.on_row(row)
+    out = [merge_repeats(r) for r in reps]
+    for row in out:
+        row["repeat"] = opts.repeat
+    return out, peaks

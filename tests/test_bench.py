@@ -116,9 +116,36 @@ def test_planted_wrong_model_fails_the_check_and_is_not_timed(tmp_path):
     assert bad["ms_median"] is None and bad["tokens_per_s"] is None
 
 
+def test_repeat_pools_fresh_processes(tmp_path):
+    proc, data = run_bench("--quick", "--backends", "numpy-f32", "--workloads", "train",
+                           "--repeat", "2", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (row,) = [r for r in data["rows"] if r["status"] == "ok"]
+    assert row["repeat"] == 2 and len(row["process_medians_ms"]) == 2
+    assert len(row["times_ms"]) == 2 * row["iters"]
+
+
+def test_merge_repeats():
+    from bench.runner import merge_repeats
+
+    def rep(med, mn, mem, status="ok"):
+        return {"status": status, "reason": "" if status == "ok" else "no", "check": None,
+                "ms_median": med, "ms_min": mn, "ms_mean": med, "times_ms": [mn, med, med],
+                "tokens_per_s": 1000 / med, "gflops": 10 / med, "mfu": 0.1 / med,
+                "peak_mem_mb": mem, "host_rss_peak_mb": mem, "foreign_cpu": 0.0,
+                "steal_cpu": 0.0, "loadavg_1m": 0.5}
+
+    row = merge_repeats([rep(10.0, 9.0, 5.0), rep(30.0, 20.0, 7.0), rep(12.0, 11.0, 6.0)])
+    assert row["ms_median"] == 12.0 and row["ms_min"] == 9.0 and row["peak_mem_mb"] == 7.0
+    assert row["tokens_per_s"] == pytest.approx(1000 / 12) and len(row["times_ms"]) == 9
+    bad = merge_repeats([rep(10.0, 9.0, 5.0), rep(1.0, 1.0, 1.0, status="error")])
+    assert bad["status"] == "error" and bad["ms_median"] is None
+
+
 def test_bad_flags_exit_2(capsys):
     for argv in (["--backends", "nope"], ["--workloads", "nope"], ["--sizes", "nope"],
-                 ["--sweep", "nope"], ["--iters", "0"], ["--sizes", "none"]):
+                 ["--sweep", "nope"], ["--iters", "0"], ["--sizes", "none"],
+                 ["--repeat", "0"]):
         with pytest.raises(SystemExit) as e:
             cli.main(argv)
         assert e.value.code == 2, argv

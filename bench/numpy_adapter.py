@@ -5,9 +5,11 @@
     step = a.step("train")                 # a callable doing one timed step
     a.sync()                               # nothing to wait for on the CPU
 
-Workloads (one call of the returned callable):
-    forward   model.forward(idx, targets): logits and loss (numpy_gpt always builds its
-              backward cache; it has no inference mode)
+Workloads (one call of the returned callable), all through numpy_gpt.parallel.ShardedStep, the
+path `train` and `eval` use: the batch is split over `threads` shards run in threads with
+single-threaded BLAS, their gradients summed (with threads=1, one plain model.forward/backward):
+    forward   eval-mode loss of the batch (numpy_gpt always builds its backward cache; it has
+              no inference mode)
     fwdbwd    forward + backward (all parameter gradients)
     train     forward, backward, clip_grad_norm(1.0), AdamW.step: one full training step.
               The optimizer is created on the first call, inside the measured window, so
@@ -28,6 +30,7 @@ import numpy as np
 
 from numpy_gpt.model import GPT
 from numpy_gpt.optim import AdamW, clip_grad_norm
+from numpy_gpt.parallel import ShardedStep
 
 from .backends import Backend
 from .sizes import Size, make_inputs
@@ -50,7 +53,8 @@ def plant_fault(params: dict[str, np.ndarray]) -> None:
 
 
 class NumpyAdapter:
-    def __init__(self, backend: Backend, size: Size, seed: int = 0, fault: bool = False):
+    def __init__(self, backend: Backend, size: Size, seed: int = 0, fault: bool = False,
+                 threads: int | None = None):
         if backend.framework != "numpy":
             raise ValueError(f"NumpyAdapter cannot run backend {backend.name}")
         self.backend, self.size = backend, size
@@ -58,21 +62,21 @@ class NumpyAdapter:
         if fault:
             plant_fault(self.model.params)
         self.idx, self.targets = make_inputs(size, seed)
+        self.sharded = ShardedStep(self.model, threads)
 
     def check(self) -> tuple[np.ndarray, float]:
         logits, loss, _ = self.model.forward(self.idx, self.targets)
         return logits, float(loss)
 
     def step(self, workload: str) -> Callable[[], None]:
-        model, idx, targets = self.model, self.idx, self.targets
+        model, idx, targets, sharded = self.model, self.idx, self.targets, self.sharded
         if workload == "forward":
             def forward() -> None:
-                model.forward(idx, targets)
+                sharded.loss(idx, targets)
             return forward
         if workload == "fwdbwd":
             def fwdbwd() -> None:
-                _, _, cache = model.forward(idx, targets)
-                model.backward(cache)
+                sharded.forward_backward(idx, targets)
             return fwdbwd
         if workload == "train":
             opt: list[AdamW] = []
@@ -80,9 +84,7 @@ class NumpyAdapter:
             def train() -> None:
                 if not opt:
                     opt.append(AdamW(model.params, lr=LR, weight_decay=0.1))
-                _, _, cache = model.forward(idx, targets)
-                grads = model.backward(cache)
-                del cache  # free the activations before the optimizer runs
+                _, grads = sharded.forward_backward(idx, targets)  # caches freed inside
                 clip_grad_norm(grads, MAX_NORM)
                 opt[0].step(grads, lr=LR)
             return train

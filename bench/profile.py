@@ -81,7 +81,8 @@ def profile_train_step(size_name: str, steps: int, warmup: int, seed: int = 0
     from .sizes import get_size
 
     size = get_size(size_name)
-    step = NumpyAdapter(BACKENDS["numpy-f32"], size, seed=seed).step("train")
+    # one thread: cProfile sees only the main thread, so the shards would be invisible
+    step = NumpyAdapter(BACKENDS["numpy-f32"], size, seed=seed, threads=1).step("train")
     for _ in range(warmup):
         step()
     t0 = time.perf_counter()

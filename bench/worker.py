@@ -43,7 +43,8 @@ def make_adapter(backend: Any, size: Any, spec: dict[str, Any]) -> Any:
     if backend.framework == "numpy":
         from .numpy_adapter import NumpyAdapter
 
-        return NumpyAdapter(backend, size, seed=spec["seed"], fault=spec["fault"])
+        return NumpyAdapter(backend, size, seed=spec["seed"], fault=spec["fault"],
+                            threads=spec["threads"])
     if backend.framework == "torch":
         from .torch_adapter import TorchAdapter
 

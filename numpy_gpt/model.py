@@ -179,12 +179,15 @@ class GPT:
             loss, loss_cache = cross_entropy_forward(logits, targets, label_smoothing)
         return logits, loss, GPTCache(emb, emb_drop, blocks, ln_f, lm_head, loss_cache)
 
-    def backward(self, cache: GPTCache, dloss: float = 1.0) -> dict[str, np.ndarray]:
+    def backward(self, cache: GPTCache, dloss: float = 1.0, *, release: bool = False
+                 ) -> dict[str, np.ndarray]:
         """Gradients of the loss wrt every parameter: a dict with exactly self.params' keys
         (then self.lora_params' keys when an adapter is attached).
 
         Needs a cache from forward(..., targets). dloss scales the loss (e.g. 1/n_micro for
-        gradient accumulation). The steps mirror forward, bottom to top.
+        gradient accumulation). The steps mirror forward, bottom to top. With release=True
+        each block's activations are let go as soon as its backward is done, as autograd
+        frees saved tensors, which lowers peak memory; the cache cannot be used again.
         """
         if cache.loss is None:
             raise ValueError("backward needs a forward pass with targets (the loss to differentiate)")
@@ -212,6 +215,8 @@ class GPT:
             da = self._linear_backward(da, c.c_attn, h + "attn.c_attn", grads)
             da, grads[h + "ln_1.weight"], grads[h + "ln_1.bias"] = layernorm_backward(da, c.ln_1)
             dx += da  # fan-out of x_in: skip path + attention branch
+            if release:
+                cache.blocks[i] = c = None
         dx = dropout_backward(dx, cache.emb_drop)
         dwte, grads["transformer.wpe.weight"] = embedding_backward(dx, cache.emb)
         if cfg.tie_weights:

@@ -46,3 +46,16 @@ def test_more_threads_than_rows_and_single_thread():
     for threads in (1, 4):
         loss, _ = ShardedStep(model, threads).forward_backward(x, x)
         assert loss == pytest.approx(model.forward(x, x)[1], rel=1e-14)
+
+
+def test_auto_sharding_follows_the_cost_rule():
+    """Shard when per-row work >= 2 n_params (module docstring), not for a wide, short batch."""
+    small = ShardedStep(GPT(GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4,
+                                      n_embd=128)), threads=None)
+    small.threads = 2
+    assert len(small.shards(12, 64)) == 2
+    wide = ShardedStep(GPT(GPTConfig(vocab_size=5000, block_size=8, n_layer=1, n_head=2,
+                                     n_embd=256)), threads=None)
+    wide.threads = 2
+    assert len(wide.shards(4, 8)) == 1  # 4*8*(22*256 + 8*8) = 182K < 2 * 1.6M parameters
+    assert len(ShardedStep(wide.model, threads=2).shards(4, 8)) == 2  # explicit: always

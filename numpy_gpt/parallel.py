@@ -16,10 +16,10 @@ still fixes every bit and a resumed run stays identical.
 When it pays: every extra shard costs one more full set of gradients and a pass to add it,
 about n_params of memory traffic, while it saves half of the per-row elementwise work, about
 B*T*n_layer*(22 C + 4 NH T) values (GELU, softmax, LayerNorm, residuals over a step). With
-`threads=None` the batch is sharded only when that work is at least twice n_params: yes for
+the default rule the batch is sharded only when that work is at least twice n_params: yes for
 the small CPU models (baby: 12M vs 0.8M; 6L/384d: 180M vs 11M), no for GPT-2 124M at B=4,
-T=64 (61M vs 124M), where multithreaded BLAS on the whole batch wins. An explicit `threads`
-always shards.
+T=64 (61M vs 124M), where multithreaded BLAS on the whole batch wins. `always=True` shards
+regardless (tests).
 
 Ref: the same decomposition as DDP's gradient all-reduce (PyTorch DistributedDataParallel).
 """
@@ -53,15 +53,15 @@ def single_threaded_blas() -> AbstractContextManager:
 class ShardedStep:
     """forward+backward (or forward only) of one batch over `threads` shards of its rows."""
 
-    def __init__(self, model: GPT, threads: int | None = None):
+    def __init__(self, model: GPT, threads: int | None = None, *, always: bool = False):
         self.model = model
-        self.auto = threads is None
-        self.threads = max(1, threads or default_threads())
+        self.always = always
+        self.threads = max(1, threads or default_threads())  # cores to use; None = all
         self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
 
     def worth_sharding(self, B: int, T: int) -> bool:
-        """The cost rule of the module docstring (always True for an explicit thread count)."""
-        if not self.auto:
+        """The cost rule of the module docstring (or True with always=True)."""
+        if self.always:
             return True
         cfg = self.model.config
         rows_work = B * T * cfg.n_layer * (22 * cfg.n_embd + 4 * cfg.n_head * T)

@@ -17,7 +17,7 @@ def test_sharded_equals_one_pass_with_ignored_targets_and_dropout(threads):
     y = rng.integers(0, 17, (5, 8))
     y[0, :6] = -100  # uneven counted targets per shard: the weights must follow them
     y[3, 2] = -100
-    loss, grads = ShardedStep(model, threads).forward_backward(
+    loss, grads = ShardedStep(model, threads, always=True).forward_backward(
         x, y, dloss=0.5, label_smoothing=0.1, train=True, rng=np.random.default_rng(7))
     # the reference: one pass with the same masks (drawn first from the same seed)
     from numpy_gpt.model import make_dropout_masks
@@ -28,7 +28,7 @@ def test_sharded_equals_one_pass_with_ignored_targets_and_dropout(threads):
     assert loss == pytest.approx(ref_loss, rel=1e-13)
     for k in ref:
         np.testing.assert_allclose(grads[k], ref[k], rtol=1e-11, atol=1e-14, err_msg=k)
-    assert ShardedStep(model, threads).loss(x, y) == pytest.approx(model.forward(x, y)[1],
+    assert ShardedStep(model, threads, always=True).loss(x, y) == pytest.approx(model.forward(x, y)[1],
                                                                    rel=1e-13)
 
 
@@ -51,11 +51,9 @@ def test_more_threads_than_rows_and_single_thread():
 def test_auto_sharding_follows_the_cost_rule():
     """Shard when per-row work >= 2 n_params (module docstring), not for a wide, short batch."""
     small = ShardedStep(GPT(GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4,
-                                      n_embd=128)), threads=None)
-    small.threads = 2
+                                      n_embd=128)), threads=2)
     assert len(small.shards(12, 64)) == 2
     wide = ShardedStep(GPT(GPTConfig(vocab_size=5000, block_size=8, n_layer=1, n_head=2,
-                                     n_embd=256)), threads=None)
-    wide.threads = 2
+                                     n_embd=256)), threads=2)
     assert len(wide.shards(4, 8)) == 1  # 4*8*(22*256 + 8*8) = 182K < 2 * 1.6M parameters
-    assert len(ShardedStep(wide.model, threads=2).shards(4, 8)) == 2  # explicit: always
+    assert len(ShardedStep(wide.model, threads=2, always=True).shards(4, 8)) == 2

@@ -20,6 +20,8 @@ Ref: Loshchilov & Hutter 2019 (AdamW); torch/optim/adamw.py; nanoGPT train.py ge
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -39,6 +41,7 @@ class AdamW:
         betas: tuple[float, float] = (0.9, 0.95),
         eps: float = 1e-8,
         weight_decay: float = 0.1,
+        threads: int | None = None,
     ):
         if not lr >= 0.0:
             raise ValueError(f"learning rate must be >= 0, got {lr}")
@@ -49,22 +52,34 @@ class AdamW:
         self.t = 0  # steps taken
         self.m = {k: np.zeros_like(p) for k, p in params.items()}  # first moments
         self.v = {k: np.zeros_like(p) for k, p in params.items()}  # second moments
+        # Parameters update independently, so they are split into one group per core, each
+        # updated by its own thread with its own scratch buffer (NumPy releases the GIL).
+        n = max(1, min(threads or os.cpu_count() or 1, len(params)))
+        self.groups = balanced_groups(params, n)
+        self.pool = ThreadPoolExecutor(n) if n > 1 else None
+        self._buffers: list[np.ndarray | None] = [None] * n
 
     def step(self, grads: dict[str, np.ndarray], lr: float | None = None) -> None:
         """One update of every parameter from `grads` (same keys), at `lr` (default self.lr).
 
-        All arithmetic is in place, through one scratch buffer the size of the largest
-        parameter: at GPT-2 124M each temporary would otherwise be 500 MB.
+        All arithmetic is in place, through one scratch buffer per thread the size of its
+        largest parameter: at GPT-2 124M each temporary would otherwise be 500 MB.
         """
         lr = self.lr if lr is None else lr
-        b1, b2 = self.betas
         self.t += 1
+        if self.pool is None:
+            self._update(0, grads, lr)
+        else:
+            list(self.pool.map(lambda i: self._update(i, grads, lr), range(len(self.groups))))
+
+    def _update(self, group: int, grads: dict[str, np.ndarray], lr: float) -> None:
+        b1, b2 = self.betas
         bias1 = 1.0 - b1**self.t
         bias2_sqrt = math.sqrt(1.0 - b2**self.t)
         step_size = lr / bias1
-        scratch = self._scratch()
-        for name, p in self.params.items():
-            g, m, v = grads[name], self.m[name], self.v[name]
+        scratch = self._scratch(group)
+        for name in self.groups[group]:
+            p, g, m, v = self.params[name], grads[name], self.m[name], self.v[name]
             buf = scratch[: p.size].reshape(p.shape)
             if self.weight_decay and decays(p):
                 p *= 1.0 - lr * self.weight_decay
@@ -82,11 +97,12 @@ class AdamW:
             buf *= step_size
             p -= buf
 
-    def _scratch(self) -> np.ndarray:
-        largest = max(self.params.values(), key=lambda p: p.size)
-        if getattr(self, "_buf", None) is None or self._buf.size < largest.size:
-            self._buf = np.empty(largest.size, dtype=largest.dtype)
-        return self._buf
+    def _scratch(self, group: int) -> np.ndarray:
+        largest = max((self.params[k] for k in self.groups[group]), key=lambda p: p.size)
+        buf = self._buffers[group]
+        if buf is None or buf.size < largest.size:
+            buf = self._buffers[group] = np.empty(largest.size, dtype=largest.dtype)
+        return buf
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Flat name -> array dict (safetensors-ready): exp_avg.<name>, exp_avg_sq.<name>, step."""
@@ -103,6 +119,17 @@ class AdamW:
                     raise ValueError(f"optimizer state has no {prefix}{k} of shape {p.shape}")
                 store[k] = np.array(arr, dtype=p.dtype)
         self.t = int(state["step"][0])
+
+
+def balanced_groups(params: dict[str, np.ndarray], n: int) -> list[list[str]]:
+    """Split parameter names into n groups of about equal total size (largest first)."""
+    groups: list[list[str]] = [[] for _ in range(n)]
+    sizes = [0] * n
+    for name in sorted(params, key=lambda k: -params[k].size):
+        i = sizes.index(min(sizes))
+        groups[i].append(name)
+        sizes[i] += params[name].size
+    return [g for g in groups if g]
 
 
 def clip_grad_norm(grads: dict[str, np.ndarray], max_norm: float) -> float:

@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from numpy_gpt import checkpoint as ckpt
@@ -25,7 +24,7 @@ from numpy_gpt.lora import LoRAConfig
 from numpy_gpt.train import BackendFactory
 from numpy_gpt.train_config import TrainConfig
 
-from .lora import apply_lora, load_adapter, lora_parameters, merge_lora, save_adapter
+from .lora import apply_lora, load_adapter, merge_lora, save_adapter
 from .model import GPT
 from .train import TorchBackend, torch_backend
 
@@ -44,30 +43,6 @@ class LoRATorchBackend(TorchBackend):
                              trainer_state=trainer_state,
                              optimizer_state=self.optimizer_state() if trainer_state else None)
         save_adapter(self.model, path / ADAPTER_DIR, base=self.tcfg.init_from)
-
-    def optimizer_state(self) -> dict[str, np.ndarray]:
-        """The adapters' AdamW moments under numpy_gpt's names (the frozen base has none)."""
-        state, step = {}, 0
-        for name, p in lora_parameters(self.model).items():
-            s = self.opt.state.get(p, {})
-            for key in ("exp_avg", "exp_avg_sq"):
-                t = s[key] if s else torch.zeros_like(p)  # float32/64 master weights
-                state[f"{key}.{name}"] = t.detach().cpu().numpy().copy()
-            step = int(s["step"]) if s else step
-        state["step"] = np.array([step], dtype=np.int64)
-        return state
-
-    def load_optimizer(self, path: Path) -> None:
-        state = ckpt.load_optimizer_state(path)
-        step = int(state["step"][0])
-        if step == 0:
-            return
-        for name, p in lora_parameters(self.model).items():
-            self.opt.state[p] = {
-                "step": torch.tensor(float(step)),
-                "exp_avg": torch.from_numpy(state[f"exp_avg.{name}"]).to(p),
-                "exp_avg_sq": torch.from_numpy(state[f"exp_avg_sq.{name}"]).to(p),
-            }
 
 
 def lora_torch_backend(lcfg: LoRAConfig, resume_dir: Path) -> BackendFactory:

@@ -104,14 +104,19 @@ class TorchBackend:
         self.model.save(path, tokenizer=tokenizer, trainer_state=trainer_state,
                         optimizer_state=self.optimizer_state() if trainer_state else None)
 
+    def trained_parameters(self) -> dict[str, torch.nn.Parameter]:
+        """The parameters AdamW updates, by canonical name (all, or only LoRA's when the base
+        is frozen)."""
+        return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+
     def optimizer_state(self) -> dict[str, np.ndarray]:
         """AdamW moments under numpy_gpt.optim.AdamW's names."""
         state, step = {}, 0
-        for name, p in self.model.named_parameters():
+        for name, p in self.trained_parameters().items():
             s = self.opt.state.get(p, {})
-            zeros = np.zeros(tuple(p.shape), dtype=_np_dtype(p))
-            state[f"exp_avg.{name}"] = _to_numpy(s["exp_avg"]) if s else zeros
-            state[f"exp_avg_sq.{name}"] = _to_numpy(s["exp_avg_sq"]) if s else zeros
+            for key in ("exp_avg", "exp_avg_sq"):
+                state[f"{key}.{name}"] = (_to_numpy(s[key]) if s else
+                                          np.zeros(tuple(p.shape), dtype=_np_dtype(p)))
             step = int(s["step"]) if s else step
         state["step"] = np.array([step], dtype=np.int64)
         return state
@@ -119,9 +124,9 @@ class TorchBackend:
     def load_optimizer(self, path: Path) -> None:
         state = ckpt.load_optimizer_state(path)
         step = int(state["step"][0])
-        for name, p in self.model.named_parameters():
-            if step == 0:
-                break
+        if step == 0:
+            return
+        for name, p in self.trained_parameters().items():
             self.opt.state[p] = {
                 "step": torch.tensor(float(step)),
                 "exp_avg": torch.from_numpy(state[f"exp_avg.{name}"]).to(p),

@@ -60,6 +60,7 @@ class Backend(Protocol):
     def rng_state(self) -> Any: ...
     def set_rng_state(self, state: Any) -> None: ...
     def all_reduce_mean(self, value: float) -> float: ...
+    # optional: close() -> None, called once when training ends (e.g. to leave DDP)
 
 
 class Reporter:
@@ -263,6 +264,9 @@ def train(
             rep.step(it + 1, loss, lr, B * T * n_micro / max(dt, 1e-9))
     finally:
         rep.close()
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
     return TrainResult(out_dir, it, best_val, status, log)
 
 

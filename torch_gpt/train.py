@@ -146,6 +146,13 @@ class TorchBackend:
         if "cuda" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(torch.tensor(state["cuda"], dtype=torch.uint8), self.device)
 
+    def close(self) -> None:
+        """Leave data parallelism in order: wait for every rank, then tear the group down
+        (a rank that exits while another still holds the connection can abort in gloo)."""
+        if self.world > 1 and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
     def all_reduce_mean(self, value: float) -> float:
         if self.world == 1:
             return value

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from .chat import CHAT_DEFAULTS, TEMPLATES, ChatSession
+from .sample_cli import add_inference_device_args
 from .sampling import SamplingConfig, SamplingError
 
 HELP = """commands:
@@ -57,12 +58,7 @@ def add_args(parser: argparse.ArgumentParser, backend: str = "numpy") -> None:
                         help="always the most likely token (ignores temperature/top-k/top-p)")
     parser.add_argument("--seed", type=int, default=None, metavar="S",
                         help="seed of the sampling random numbers (default: fresh each run)")
-    if backend != "numpy":
-        parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
-                            help="auto picks cuda, then mps, then cpu (default: auto)")
-        parser.add_argument("--dtype", choices=("float32", "float64", "bfloat16", "float16"),
-                            default=None, help="parameter dtype, or float32 weights under "
-                                               "autocast for the half types (default: stored)")
+    add_inference_device_args(parser, backend)
 
 
 def run(args: argparse.Namespace) -> int:

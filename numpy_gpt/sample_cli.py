@@ -72,6 +72,11 @@ def add_args(parser: argparse.ArgumentParser, backend: str = "numpy") -> None:
                         help="seed of the sampling random numbers (default: %(default)s)")
     parser.add_argument("--no-kv-cache", action="store_true",
                         help="recompute the whole context for every token (slower; same output)")
+    add_inference_device_args(parser, backend)
+
+
+def add_inference_device_args(parser: argparse.ArgumentParser, backend: str) -> None:
+    """--device and --dtype of the torch twin's inference commands (sample, chat)."""
     if backend != "numpy":
         parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
                             help="auto picks cuda, then mps, then cpu (default: auto)")

@@ -43,7 +43,7 @@ from .data import DataError, TokenDataset
 from .lora import LoRAConfig, load_adapter, save_adapter
 from .model import GPT
 from .optim import AdamW
-from .train import BackendFactory, NumpyBackend, Reporter, TrainResult, train
+from .train import BackendFactory, NumpyBackend, Reporter, TrainResult, numpy_model, train
 from .train_config import TrainConfig
 
 ADAPTER_DIR = "adapter"  # in last/, best/ and OUT: the adapter alone
@@ -167,8 +167,7 @@ def lora_numpy_backend(lcfg: LoRAConfig, resume_dir: Path) -> BackendFactory:
     def make(tcfg: TrainConfig, config: GPTConfig, init: Path | None) -> LoRANumpyBackend:
         if init is None:
             raise ValueError("LoRA fine-tuning needs a checkpoint to start from (--ckpt)")
-        _, params, _ = ckpt.load_checkpoint(init)
-        model = GPT.from_params(config, params, tcfg.dtype)
+        model = numpy_model(tcfg, config, init)
         if Path(init) == resume_dir and (Path(init) / ADAPTER_DIR).is_dir():
             saved, tensors, _ = load_adapter(Path(init) / ADAPTER_DIR)
             model.set_lora(saved, tensors)

@@ -139,14 +139,18 @@ class NumpyBackend:
         return value
 
 
+def numpy_model(tcfg: TrainConfig, config: GPTConfig, init: Path | None) -> GPT:
+    """The model a run trains: seeded from scratch, or a checkpoint folder's weights under
+    `config` (the stored shapes; this run's dropout)."""
+    if init is None:
+        return GPT(config, dtype=tcfg.dtype, seed=tcfg.seed)
+    _, params, _ = ckpt.load_checkpoint(init)
+    return GPT.from_params(config, params, tcfg.dtype)
+
+
 def numpy_backend(tcfg: TrainConfig, config: GPTConfig, init: Path | None) -> NumpyBackend:
     """Build the NumPy backend from scratch (seeded) or from a checkpoint folder's weights."""
-    if init is None:
-        model = GPT(config, dtype=tcfg.dtype, seed=tcfg.seed)
-    else:  # the stored weights, under `config` (the stored shapes; this run's dropout)
-        _, params, _ = ckpt.load_checkpoint(init)
-        model = GPT.from_params(config, params, tcfg.dtype)
-    return NumpyBackend(model, tcfg)
+    return NumpyBackend(numpy_model(tcfg, config, init), tcfg)
 
 
 # ---------------------------------------------------------------------------- the loop

@@ -26,7 +26,7 @@ from numpy_gpt.train_config import TrainConfig
 
 from .lora import apply_lora, load_adapter, merge_lora, save_adapter
 from .model import GPT
-from .train import TorchBackend, torch_backend
+from .train import TorchBackend, torch_model
 
 
 class LoRATorchBackend(TorchBackend):
@@ -51,7 +51,7 @@ def lora_torch_backend(lcfg: LoRAConfig, resume_dir: Path) -> BackendFactory:
     def make(tcfg: TrainConfig, config: GPTConfig, init: Path | None) -> LoRATorchBackend:
         if init is None:
             raise ValueError("LoRA fine-tuning needs a checkpoint to start from (--ckpt)")
-        model = torch_backend(tcfg, config, init).model  # the base weights, on the device
+        model = torch_model(tcfg, config, init)  # the base weights, on the device
         if Path(init) == resume_dir and (Path(init) / ADAPTER_DIR).is_dir():
             load_adapter(model, Path(init) / ADAPTER_DIR)
         else:

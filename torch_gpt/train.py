@@ -161,19 +161,23 @@ class TorchBackend:
         return float(t) / self.world
 
 
-def torch_backend(tcfg: TrainConfig, config: GPTConfig, init: Path | None) -> TorchBackend:
-    """Build the torch backend from scratch (seeded) or from a checkpoint's weights."""
+def torch_model(tcfg: TrainConfig, config: GPTConfig, init: Path | None) -> GPT:
+    """The model a run trains, on its device: seeded from scratch or a checkpoint's weights."""
     device = _local_device(tcfg.device)
     if tcfg.threads is not None:
         torch.set_num_threads(tcfg.threads)
     # half types train float32 master weights under autocast
     param_dtype = "float64" if tcfg.dtype == "float64" else "float32"
     if init is None:
-        model = GPT(config, seed=tcfg.seed, device=device, dtype=param_dtype)
-    else:
-        _, params, _ = ckpt.load_checkpoint(init)
-        model = GPT.from_params(config, params, device=device, dtype=param_dtype)
-    return TorchBackend(model, tcfg, device)
+        return GPT(config, seed=tcfg.seed, device=device, dtype=param_dtype)
+    _, params, _ = ckpt.load_checkpoint(init)
+    return GPT.from_params(config, params, device=device, dtype=param_dtype)
+
+
+def torch_backend(tcfg: TrainConfig, config: GPTConfig, init: Path | None) -> TorchBackend:
+    """Build the torch backend from scratch (seeded) or from a checkpoint's weights."""
+    model = torch_model(tcfg, config, init)
+    return TorchBackend(model, tcfg, next(model.parameters()).device)
 
 
 def _local_device(name: str) -> torch.device:

@@ -3,6 +3,19 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test (restored after): at these tiny sizes extra threads
+    only add overhead, several times over on 2 busy cores. Files opt in with
+    `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    from parity.runner import torch_threads  # torch only where a test asks for it
+
+    with torch_threads(1):
+        yield

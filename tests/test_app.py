@@ -24,14 +24,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytest.importorskip("streamlit", reason="the chat page needs streamlit (pip install streamlit)")
 from streamlit.testing.v1 import AppTest
 
-from parity.runner import torch_threads
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: torch's threads only add overhead (several x on 2 busy cores)."""
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -36,18 +36,13 @@ from numpy_gpt.data import IGNORE_INDEX, TokenDataset, collate_examples
 from numpy_gpt.sample_cli import Sampler
 from numpy_gpt.sampling import SamplingConfig, SamplingError
 from numpy_gpt.tokenizers import BPETokenizer
-from parity.runner import torch_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 HISTORY = [{"role": "user", "content": "hi i am ada"}, {"role": "assistant", "content": "hello"},
            {"role": "user", "content": "what is 1 plus 2?"}]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: torch's threads only add overhead (several x on 2 busy cores)."""
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

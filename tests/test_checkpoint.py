@@ -19,16 +19,11 @@ from numpy_gpt import GPT as NumpyGPT
 from numpy_gpt.checkpoint import MODEL_FILE, CheckpointError, load_checkpoint
 from numpy_gpt.config import GPTConfig
 from numpy_gpt.tokenizers import CharTokenizer, load_tokenizer
-from parity.runner import torch_threads
 
 CFG = GPTConfig(vocab_size=13, block_size=6, n_layer=2, n_head=2, n_embd=8)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: torch's threads only add overhead (several x on 2 busy cores)."""
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _assert_bit_equal(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:

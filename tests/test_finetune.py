@@ -26,18 +26,13 @@ from numpy_gpt.finetune import finetune, finetune_config, open_finetune_dataset
 from numpy_gpt.lora import LoRAConfig, load_adapter
 from numpy_gpt.prepare import prepare
 from numpy_gpt.tokenizers import BPETokenizer
-from parity.runner import torch_threads
 
 LCFG = LoRAConfig(rank=4, alpha=8.0, dropout=0.05, targets=("c_attn", "c_proj", "c_fc"))
 QUICK = {"max_iters": 12, "eval_interval": 6, "eval_iters": 2, "batch_size": 4,
          "learning_rate": 3e-3}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: torch's threads only add overhead (several x on 2 busy cores)."""
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,17 +19,12 @@ import torch_gpt
 from numpy_gpt import GPT as NumpyGPT
 from numpy_gpt.config import GPTConfig
 from numpy_gpt.hf_import import CONV1D_WEIGHTS, HFImportError, load_hf_gpt2
-from parity.runner import torch_threads
 from parity.tolerances import tolerance
 
 CFG = GPTConfig(vocab_size=11, block_size=7, n_layer=2, n_head=2, n_embd=8)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: torch's threads only add overhead (several x on 2 busy cores)."""
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_hf_folder(path: Path, cfg: GPTConfig, params: dict[str, np.ndarray], *,

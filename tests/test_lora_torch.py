@@ -19,7 +19,6 @@ from numpy_gpt.lora import save_adapter as np_save_adapter
 from parity import PRESETS, run
 from parity.cases import select
 from parity.harness import format_row
-from parity.runner import torch_threads
 from torch_gpt.lora import (
     LoRALinear,
     apply_lora,
@@ -35,11 +34,7 @@ LCFG = LoRAConfig(rank=2, alpha=4.0, targets=("c_attn", "c_proj", "c_fc"))
 IDX = torch.tensor([[1, 5, 7, 2, 9]])
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: torch's threads only add overhead (several x on 2 busy cores)."""
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _randomize_adapter(model: torch.nn.Module, seed: int = 0) -> None:

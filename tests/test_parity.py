@@ -24,7 +24,6 @@ from parity.cases import layers as layer_cases
 from parity.cases.model import compare_model
 from parity.cli import main
 from parity.harness import Context, Row, format_row, print_report, summarize
-from parity.runner import torch_threads
 from parity.tolerances import TOLERANCES, tolerance
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,11 +31,7 @@ HAS_CUDA = torch.cuda.is_available()
 FAULT = "transformer.h.0.mlp.c_fc.weight"
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: torch's threads only add overhead (several x on 2 busy cores)."""
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _failures(rows: list[Row]) -> str:

@@ -15,7 +15,6 @@ from torch.nn import functional as F
 
 import torch_gpt
 from numpy_gpt.config import GPTConfig, dropout_mask_shapes, param_shapes
-from parity.runner import torch_threads
 from parity.tolerances import tolerance
 from torch_gpt.optim import clip_grad_norm, configure_optimizer, get_lr, param_groups, set_lr
 from torch_gpt.precision import autocast, grad_scaler, maybe_compile, resolve_device, tf32
@@ -24,11 +23,7 @@ CFG = GPTConfig(vocab_size=11, block_size=5, n_layer=2, n_head=2, n_embd=8)
 HAS_CUDA = torch.cuda.is_available()
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: torch's threads only add overhead (several x on 2 busy cores)."""
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batch(cfg: GPTConfig, B: int = 2, T: int = 3, seed: int = 0):

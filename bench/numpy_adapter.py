@@ -11,7 +11,7 @@ single-threaded BLAS, their gradients summed (with threads=1, one plain model.fo
     forward   eval-mode loss of the batch (numpy_gpt always builds its backward cache; it has
               no inference mode)
     fwdbwd    forward + backward (all parameter gradients)
-    train     forward, backward, clip_grad_norm(1.0), AdamW.step: one full training step.
+    train     forward, backward, clipping at norm 1.0, AdamW.step: one full training step.
               The optimizer is created on the first call, inside the measured window, so
               its moment buffers count in peak memory as torch's lazily created state does.
     generate  numpy_gpt.generate.generate, greedy, with the KV cache: `generation_shape()`
@@ -29,7 +29,7 @@ from collections.abc import Callable
 import numpy as np
 
 from numpy_gpt.model import GPT
-from numpy_gpt.optim import AdamW, clip_grad_norm
+from numpy_gpt.optim import AdamW, clip_coef, grad_norm
 from numpy_gpt.parallel import ShardedStep
 
 from .backends import Backend
@@ -85,8 +85,8 @@ class NumpyAdapter:
                 if not opt:
                     opt.append(AdamW(model.params, lr=LR, weight_decay=0.1))
                 _, grads = sharded.forward_backward(idx, targets)  # caches freed inside
-                clip_grad_norm(grads, MAX_NORM)
-                opt[0].step(grads, lr=LR)
+                coef = clip_coef(grad_norm(grads), MAX_NORM)  # as the training loop clips
+                opt[0].step(grads, lr=LR, grad_scale=coef)
             return train
         if workload in ("generate", "generate-nocache"):
             from numpy_gpt.generate import generate

@@ -3,7 +3,7 @@
     python -m bench.profile --size 6L-384 [--steps 3] [--json profile.json]
 
 Runs warm-up steps, then profiles `--steps` full training steps (forward, backward,
-clip_grad_norm, AdamW) with cProfile and aggregates the time by numpy_gpt function into layer
+grad_norm, AdamW) with cProfile and aggregates the time by numpy_gpt function into layer
 kinds, forward and backward apart:
 
     attention       attention_forward/backward (q k^T, softmax, att v and their gradients)
@@ -11,7 +11,7 @@ kinds, forward and backward apart:
     gelu, layernorm, embedding, dropout        their _forward/_backward functions
     softmax/loss    cross_entropy_forward/backward (softmax over V, the loss)
     residual/glue   GPT.forward/GPT.backward's own lines: residual adds, fan-out sums
-    AdamW           AdamW.step;  clipping: clip_grad_norm
+    AdamW           AdamW.step (with clipping's scale);  clipping: grad_norm
     other           the rest of the step (the loop and bookkeeping outside these functions)
 
 Each layer function is counted by its inclusive time (cProfile's cumtime), which is exact
@@ -65,7 +65,7 @@ def classify(filename: str, func: str) -> tuple[str, str, bool] | None:
     if path.endswith("numpy_gpt/optim.py"):
         if func == "step":
             return "AdamW", "optimizer", True
-        if func == "clip_grad_norm":
+        if func in ("grad_norm", "clip_grad_norm"):
             return "clipping", "optimizer", True
     return None
 

@@ -36,7 +36,7 @@ from . import checkpoint as ckpt
 from .config import GPTConfig
 from .data import TokenDataset, rng_from_state, rng_state
 from .model import GPT
-from .optim import AdamW, clip_grad_norm, get_lr
+from .optim import AdamW, clip_coef, get_lr, grad_norm
 from .parallel import ShardedStep
 from .train_config import TrainConfig
 
@@ -114,8 +114,11 @@ class NumpyBackend:
 
     def step(self, lr: float, grad_clip: float) -> float:
         assert self.grads is not None, "step() before forward_backward()"
-        norm = clip_grad_norm(self.grads, grad_clip) if grad_clip > 0 else float("nan")
-        self.opt.step(self.grads, lr)
+        norm, coef = float("nan"), 1.0
+        if grad_clip > 0:  # clipping's scale is applied inside the update (no extra pass)
+            norm = grad_norm(self.grads)
+            coef = clip_coef(norm, grad_clip)
+        self.opt.step(self.grads, lr, grad_scale=coef)
         self.grads = None
         return norm
 

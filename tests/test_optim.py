@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from numpy_gpt import GPT, GPTConfig
-from numpy_gpt.optim import AdamW, clip_grad_norm, get_lr
+from numpy_gpt import GPT, GPTConfig, optim
+from numpy_gpt.optim import AdamW, clip_coef, clip_grad_norm, get_lr, grad_norm
 
 
 def test_one_adamw_step_matches_hand_computation():
@@ -45,6 +45,67 @@ def test_clip_grad_norm():
     small = {"a": np.array([0.3])}
     clip_grad_norm(small, 1.0)
     assert small["a"][0] == 0.3  # under the limit: untouched
+
+
+def reference_adamw_step(p, g, m, v, t, lr, b1, b2, eps, wd):
+    """torch.optim.AdamW's single-tensor step, on whole float32 tensors (no slicing)."""
+    if p.ndim >= 2:
+        p *= np.float32(1 - lr * wd)
+    m *= np.float32(b1)
+    m += g * np.float32(1 - b1)
+    v *= np.float32(b2)
+    v += (g * g) * np.float32(1 - b2)
+    denom = np.sqrt(v) / np.float32(math.sqrt(1 - b2**t)) + np.float32(eps)
+    p -= (m / denom) * np.float32(lr / (1 - b1**t))
+
+
+@pytest.mark.parametrize("chunk", [7, 64, optim.CHUNK])
+def test_sliced_update_is_bit_identical_to_whole_tensor_update(chunk, monkeypatch):
+    """AdamW updates cache-sized slices; slice edges (here inside rows, and a last partial
+    slice) must not change a single bit against the whole-tensor arithmetic."""
+    monkeypatch.setattr(optim, "CHUNK", chunk)
+    rng = np.random.default_rng(0)
+    shapes = {"w": (13, 17), "b": (17,), "e": (5, 3)}
+    params = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
+    ref = {k: (p.copy(), np.zeros_like(p), np.zeros_like(p)) for k, p in params.items()}
+    opt = AdamW(params, lr=0.01, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, threads=2)
+    for t in range(1, 4):
+        grads = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
+        for k, (p, m, v) in ref.items():
+            reference_adamw_step(p, grads[k].copy(), m, v, t, 0.01, 0.9, 0.95, 1e-8, 0.1)
+        opt.step(grads)
+        for k, (p, m, v) in ref.items():
+            np.testing.assert_array_equal(params[k], p)
+            np.testing.assert_array_equal(opt.m[k], m)
+            np.testing.assert_array_equal(opt.v[k], v)
+
+
+def test_grad_scale_equals_clipping_then_step():
+    """step(grad_scale=clip_coef(norm)) is clip_grad_norm + step, bit for bit, and leaves
+    the gradients scaled as clipping would."""
+    rng = np.random.default_rng(1)
+    shapes = {"w": (40, 30), "b": (30,)}
+    init = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
+    grads = {k: 3 * rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
+    a = {k: p.copy() for k, p in init.items()}
+    b = {k: p.copy() for k, p in init.items()}
+    ga = {k: g.copy() for k, g in grads.items()}
+    gb = {k: g.copy() for k, g in grads.items()}
+    norm_a = clip_grad_norm(ga, 1.0)
+    AdamW(a, lr=0.01).step(ga)
+    norm_b = grad_norm(gb)
+    coef = clip_coef(norm_b, 1.0)
+    assert norm_a == norm_b and coef < 1.0
+    AdamW(b, lr=0.01).step(gb, grad_scale=coef)
+    for k in shapes:
+        np.testing.assert_array_equal(a[k], b[k])
+        np.testing.assert_array_equal(ga[k], gb[k])
+    assert clip_coef(0.5, 1.0) == 1.0  # under the limit: no scaling
+
+
+def test_adamw_rejects_non_contiguous_parameters():
+    with pytest.raises(ValueError, match="C-contiguous parameters; w is not"):
+        AdamW({"w": np.ones((4, 3)).T})
 
 
 def test_lr_schedule_warmup_cosine_floor():

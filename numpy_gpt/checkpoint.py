@@ -27,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from .config import ConfigError, GPTConfig, param_shapes
+from .device import to_numpy
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -69,12 +70,13 @@ def save_checkpoint(
         }
         meta.update(extra_config or {})
         _write_json(tmp / CONFIG_FILE, meta)
-        save_file({k: np.ascontiguousarray(params[k]) for k in expected}, str(tmp / MODEL_FILE))
+        save_file({k: np.ascontiguousarray(to_numpy(params[k])) for k in expected},
+                  str(tmp / MODEL_FILE))
         if tokenizer is not None:
             _write_json(tmp / TOKENIZER_FILE, tokenizer.to_dict())
         if optimizer_state is not None:
             save_file(
-                {k: np.ascontiguousarray(v) for k, v in optimizer_state.items()},
+                {k: np.ascontiguousarray(to_numpy(v)) for k, v in optimizer_state.items()},
                 str(tmp / OPTIMIZER_FILE),
             )
         if trainer_state is not None:

@@ -27,7 +27,9 @@ NUMPY_ONLY = {"gradcheck"}
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean "the input was wrong": reported in one line, no traceback."""
-    return (ValueError, FileNotFoundError, PermissionError, KeyError, ImportError)
+    from .device import DeviceError
+
+    return (ValueError, FileNotFoundError, PermissionError, KeyError, ImportError, DeviceError)
 
 
 def build_parser(backend: str) -> argparse.ArgumentParser:

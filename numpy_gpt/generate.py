@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from .config import GPTConfig
+from .device import get_array_module, to_numpy
 from .layers import (
     embedding_forward,
     gelu_exact_forward,
@@ -61,13 +62,15 @@ from .sampling import generate_text as _generate_text
 class KVCache:
     """Keys and values of every layer for the positions processed so far.
 
-    k[i], v[i]: (B, NH, block_size, hs), preallocated; rows [0, length) are filled.
+    k[i], v[i]: (B, NH, block_size, hs), preallocated on xp's device; rows [0, length) are
+    filled.
     """
 
-    def __init__(self, config: GPTConfig, batch_size: int = 1, dtype: Any = np.float64):
+    def __init__(self, config: GPTConfig, batch_size: int = 1, dtype: Any = np.float64,
+                 xp: Any = np):
         shape = (batch_size, config.n_head, config.block_size, config.head_size)
-        self.k = [np.zeros(shape, dtype=dtype) for _ in range(config.n_layer)]
-        self.v = [np.zeros(shape, dtype=dtype) for _ in range(config.n_layer)]
+        self.k = [xp.zeros(shape, dtype=dtype) for _ in range(config.n_layer)]
+        self.v = [xp.zeros(shape, dtype=dtype) for _ in range(config.n_layer)]
         self.batch_size, self.block_size = batch_size, config.block_size
         self.length = 0  # positions filled
 
@@ -90,6 +93,7 @@ def cached_attention_forward(
     Exact:  K_j, V_j depend only on tokens 0..j, so the cached rows equal those a full
             forward recomputes; y equals rows offset.. of attention_forward up to rounding.
     """
+    xp = get_array_module(qkv)
     B, T, C3 = qkv.shape
     C = C3 // 3
     L = offset + T
@@ -101,10 +105,10 @@ def cached_attention_forward(
     att = q @ K.swapaxes(-1, -2)  # (B,NH,T,hs) @ (B,NH,hs,L) -> (B,NH,T,L)
     att *= 1.0 / math.sqrt(C // n_head)
     if T > 1:  # a single new token sees every cached position: nothing to mask
-        future = np.arange(L)[None, :] > offset + np.arange(T)[:, None]  # (T, L)
+        future = xp.arange(L)[None, :] > offset + xp.arange(T)[:, None]  # (T, L)
         att[..., future] = -np.inf
     att -= att.max(axis=-1, keepdims=True)  # softmax along keys, as attention_forward
-    np.exp(att, out=att)
+    xp.exp(att, out=att)
     att /= att.sum(axis=-1, keepdims=True)
     y = att @ V  # (B,NH,T,L) @ (B,NH,L,hs) -> (B,NH,T,hs)
     return y.transpose(0, 2, 1, 3).reshape(B, T, C)  # re-merge heads
@@ -135,7 +139,7 @@ def forward_cached(
     `params` default: inference_params(model) (pass them in to merge adapters only once)."""
     cfg = model.config
     P = inference_params(model) if params is None else params
-    idx = np.asarray(idx)
+    idx = getattr(model, "xp", np).asarray(idx)  # to the model's device
     B, T = idx.shape
     L = cache.length
     if B != cache.batch_size or L + T > cfg.block_size:
@@ -175,16 +179,18 @@ class Decoder:
     """Next-token logits of a growing sequence, with or without a KV cache.
 
     `context` holds what the model sees (the last block_size tokens); `logits` (V,) are for
-    the token after it. append(token) moves one step: one cached position while the context
-    fits, else a crop from the left and a rebuild (see the module docstring). Without the
-    cache every step is model.forward on the whole context, the reference the cache must equal.
+    the token after it, a NumPy array on the host (sampling runs there, whatever the model's
+    device). append(token) moves one step: one cached position while the context fits, else a
+    crop from the left and a rebuild (see the module docstring). Without the cache every step
+    is model.forward on the whole context, the reference the cache must equal.
     """
 
     def __init__(self, model: Any, prompt_ids: Sequence[int], use_kv_cache: bool = True):
         self.model = model
         self.block_size = model.config.block_size
         self.context = crop_context(prompt_ids, self.block_size)
-        self.cache = KVCache(model.config, 1, model.dtype) if use_kv_cache else None
+        self.cache = (KVCache(model.config, 1, model.dtype, getattr(model, "xp", np))
+                      if use_kv_cache else None)
         self.params = inference_params(model) if use_kv_cache else None
         self.logits = self._recompute()
 
@@ -197,16 +203,17 @@ class Decoder:
             self.logits = self._recompute()
         else:
             idx = np.array([[int(token)]])
-            self.logits = forward_cached(self.model, idx, self.cache, params=self.params)[0, -1]
+            self.logits = to_numpy(
+                forward_cached(self.model, idx, self.cache, params=self.params)[0, -1])
         return self.logits
 
     def _recompute(self) -> np.ndarray:
         idx = np.array([self.context])
         if self.cache is None:
-            return self.model.forward(idx)[0][0, -1]
+            return to_numpy(self.model.forward(idx)[0][0, -1])
         self.cache.reset()  # prefill
-        return forward_cached(self.model, idx, self.cache, last_only=True,
-                              params=self.params)[0, -1]
+        return to_numpy(forward_cached(self.model, idx, self.cache, last_only=True,
+                                       params=self.params)[0, -1])
 
 
 # ---------------------------------------------------------------------- sampling

@@ -11,7 +11,9 @@ embedding's gradient plus lm_head's.
 
 Parameters live in `self.params`, a flat dict keyed by the canonical GPT-2/nanoGPT names
 (DESIGN.md), the live arrays the model computes with. dtype float32 (speed) or float64
-(exactness, for gradient checks and parity).
+(exactness, for gradient checks and parity). device "cpu" (NumPy) or "cuda" (the same code on
+CuPy, see device.py): token ids and dropout masks may come from the host; logits, caches
+and gradients stay on the model's device.
 
 Deliberately omits: KV-cache decoding (generate.py), the optimizer (optim.py).
 Ref: nanoGPT model.py; llm.c train_gpt2.c gpt2_forward/gpt2_backward.
@@ -27,6 +29,7 @@ import numpy as np
 
 from . import checkpoint
 from .config import GPTConfig, dropout_mask_shapes, param_shapes
+from .device import DEVICES, array_module, to_numpy
 from .layers import (
     attention_backward,
     attention_forward,
@@ -104,14 +107,30 @@ def make_dropout_masks(
 class GPT:
     """The reference model. See the module docstring; DESIGN.md for the API contract."""
 
-    def __init__(self, config: GPTConfig, dtype: str = "float32", seed: int = 0):
+    def __init__(self, config: GPTConfig, dtype: str = "float32", seed: int = 0,
+                 device: str = "cpu"):
         if str(dtype) not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         self.config = config
         self.dtype = np.dtype(dtype)
-        self.params = init_params(config, self.dtype, np.random.default_rng(seed))
+        self.device, self.xp = device, array_module(device)  # xp: numpy, or cupy on "cuda"
+        # drawn on the host, so one seed gives one model on every device
+        params = init_params(config, self.dtype, np.random.default_rng(seed))
+        self.params = {k: self.xp.asarray(p) for k, p in params.items()}
         self.lora: LoRAConfig | None = None  # set by add_lora
         self.lora_params: dict[str, np.ndarray] = {}  # key.lora_A.weight / key.lora_B.weight
+
+    def to(self, device: str) -> GPT:
+        """Move the parameters (and adapters) to `device` ("cpu" or "cuda"); returns self."""
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+        if device != self.device:
+            self.xp = array_module(device)
+            move = (lambda a: to_numpy(a).copy()) if device == "cpu" else self.xp.asarray
+            self.params = {k: move(p) for k, p in self.params.items()}
+            self.lora_params = {k: move(p) for k, p in self.lora_params.items()}
+            self.device = device
+        return self
 
     # ------------------------------------------------------------------ forward / backward
 
@@ -131,11 +150,11 @@ class GPT:
         (names from config.dropout_mask_shapes) or masks drawn from `rng`. Eval mode (the
         default) never drops. loss is the mean cross-entropy over targets != -100.
         """
-        cfg, P = self.config, self.params
-        idx = self._check_ids(idx, "idx")
+        cfg, P, xp = self.config, self.params, self.xp
+        idx = xp.asarray(self._check_ids(idx, "idx"))  # checked on the host, then moved
         B, T = idx.shape
         if targets is not None:
-            targets = self._check_ids(targets, "targets", shape=(B, T))
+            targets = xp.asarray(self._check_ids(targets, "targets", shape=(B, T)))
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         p = cfg.dropout if train else 0.0
@@ -146,7 +165,7 @@ class GPT:
                 if rng is None:
                     raise ValueError("train mode with dropout > 0 needs rng or dropout_masks")
                 dropout_masks = make_dropout_masks(cfg, B, T, rng, self.lora)
-            masks = dict(dropout_masks)
+            masks = {k: xp.asarray(m) for k, m in dropout_masks.items()}
         gelu_forward = gelu_tanh_forward if cfg.gelu == "tanh" else gelu_exact_forward
 
         x, emb = embedding_forward(idx, P["transformer.wte.weight"], P["transformer.wpe.weight"])
@@ -236,20 +255,23 @@ class GPT:
         checkpoint.save_checkpoint(path, self.config, self.params, tokenizer=tokenizer, **kwargs)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, dtype: str | None = None) -> GPT:
+    def load(cls, path: str | os.PathLike, dtype: str | None = None, device: str = "cpu"
+             ) -> GPT:
         """Load a checkpoint folder written by either twin; dtype defaults to the stored one."""
         config, params, meta = checkpoint.load_checkpoint(path)
-        return cls.from_params(config, params, dtype or meta.get("dtype", "float32"))
+        return cls.from_params(config, params, dtype or meta.get("dtype", "float32"), device)
 
     @classmethod
     def from_params(cls, config: GPTConfig, params: dict[str, np.ndarray],
-                    dtype: str = "float32") -> GPT:
+                    dtype: str = "float32", device: str = "cpu") -> GPT:
         """Wrap existing arrays (cast to dtype, copied), e.g. weights imported from GPT-2."""
         model = cls.__new__(cls)
         if str(dtype) not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         model.config, model.dtype = config, np.dtype(dtype)
-        model.params = {k: np.array(params[k], dtype=model.dtype) for k in param_shapes(config)}
+        model.device, model.xp = device, array_module(device)
+        model.params = {k: model.xp.array(params[k], dtype=model.dtype)
+                        for k in param_shapes(config)}
         model.lora, model.lora_params = None, {}
         return model
 
@@ -265,8 +287,8 @@ class GPT:
     def add_lora(self, lora: LoRAConfig, seed: int = 0) -> None:
         """Attach fresh LoRA adapters (B = 0: the model's outputs are unchanged)."""
         self.lora = lora
-        self.lora_params = init_lora_params(self.config, lora, self.dtype,
-                                            np.random.default_rng(seed))
+        params = init_lora_params(self.config, lora, self.dtype, np.random.default_rng(seed))
+        self.lora_params = {k: self.xp.asarray(p) for k, p in params.items()}
 
     def set_lora(self, lora: LoRAConfig, lora_params: dict[str, np.ndarray]) -> None:
         """Attach trained adapters (e.g. from numpy_gpt.lora.load_adapter)."""
@@ -275,7 +297,7 @@ class GPT:
                 tuple(lora_params[k].shape) != s for k, s in expected.items()):
             raise ValueError("the adapter's tensors do not match this model and LoRA config")
         self.lora = lora
-        self.lora_params = {k: np.array(lora_params[k], dtype=self.dtype) for k in expected}
+        self.lora_params = {k: self.xp.array(lora_params[k], dtype=self.dtype) for k in expected}
 
     def merge_lora(self) -> None:
         """Fold the adapters into the base weights (W += alpha/r * B A) and drop them."""
@@ -313,7 +335,7 @@ class GPT:
         return self.params[key]
 
     def _check_ids(self, ids: Any, what: str, shape: tuple[int, int] | None = None) -> np.ndarray:
-        ids = np.asarray(ids)
+        ids = to_numpy(ids)  # on the host: the checks below report values
         cfg = self.config
         if not np.issubdtype(ids.dtype, np.integer):
             raise ValueError(f"{what} must be integer token ids, got dtype {ids.dtype}")

@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .device import get_array_module
+
 # Elements per slice in AdamW's update: four 1 MiB float32 operand slices and the scratch stay in
 # a core's cache through all 14 operations; smaller slices cost more in Python overhead.
 CHUNK = 1 << 18
@@ -58,11 +60,14 @@ class AdamW:
         self.params = params
         self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
         self.t = 0  # steps taken
-        self.m = {k: np.zeros_like(p) for k, p in params.items()}  # first moments
-        self.v = {k: np.zeros_like(p) for k, p in params.items()}  # second moments
+        self.xp = xp = get_array_module(*params.values())  # numpy, or cupy on a GPU
+        self.m = {k: xp.zeros_like(p) for k, p in params.items()}  # first moments
+        self.v = {k: xp.zeros_like(p) for k, p in params.items()}  # second moments
         # Parameters update independently, so they are split into one group per core, each
         # updated by its own thread with its own scratch buffer (NumPy releases the GIL).
-        n = max(1, min(threads or os.cpu_count() or 1, len(params)))
+        # A GPU takes whole tensors in one thread: its kernels are parallel already.
+        n = max(1, min(threads or os.cpu_count() or 1, len(params))) if xp is np else 1
+        self.chunk = CHUNK if xp is np else max((p.size for p in params.values()), default=1)
         self.groups = balanced_groups(params, n)
         self.pool = ThreadPoolExecutor(n) if n > 1 else None
         self._buffers: list[np.ndarray | None] = [None] * n
@@ -92,8 +97,9 @@ class AdamW:
         its operands from main memory: at GPT-2 124M every pass moves 0.5-1.5 GB. Applied
         to slices that stay in cache, main memory sees each of p, g, m, v read once and
         p, m, v written once. The arithmetic is unchanged (elementwise), only its order
-        over the elements.
+        over the elements. (On a GPU, self.chunk covers whole tensors: fewer kernel launches.)
         """
+        xp = self.xp
         b1, b2 = self.betas
         bias1 = 1.0 - b1**self.t
         bias2_sqrt = math.sqrt(1.0 - b2**self.t)
@@ -104,24 +110,24 @@ class AdamW:
             tensors = self.params[name], grads[name], self.m[name], self.v[name]
             flat = [t.reshape(-1) for t in tensors]  # views: params, m, v are contiguous
             decays_here = self.weight_decay != 0 and decays(tensors[0])
-            for start in range(0, flat[0].size, CHUNK):
-                p, g, m, v = (t[start : start + CHUNK] for t in flat)
+            for start in range(0, flat[0].size, self.chunk):
+                p, g, m, v = (t[start : start + self.chunk] for t in flat)
                 buf = scratch[: p.size]
                 if grad_scale != 1.0:
                     g *= grad_scale
                 if decays_here:
                     p *= decay  # p = p - lr wd p
                 m *= b1  # m = b1 m + (1 - b1) g
-                np.multiply(g, 1.0 - b1, out=buf)
+                xp.multiply(g, 1.0 - b1, out=buf)
                 m += buf
                 v *= b2  # v = b2 v + (1 - b2) g^2
-                np.multiply(g, g, out=buf)
+                xp.multiply(g, g, out=buf)
                 buf *= 1.0 - b2
                 v += buf
-                np.sqrt(v, out=buf)  # denom = sqrt(v) / sqrt(1 - b2^t) + eps
+                xp.sqrt(v, out=buf)  # denom = sqrt(v) / sqrt(1 - b2^t) + eps
                 buf /= bias2_sqrt
                 buf += self.eps
-                np.divide(m, buf, out=buf)  # p -= step_size * m / denom
+                xp.divide(m, buf, out=buf)  # p -= step_size * m / denom
                 buf *= step_size
                 p -= buf
 
@@ -129,7 +135,7 @@ class AdamW:
         dtype = self.params[self.groups[group][0]].dtype
         buf = self._buffers[group]
         if buf is None or buf.dtype != dtype:
-            buf = self._buffers[group] = np.empty(CHUNK, dtype=dtype)
+            buf = self._buffers[group] = self.xp.empty(self.chunk, dtype=dtype)
         return buf
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -145,7 +151,7 @@ class AdamW:
                 arr = state.get(prefix + k)
                 if arr is None or arr.shape != p.shape:
                     raise ValueError(f"optimizer state has no {prefix}{k} of shape {p.shape}")
-                store[k] = np.array(arr, dtype=p.dtype)
+                store[k] = self.xp.array(arr, dtype=p.dtype)
         self.t = int(state["step"][0])
 
 
@@ -162,7 +168,7 @@ def balanced_groups(params: dict[str, np.ndarray], n: int) -> list[list[str]]:
 
 def grad_norm(grads: dict[str, np.ndarray]) -> float:
     """The global L2 norm of all gradients together, as one flat vector."""
-    return math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
+    return math.sqrt(sum(float(get_array_module(g).vdot(g, g)) for g in grads.values()))
 
 
 def clip_coef(norm: float, max_norm: float) -> float:

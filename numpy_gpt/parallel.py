@@ -60,7 +60,9 @@ class ShardedStep:
         self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
 
     def worth_sharding(self, B: int, T: int) -> bool:
-        """The cost rule of the module docstring (or True with always=True)."""
+        """The cost rule of the module docstring (or True with always=True); never on a GPU."""
+        if getattr(self.model, "device", "cpu") != "cpu":
+            return False  # a GPU's kernels use all of it already
         if self.always:
             return True
         cfg = self.model.config

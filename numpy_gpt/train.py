@@ -86,9 +86,9 @@ class TrainResult:
 
 
 class NumpyBackend:
-    """numpy_gpt's GPT + AdamW behind the Backend protocol. Each batch is split over the
-    CPU cores (parallel.ShardedStep); dropout masks come from a seeded Generator whose state
-    is checkpointed."""
+    """numpy_gpt's GPT + AdamW behind the Backend protocol. On the CPU each batch is split
+    over the cores (parallel.ShardedStep); on a GPU (CuPy) it runs whole. Dropout masks come
+    from a seeded host Generator whose state is checkpointed."""
 
     name = "numpy"
     is_main = True
@@ -145,10 +145,18 @@ class NumpyBackend:
 def numpy_model(tcfg: TrainConfig, config: GPTConfig, init: Path | None) -> GPT:
     """The model a run trains: seeded from scratch, or a checkpoint folder's weights under
     `config` (the stored shapes; this run's dropout)."""
+    device = numpy_device(tcfg.device)
     if init is None:
-        return GPT(config, dtype=tcfg.dtype, seed=tcfg.seed)
+        return GPT(config, dtype=tcfg.dtype, seed=tcfg.seed, device=device)
     _, params, _ = ckpt.load_checkpoint(init)
-    return GPT.from_params(config, params, tcfg.dtype)
+    return GPT.from_params(config, params, tcfg.dtype, device)
+
+
+def numpy_device(device: str) -> str:
+    """The NumPy twin's device for a TrainConfig.device: "auto" is the CPU (CuPy is opt-in)."""
+    if device in ("auto", "cpu", "cuda"):
+        return "cpu" if device == "auto" else device
+    raise ValueError(f"the numpy twin runs on device cpu or cuda (CuPy), not {device!r}")
 
 
 def numpy_backend(tcfg: TrainConfig, config: GPTConfig, init: Path | None) -> NumpyBackend:

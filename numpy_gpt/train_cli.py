@@ -78,10 +78,13 @@ def add_args(parser: argparse.ArgumentParser, backend: str) -> None:
 
 def add_backend_args(parser: argparse.ArgumentParser, backend: str,
                      dtypes: tuple[str, ...]) -> None:
-    """--dtype for both twins; --device and --compile for torch."""
+    """--dtype and --device for both twins; --compile for torch."""
     if backend == "numpy":
         parser.add_argument("--dtype", choices=dtypes, default=None,
                             help="float32 (fast, default) or float64 (exact)")
+        parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+                            help="cuda runs the same NumPy code on CuPy (pip install "
+                                 "cupy-cuda12x); auto means cpu for this twin")
         return
     parser.add_argument("--dtype", choices=("float32", "float64", "bfloat16", "float16"),
                         default=None, help="parameter dtype, or autocast for the half types")

@@ -58,7 +58,7 @@ class TrainConfig:
     seed: int = 1337
     # backend
     dtype: str = "float32"  # numpy: float32|float64; torch: also bfloat16|float16 (autocast)
-    device: str = "auto"  # torch only
+    device: str = "auto"  # torch: auto|cpu|cuda|mps; numpy: auto (= cpu)|cpu|cuda (CuPy)
     compile: bool = False  # torch only
     threads: int | None = None  # CPU threads (numpy: batch shards; torch: intra-op); None = all
 

@@ -13,6 +13,9 @@ Shape letters, used in every docstring and comment of this package:
     C  n_embd              NH n_head              hs head size = C // NH
     V  vocab_size          N  B*T rows, when a layer flattens (B, T)
 
+Arrays may be NumPy's or CuPy's: a layer that calls a module function takes the module from
+its input (xp = get_array_module(x), numpy_gpt/device.py), so the same lines run on a GPU.
+
 Ref: karpathy/llm.c train_gpt2.c (the same layers in C, one forward/backward pair each).
 """
 

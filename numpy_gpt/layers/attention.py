@@ -23,6 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..device import get_array_module
+
 
 class AttentionCache(NamedTuple):
     q: np.ndarray  # (B, NH, T, hs) view into qkv
@@ -43,21 +45,23 @@ def split_heads(qkv: np.ndarray, n_head: int) -> tuple[np.ndarray, np.ndarray, n
 
 
 @functools.lru_cache(maxsize=16)
-def causal_bias(T: int, dtype: np.dtype) -> np.ndarray:
+def causal_bias(T: int, dtype: np.dtype, xp=np) -> np.ndarray:
     """(T, T) additive mask: 0 on and below the diagonal, -inf above (future positions).
 
-    Cached per (T, dtype) and read-only: every layer and step shares one array.
+    Built on the host, then placed on xp's device. Cached per (T, dtype, xp): every layer and
+    step shares one array, which nothing writes to.
     """
     bias = np.zeros((T, T), dtype=dtype)
     bias[np.triu_indices(T, k=1)] = -np.inf
     bias.flags.writeable = False
-    return bias
+    return bias if xp is np else xp.asarray(bias)
 
 
 def attention_forward(
     qkv: np.ndarray, n_head: int, attn_mask: np.ndarray | None = None, p: float = 0.0
 ) -> tuple[np.ndarray, AttentionCache]:
     """Shapes: qkv (B,T,3C), attn_mask (B,NH,T,T) bool or None -> out (B,T,C)."""
+    xp = get_array_module(qkv)  # numpy, or cupy on a GPU (numpy_gpt/device.py)
     B, T, C3 = qkv.shape
     C = C3 // 3
     hs = C // n_head
@@ -66,10 +70,10 @@ def attention_forward(
 
     # S = (q * scale) k^T: scaling q touches T*hs values per head, not T*T (a temporary)
     att = (q * scale) @ k.swapaxes(-1, -2)  # (B,NH,T,hs) @ (B,NH,hs,T) -> (B,NH,T,T)
-    att += causal_bias(T, att.dtype)  # masked scores become -inf, so exp() gives exactly 0
+    att += causal_bias(T, att.dtype, xp)  # masked scores become -inf, so exp() gives exactly 0
     # softmax along the last axis, in place; subtracting the row max avoids overflow
     att -= att.max(axis=-1, keepdims=True)
-    np.exp(att, out=att)
+    xp.exp(att, out=att)
     att /= att.sum(axis=-1, keepdims=True)
 
     drop_scale = 1.0
@@ -83,8 +87,8 @@ def attention_forward(
 
     # y = Pd @ v, written straight into the merged-heads layout (B,T,NH,hs) = (B,T,C):
     # the (B,NH,T,hs) view of `out` has unit stride along hs, so BLAS fills it without a copy
-    out = np.empty((B, T, n_head, hs), dtype=qkv.dtype)
-    np.matmul(att_d, v, out=out.transpose(0, 2, 1, 3))
+    out = xp.empty((B, T, n_head, hs), dtype=qkv.dtype)
+    xp.matmul(att_d, v, out=out.transpose(0, 2, 1, 3))
     return out.reshape(B, T, C), AttentionCache(q, k, v, att, attn_mask, scale, drop_scale)
 
 
@@ -100,24 +104,25 @@ def attention_backward(dout: np.ndarray, cache: AttentionCache) -> np.ndarray:
     Ref:    llm.c attention_backward.
     """
     q, k, v, att, mask, scale, drop_scale = cache
+    xp = get_array_module(dout)
     B, NH, T, hs = q.shape
     dy = dout.reshape(B, T, NH, hs).transpose(0, 2, 1, 3)  # (B,T,C) -> (B,NH,T,hs), a view
 
     att_d = att if mask is None else att * mask * drop_scale  # recomputed, not cached
-    dqkv = np.empty((B, T, 3 * NH * hs), dtype=dout.dtype)
+    dqkv = xp.empty((B, T, 3 * NH * hs), dtype=dout.dtype)
     dq, dk, dv = split_heads(dqkv, NH)  # views: the matmuls below write straight into dqkv
-    np.matmul(att_d.swapaxes(-1, -2), dy, out=dv)  # forward: y = Pd @ v
+    xp.matmul(att_d.swapaxes(-1, -2), dy, out=dv)  # forward: y = Pd @ v
 
     datt = dy @ v.swapaxes(-1, -2)  # (B,NH,T,hs) @ (B,NH,hs,T) -> (B,NH,T,T)
     if mask is not None:  # forward: Pd = P * mask * drop_scale
         datt *= mask
         datt *= drop_scale
     # forward: P = softmax(S). dS = P * (dP - sum_j dP*P), computed in datt's buffer
-    datt -= np.einsum("bhij,bhij->bhi", datt, att)[..., None]
+    datt -= xp.einsum("bhij,bhij->bhi", datt, att)[..., None]
     datt *= att
     # forward: S = (q @ k^T) * scale; scaling the (T, hs) results, not the (T, T) dS
-    np.matmul(datt.swapaxes(-1, -2), q, out=dk)
-    np.matmul(datt, k, out=dq)
+    xp.matmul(datt.swapaxes(-1, -2), q, out=dk)
+    xp.matmul(datt, k, out=dq)
     dk *= scale
     dq *= scale
     return dqkv

@@ -10,6 +10,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..device import get_array_module
+
 
 class EmbeddingCache(NamedTuple):
     idx: np.ndarray  # (B, T) int token ids
@@ -37,17 +39,21 @@ def embedding_backward(
             dwpe[t] = sum_b dout[b,t] for t < T; rows t >= T are 0 (unused positions)
     Ref:    llm.c encoder_backward.
     """
+    xp = get_array_module(dout)
     _B, T, C = dout.shape
     ids = cache.idx.reshape(-1)  # (N,)
     rows = dout.reshape(-1, C)  # (N, C)
-    # Scatter-add, the same as np.add.at(dwte, ids, rows) but ~5x faster: sort the ids so equal
-    # ids are adjacent, then sum each run of equal ids in one np.add.reduceat call.
-    order = np.argsort(ids, kind="stable")
-    sorted_ids = ids[order]
-    run_starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-    dwte = np.zeros((cache.vocab_size, C), dtype=dout.dtype)
-    dwte[sorted_ids[run_starts]] = np.add.reduceat(rows[order], run_starts, axis=0)
+    dwte = xp.zeros((cache.vocab_size, C), dtype=dout.dtype)
+    if xp is np:
+        # Scatter-add, the same as np.add.at(dwte, ids, rows) but ~5x faster on a CPU: sort the
+        # ids so equal ids are adjacent, then sum each run of equal ids in one reduceat call.
+        order = np.argsort(ids, kind="stable")
+        sorted_ids = ids[order]
+        run_starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+        dwte[sorted_ids[run_starts]] = np.add.reduceat(rows[order], run_starts, axis=0)
+    else:  # a GPU adds into the rows with atomic additions
+        xp.add.at(dwte, ids, rows)
 
-    dwpe = np.zeros((cache.block_size, C), dtype=dout.dtype)
+    dwpe = xp.zeros((cache.block_size, C), dtype=dout.dtype)
     dwpe[:T] = dout.sum(axis=0)
     return dwte, dwpe

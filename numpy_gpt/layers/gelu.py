@@ -3,9 +3,10 @@
 - gelu_tanh: GPT-2's approximation, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
   PyTorch: F.gelu(x, approximate="tanh").
 - gelu_exact: x * Phi(x) = 0.5 x (1 + erf(x / sqrt(2))), as nanoGPT's nn.GELU().
-  PyTorch: F.gelu(x). NumPy has no erf. float64 uses scipy.special.erf (exact to double
-  precision, which parity needs); float32 uses Abramowitz & Stegun 7.1.26, |error| < 1.5e-7
-  (float32 resolves ~6e-8 near 1), about 10x faster than scipy's float32 erf.
+  PyTorch: F.gelu(x). NumPy has no erf. float64 uses scipy.special.erf (cupyx's on a GPU;
+  exact to double precision, which parity needs); float32 uses Abramowitz & Stegun 7.1.26,
+  |error| < 1.5e-7 (float32 resolves ~6e-8 near 1), about 10x faster than scipy's float32
+  erf, on either device.
 
 Ref: Hendrycks & Gimpel 2016, "Gaussian Error Linear Units"; llm.c gelu_forward/backward.
 """
@@ -16,6 +17,8 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+
+from ..device import erf, get_array_module
 
 # Python floats, not NumPy scalars: a np.float64 constant would silently upcast float32 arrays.
 GELU_SCALE = math.sqrt(2.0 / math.pi)  # sqrt(2/pi)
@@ -36,7 +39,7 @@ def _tanh_u(x: np.ndarray) -> np.ndarray:
     u += 1.0
     u *= x
     u *= GELU_SCALE
-    return np.tanh(u, out=u)
+    return get_array_module(u).tanh(u, out=u)
 
 
 def gelu_tanh_forward(x: np.ndarray) -> tuple[np.ndarray, GeluTanhCache]:
@@ -57,13 +60,14 @@ def gelu_tanh_backward(dout: np.ndarray, cache: GeluTanhCache) -> np.ndarray:
     Ref:    llm.c gelu_backward (the same formula with sech^2 = 1 - tanh^2).
     """
     x = cache.x
+    xp = get_array_module(x)
     t = _tanh_u(x)  # recomputed from the forward
     dudx = x * x  # dudx = s (1 + 3a x^2)
     dudx *= 3.0 * GELU_COEF
     dudx += 1.0
     dudx *= GELU_SCALE
     dx = t * t  # dx = 0.5 x (1 - t^2) dudx + 0.5 (1 + t)
-    np.subtract(1.0, dx, out=dx)
+    xp.subtract(1.0, dx, out=dx)
     dx *= x
     dx *= dudx
     dx += t
@@ -96,7 +100,7 @@ def gelu_exact_backward(dout: np.ndarray, cache: GeluExactCache) -> np.ndarray:
     x, phi_cdf = cache
     dx = x * x
     dx *= -0.5
-    np.exp(dx, out=dx)
+    get_array_module(dx).exp(dx, out=dx)
     dx *= INV_SQRT_2PI
     dx *= x
     dx += phi_cdf
@@ -105,15 +109,8 @@ def gelu_exact_backward(dout: np.ndarray, cache: GeluExactCache) -> np.ndarray:
 
 
 def _erf(z: np.ndarray) -> np.ndarray:
-    if z.dtype != np.float64:
-        return _erf_float32(z)
-    try:
-        from scipy.special import erf
-    except ImportError:  # pragma: no cover - scipy is in requirements.txt
-        raise ImportError(
-            "gelu='exact' in float64 needs scipy.special.erf: pip install scipy"
-        ) from None
-    return erf(z)
+    # float64: scipy's (or on a GPU cupyx's) erf; float32: the polynomial below, on any device
+    return erf(z) if z.dtype == np.float64 else _erf_float32(z)
 
 
 # Abramowitz & Stegun, Handbook of Mathematical Functions, formula 7.1.26
@@ -123,17 +120,18 @@ _AS_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 def _erf_float32(z: np.ndarray) -> np.ndarray:
     """erf(z) = 1 - (a1 t + ... + a5 t^5) exp(-z^2), t = 1 / (1 + p|z|), odd in z."""
-    az = np.abs(z)
+    xp = get_array_module(z)
+    az = xp.abs(z)
     t = az * _AS_P
     t += 1.0
-    np.reciprocal(t, out=t)
+    xp.reciprocal(t, out=t)
     poly = t * _AS_A[4]  # Horner: ((((a5 t + a4) t + a3) t + a2) t + a1) t
     for a in reversed(_AS_A[:4]):
         poly += a
         poly *= t
-    np.square(az, out=az)
-    np.negative(az, out=az)
-    np.exp(az, out=az)  # exp(-z^2)
+    xp.square(az, out=az)
+    xp.negative(az, out=az)
+    xp.exp(az, out=az)  # exp(-z^2)
     poly *= az
-    np.subtract(1.0, poly, out=poly)
-    return np.copysign(poly, z, out=poly)
+    xp.subtract(1.0, poly, out=poly)
+    return xp.copysign(poly, z, out=poly)

@@ -10,6 +10,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..device import get_array_module
+
 
 class LayerNormCache(NamedTuple):
     n: np.ndarray  # (B, T, C) normalized input (x - mean) * rstd
@@ -22,10 +24,11 @@ def layernorm_forward(
     x: np.ndarray, w: np.ndarray, b: np.ndarray | None, eps: float
 ) -> tuple[np.ndarray, LayerNormCache]:
     """Shapes: x (B,T,C), w (C,), b (C,) or None -> out (B,T,C)."""
+    xp = get_array_module(x)
     mean = x.mean(axis=-1, keepdims=True)  # (B, T, 1)
     n = x - mean  # (B, T, C), fresh: becomes the cached normalized input
-    var = np.einsum("...c,...c->...", n, n)[..., None] / x.shape[-1]  # biased var, (B, T, 1)
-    rstd = 1.0 / np.sqrt(var + eps)
+    var = xp.einsum("...c,...c->...", n, n)[..., None] / x.shape[-1]  # biased var, (B, T, 1)
+    rstd = 1.0 / xp.sqrt(var + eps)
     n *= rstd
     out = n * w
     if b is not None:
@@ -45,13 +48,14 @@ def layernorm_backward(
     Ref:    llm.c doc/layernorm/layernorm.md.
     """
     n, rstd, w, has_bias = cache
+    xp = get_array_module(dout)
     C = n.shape[-1]
     dout2 = dout.reshape(-1, C)
-    dw = np.einsum("nc,nc->c", dout2, n.reshape(-1, C))  # sum_BT dout*n without a temporary
+    dw = xp.einsum("nc,nc->c", dout2, n.reshape(-1, C))  # sum_BT dout*n without a temporary
     db = dout2.sum(axis=0) if has_bias else None
     g = dout * w  # (B, T, C), the gradient wrt n
     g_mean = g.mean(axis=-1, keepdims=True)  # (B, T, 1)
-    gn_mean = np.einsum("...c,...c->...", g, n)[..., None] / C  # mean_C(g*n), (B, T, 1)
+    gn_mean = xp.einsum("...c,...c->...", g, n)[..., None] / C  # mean_C(g*n), (B, T, 1)
     dx = g  # reuse g's buffer: dx = rstd * (g - g_mean - n * gn_mean)
     dx -= g_mean
     dx -= n * gn_mean

@@ -16,6 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..device import get_array_module
+
 IGNORE_INDEX = -100
 
 
@@ -35,17 +37,18 @@ def cross_entropy_forward(
     ignore_index: int = IGNORE_INDEX,
 ) -> tuple[float, CrossEntropyCache]:
     """Shapes: logits (B,T,V), targets (B,T) int -> loss (a Python float)."""
+    xp = get_array_module(logits)
     V = logits.shape[-1]
     z = logits.reshape(-1, V) - logits.reshape(-1, V).max(axis=-1, keepdims=True)  # (N, V)
     t = targets.reshape(-1)
     valid = t != ignore_index
     n_valid = int(valid.sum())
-    probs = np.exp(z)
+    probs = xp.exp(z)
     sum_exp = probs.sum(axis=-1, keepdims=True)  # (N, 1)
     probs /= sum_exp
-    log_sum = np.log(sum_exp[:, 0])  # (N,) so that log p_c = z_c - log_sum
+    log_sum = xp.log(sum_exp[:, 0])  # (N,) so that log p_c = z_c - log_sum
 
-    rows = np.flatnonzero(valid)
+    rows = xp.flatnonzero(valid)
     nll = log_sum[rows] - z[rows, t[rows]]  # -log p_target per counted row
     loss = nll.sum(dtype=np.float64)
     if label_smoothing > 0.0:
@@ -65,13 +68,14 @@ def cross_entropy_backward(cache: CrossEntropyCache, dloss: float = 1.0) -> np.n
             with q = (1 - eps) onehot + eps / V (d/dz of -sum q log softmax(z) is p - q)
     """
     probs, t, valid, n_valid, eps, shape = cache
+    xp = get_array_module(probs)
     V = probs.shape[-1]
     if n_valid == 0:
-        return np.zeros(shape, dtype=probs.dtype)
+        return xp.zeros(shape, dtype=probs.dtype)
     dlogits = probs.copy()  # (N, V): p
     if eps > 0.0:
         dlogits -= eps / V  # p - eps/V
-    rows = np.flatnonzero(valid)
+    rows = xp.flatnonzero(valid)
     dlogits[rows, t[rows]] -= 1.0 - eps  # p - q on the target column
     if n_valid < len(t):
         dlogits[~valid] = 0.0  # ignored positions pass no gradient

@@ -107,10 +107,12 @@ def _environment_reason(backend: Backend) -> str | None:
         return None
     if backend.framework == "cupy":
         if importlib.util.find_spec("cupy") is None:
-            return "cupy not installed"
-        reason = _torch_cuda_reason()
-        # TODO(lead): when numpy_gpt's array module becomes pluggable, run it here on CuPy.
-        return reason or "numpy_gpt has no pluggable array module yet (it imports numpy)"
+            return "cupy not installed (pip install cupy-cuda12x)"
+        import cupy
+
+        if not cupy.is_available():
+            return "no CUDA device (cupy.is_available() is False)"
+        return None
     if importlib.util.find_spec("torch") is None:
         return "torch not installed"
     if backend.device == "cuda":

@@ -3,7 +3,12 @@
     a = NumpyAdapter(backend, size, seed=0)
     logits, loss = a.check()               # the B1 forward on the exact benchmark inputs
     step = a.step("train")                 # a callable doing one timed step
-    a.sync()                               # nothing to wait for on the CPU
+    a.sync()                               # waits for the GPU (cupy-f32); nothing on the CPU
+
+Backends numpy-f32/numpy-f64 run on the CPU; cupy-f32 runs the same numpy_gpt code on a GPU
+(GPT(..., device="cuda"), numpy_gpt/device.py). There, ShardedStep runs the batch whole, the
+device peak is CuPy's memory pool growth, and generation moves one row of logits per token
+to the host, where sampling runs.
 
 Workloads (one call of the returned callable), all through numpy_gpt.parallel.ShardedStep, the
 path `train` and `eval` use: the batch is split over `threads` shards run in threads with
@@ -28,6 +33,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from numpy_gpt.device import synchronize, to_numpy
 from numpy_gpt.model import GPT
 from numpy_gpt.optim import AdamW, clip_coef, grad_norm
 from numpy_gpt.parallel import ShardedStep
@@ -55,10 +61,12 @@ def plant_fault(params: dict[str, np.ndarray]) -> None:
 class NumpyAdapter:
     def __init__(self, backend: Backend, size: Size, seed: int = 0, fault: bool = False,
                  threads: int | None = None):
-        if backend.framework != "numpy":
+        if backend.framework not in ("numpy", "cupy"):
             raise ValueError(f"NumpyAdapter cannot run backend {backend.name}")
         self.backend, self.size = backend, size
-        self.model = GPT(size.config, dtype=backend.dtype, seed=seed)
+        self.model = GPT(size.config, dtype=backend.dtype, seed=seed, device=backend.device)
+        self._pool = self.model.xp.get_default_memory_pool() if backend.device == "cuda" else None
+        self._pool_base = 0
         if fault:
             plant_fault(self.model.params)
         self.idx, self.targets = make_inputs(size, seed)
@@ -66,7 +74,7 @@ class NumpyAdapter:
 
     def check(self) -> tuple[np.ndarray, float]:
         logits, loss, _ = self.model.forward(self.idx, self.targets)
-        return logits, float(loss)
+        return to_numpy(logits), float(loss)
 
     def step(self, workload: str) -> Callable[[], None]:
         model, idx, targets, sharded = self.model, self.idx, self.targets, self.sharded
@@ -109,16 +117,24 @@ class NumpyAdapter:
         return {"gen_batch": 1, "prompt_len": len(prompt), "new_tokens": n}
 
     def sync(self) -> None:
-        pass
+        synchronize(self.model.xp)
 
     def release(self) -> None:
         """Nothing outlives a numpy step: its gradients and caches are dropped at its end."""
 
     def device_mem_start(self) -> None:
-        pass
+        if self._pool is not None:  # give cached blocks back: the pool then grows to the peak
+            self.sync()
+            self._pool.free_all_blocks()
+            self._pool_base = self._pool.used_bytes()
 
     def device_peak_mb(self) -> float | None:
-        return None
+        """CuPy memory pool growth over device_mem_start(), MiB (None on the CPU). The pool
+        keeps every block it allocated until told otherwise, so its size is the high-water
+        mark of what the workload held at once (plus block rounding)."""
+        if self._pool is None:
+            return None
+        return (self._pool.total_bytes() - self._pool_base) / 2**20
 
     def params_mb(self) -> float:
         return sum(p.nbytes for p in self.model.params.values()) / 2**20

@@ -4,7 +4,8 @@
 
 The best GFLOP/s (2 n^3 / t) over several large square matmuls and repetitions: NumPy's
 np.matmul (OpenBLAS here) in float32/float64 for numpy_gpt, torch.mm for torch on the CPU,
-and torch.mm in float32 (TF32 off), TF32 or bfloat16 on CUDA. The best, not the median, of
+torch.mm in float32 (TF32 off), TF32 or bfloat16 on CUDA, and cupy.matmul in float32 for
+numpy_gpt on CuPy (cuBLAS; CuPy leaves TF32 off unless CUPY_TF32=1). The best, not the median, of
 the few sizes and repeats: it estimates what the BLAS can reach on this machine, which is
 what "fraction of peak" should divide by. Measured in its own worker process with the same
 thread settings as the measurements.
@@ -71,6 +72,19 @@ def matmul_peak(backend: Backend, quick: bool = False) -> tuple[float, dict[str,
             out = torch.empty(n, n, device=device, dtype=dt)
             per_size[n] = _best(lambda a=a, b=b, out=out: torch.mm(a, b, out=out), n, reps, sync)
         op = f"torch.mm {backend.precision} {device.type}"
+    elif backend.framework == "cupy":
+        import cupy
+        import numpy as np
+
+        sync = cupy.cuda.Device().synchronize
+        rng = np.random.default_rng(0)
+        for n in QUICK_SIZES if quick else CUDA_SIZES:
+            a = cupy.asarray(rng.standard_normal((n, n), dtype=np.float32))
+            b = cupy.asarray(rng.standard_normal((n, n), dtype=np.float32))
+            out = cupy.empty((n, n), dtype=np.float32)
+            per_size[n] = _best(lambda a=a, b=b, out=out: cupy.matmul(a, b, out=out), n, reps,
+                                sync)
+        op = "cupy.matmul float32 cuda"
     else:
         raise ValueError(f"no matmul peak for framework {backend.framework!r}")
     best = max(per_size.values())

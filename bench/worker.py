@@ -40,7 +40,7 @@ def send(kind: str, **payload: Any) -> None:
 
 
 def make_adapter(backend: Any, size: Any, spec: dict[str, Any]) -> Any:
-    if backend.framework == "numpy":
+    if backend.framework in ("numpy", "cupy"):  # cupy: numpy_gpt on device "cuda"
         from .numpy_adapter import NumpyAdapter
 
         return NumpyAdapter(backend, size, seed=spec["seed"], fault=spec["fault"],

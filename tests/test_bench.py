@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fake_cupy
 import numpy as np
 import pytest
 
@@ -17,6 +18,7 @@ from bench import cli, report
 from bench.backends import BACKENDS, unavailable_reason
 from bench.flops import generation_flops, matmul_params, step_flops
 from bench.memory import PeakTracker
+from bench.numpy_adapter import NumpyAdapter
 from bench.profile import KINDS, classify, profile_train_step
 from bench.sizes import SIZES, get_size, sweep_sizes
 from bench.timing import time_steps
@@ -91,7 +93,7 @@ def test_unavailable_backends_are_skipped_with_a_reason(quick):
     try:
         import cupy
     except ImportError:
-        assert cupy["reason"] == "cupy not installed"
+        assert cupy["reason"] == "cupy not installed (pip install cupy-cuda12x)"
     import torch
 
     if not torch.cuda.is_available():
@@ -246,8 +248,31 @@ def test_unavailable_reason_for_cupy_and_quick_compile():
     try:
         import cupy  # noqa: F401
     except ImportError:
-        assert unavailable_reason(BACKENDS["cupy-f32"]) == "cupy not installed"
+        assert unavailable_reason(BACKENDS["cupy-f32"]) == (
+            "cupy not installed (pip install cupy-cuda12x)")
     assert unavailable_reason(BACKENDS["numpy-f32"]) is None
+    with fake_cupy.installed() as fake:
+        fake.is_available = lambda: False
+        assert unavailable_reason(BACKENDS["cupy-f32"]) == (
+            "no CUDA device (cupy.is_available() is False)")
+
+
+def test_cupy_adapter_runs_numpy_gpt_on_the_device():
+    """cupy-f32 is numpy_gpt with device="cuda": on the fake CuPy (tests/fake_cupy.py) every
+    workload runs without a host array leaking in, and the check logits equal numpy-f32's."""
+    size = get_size("tiny", quick=True)
+    ref = NumpyAdapter(BACKENDS["numpy-f32"], size, seed=0).check()
+    with fake_cupy.installed():
+        a = NumpyAdapter(BACKENDS["cupy-f32"], size.for_device("cuda"), seed=0)
+        assert a.model.device == "cuda"
+        logits, loss = a.check()
+        assert type(logits) is np.ndarray and loss == ref[1]
+        np.testing.assert_array_equal(logits, ref[0])
+        for workload in ("forward", "fwdbwd", "train", "generate", "generate-nocache"):
+            a.device_mem_start()
+            a.step(workload)()
+            a.sync()
+            assert a.device_peak_mb() == 0.0  # the fake's pool holds nothing
     assert "--quick" in unavailable_reason(BACKENDS["torch-cpu-compile"], quick=True)
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from numpy_gpt.config import GPTConfig
+from numpy_gpt.device import to_numpy as host_array
 from torch_gpt.precision import autocast
 
 from .tolerances import AUTOCAST_DTYPES, CATEGORIES, tolerance
@@ -57,10 +58,10 @@ class Row:
 
 
 def to_numpy(x: Any) -> np.ndarray:
-    """A torch tensor, NumPy array or Python number as a float64 NumPy array."""
+    """A torch tensor, NumPy or CuPy array, or Python number as a float64 NumPy array."""
     if isinstance(x, torch.Tensor):
         x = x.detach().to("cpu", torch.float64).numpy()
-    return np.asarray(x, dtype=np.float64)
+    return np.asarray(host_array(x), dtype=np.float64)
 
 
 def compare(
@@ -97,6 +98,8 @@ class Context:
     dtype float64/float32: both twins run in it. bfloat16/float16: torch runs float32
     weights under autocast, numpy_gpt is the float64 reference. `fault` names a parameter
     whose torch gradient is planted wrong (x 1.001), to prove that failures are caught.
+    numpy_device "cuda": numpy_gpt runs on CuPy (the cases marked cupy=True), so both twins
+    are on the GPU; "cpu" otherwise.
     """
 
     dtype: str
@@ -107,6 +110,7 @@ class Context:
     seed: int = 0
     fault: str | None = None
     case: str = ""
+    numpy_device: str = "cpu"
     rows: list[Row] = field(default_factory=list)
 
     @property

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from numpy_gpt.config import ConfigError, GPTConfig
+from numpy_gpt.device import DeviceError, array_module
 
 from .cases import Case, select
 from .harness import Context, Row, no_tf32
@@ -111,11 +112,14 @@ def run(
     rows: list[Row] = []
     with no_tf32(), torch_threads(threads):
         for dtype, device in pairs:
-            for case in cases:
-                if dtype in AUTOCAST_DTYPES and not case.autocast:
-                    continue
+            runs = [(case, "cpu") for case in cases
+                    if case.autocast or dtype not in AUTOCAST_DTYPES]
+            if device == "cuda" and dtype not in AUTOCAST_DTYPES and cupy_usable():
+                runs += [(case, "cuda") for case in cases if case.cupy]
+            for case, numpy_device in runs:
+                name = case.name if numpy_device == "cpu" else f"cupy:{case.name}"
                 ctx = Context(dtype, device, config, batch_size, seq_len, seed=seed,
-                              fault=fault, case=case.name)
+                              fault=fault, case=name, numpy_device=numpy_device)
                 try:
                     case.run(ctx)
                 except Exception as e:  # noqa: BLE001 -- reported as a failed row
@@ -124,6 +128,15 @@ def run(
                 if on_case is not None:
                     on_case(ctx)
     return rows
+
+
+def cupy_usable() -> bool:
+    """CuPy installed and seeing a GPU: numpy_gpt can then run on device "cuda" too."""
+    try:
+        array_module("cuda")
+    except DeviceError:
+        return False
+    return True
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fake_cupy
 import numpy as np
 import pytest
 import torch
@@ -60,6 +61,20 @@ def test_parity_suite_passes_on_cuda() -> None:
     rows = run(plan(None, "cuda"), *PRESETS["tiny"])
     assert {r.device for r in rows} == {"cuda"}
     assert all(r.ok for r in rows), _failures(rows)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_cupy_cases_pass_with_numpy_gpt_on_the_fake_device(dtype: str) -> None:
+    """The cases marked cupy=True with numpy_gpt on device "cuda" (tests/fake_cupy.py; torch
+    stays on the CPU here): their code moves every array it must, and they pass. On a GPU
+    the runner adds these runs itself, named "cupy:<case>"."""
+    cupy_cases = [c for c in CASES if c.cupy]
+    assert {c.name.split("/")[0] for c in cupy_cases} == {"model", "train", "generate"}
+    with fake_cupy.installed():
+        for case in cupy_cases:
+            ctx = Context(dtype, "cpu", *PRESETS["tiny"], case=case.name, numpy_device="cuda")
+            case.run(ctx)
+            assert ctx.rows and all(r.ok for r in ctx.rows), _failures(ctx.rows)
 
 
 @st.composite

@@ -26,6 +26,7 @@ class Case:
     name: str  # "group/variant"; rows carry it, --case selects on it
     run: Callable[[Context], None]
     autocast: bool = False  # also run under bf16/fp16 autocast against the float64 reference
+    cupy: bool = False  # on CUDA with CuPy installed, also run with numpy_gpt on the GPU
 
 
 CASES: list[Case] = []

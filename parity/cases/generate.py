@@ -32,6 +32,7 @@ import torch
 import torch_gpt
 from numpy_gpt import generate as np_gen
 from numpy_gpt.config import GPTConfig
+from numpy_gpt.device import to_numpy
 from numpy_gpt.model import GPT as NumpyGPT
 from numpy_gpt.sampling import SamplingConfig
 from torch_gpt import generate as t_gen
@@ -53,10 +54,11 @@ SAMPLED = {
 def make_twins(ctx: Context, config: GPTConfig, decisive: bool = False
                ) -> tuple[NumpyGPT, torch_gpt.GPT]:
     """The numpy reference and a torch model with the same parameters (eval mode)."""
-    ref = NumpyGPT(config, dtype=ctx.ref_dtype, seed=ctx.seed)
+    ref = NumpyGPT(config, dtype=ctx.ref_dtype, seed=ctx.seed, device=ctx.numpy_device)
     if decisive:
         ref.params["transformer.ln_f.weight"] *= LOGIT_STD / (0.02 * math.sqrt(config.n_embd))
-    model = torch_gpt.GPT.from_params(config, ref.params, device=ctx.device,
+    host = {k: to_numpy(v) for k, v in ref.params.items()}
+    model = torch_gpt.GPT.from_params(config, host, device=ctx.device,
                                       dtype=ctx.torch_dtype).eval()
     return ref, model
 
@@ -81,7 +83,7 @@ def kv_cache_case(ctx: Context, tie_weights: bool, bias: bool, gelu: str) -> Non
     idx = rng.integers(0, V, (B, S))
     full = ref.forward(idx)[0]
     cuts = sorted({0, S, *rng.integers(1, S, 2).tolist()})
-    np_cache = np_gen.KVCache(config, B, ref.dtype)
+    np_cache = np_gen.KVCache(config, B, ref.dtype, ref.xp)
     np_chunks = [np_gen.forward_cached(ref, idx[:, a:b], np_cache)
                  for a, b in itertools.pairwise(cuts)]
     ctx.check(f"numpy chunks {cuts}", np.concatenate(np_chunks, axis=1), full, "kv_cache")
@@ -139,12 +141,13 @@ def tokens_case(ctx: Context, config: SamplingConfig) -> None:
                                     ctx.device, IDENTICAL, category="kv_cache"))
 
 
-register(Case("generate/kv-cache-tied-bias-tanh",
-              functools.partial(kv_cache_case, tie_weights=True, bias=True, gelu="tanh")))
-register(Case("generate/kv-cache-untied-nobias-exact",
-              functools.partial(kv_cache_case, tie_weights=False, bias=False, gelu="exact")))
-register(Case("generate/probs", probs_case))
-register(Case("generate/greedy", functools.partial(tokens_case,
-                                                   config=SamplingConfig(greedy=True))))
+register(Case("generate/kv-cache-tied-bias-tanh", functools.partial(
+    kv_cache_case, tie_weights=True, bias=True, gelu="tanh"), cupy=True))
+register(Case("generate/kv-cache-untied-nobias-exact", functools.partial(
+    kv_cache_case, tie_weights=False, bias=False, gelu="exact"), cupy=True))
+register(Case("generate/probs", probs_case))  # host logits only: sampling runs on the host
+register(Case("generate/greedy", functools.partial(
+    tokens_case, config=SamplingConfig(greedy=True)), cupy=True))
 for _name, _cfg in SAMPLED.items():
-    register(Case(f"generate/sampled-{_name}", functools.partial(tokens_case, config=_cfg)))
+    register(Case(f"generate/sampled-{_name}", functools.partial(tokens_case, config=_cfg),
+                  cupy=True))

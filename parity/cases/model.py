@@ -21,6 +21,7 @@ import torch
 
 import torch_gpt
 from numpy_gpt.config import GPTConfig
+from numpy_gpt.device import to_numpy
 from numpy_gpt.model import GPT as NumpyGPT
 from numpy_gpt.model import make_dropout_masks
 
@@ -85,7 +86,7 @@ def compare_model(
     """Forward (and backward with targets) in both twins; records logits, loss, grads."""
     rng = ctx.rng(1)
     B, T = batch_size or ctx.batch_size, min(seq_len or ctx.seq_len, config.block_size)
-    ref = NumpyGPT(config, dtype=ctx.ref_dtype, seed=ctx.seed)
+    ref = NumpyGPT(config, dtype=ctx.ref_dtype, seed=ctx.seed, device=ctx.numpy_device)
     model = torch_gpt.GPT(config, attn=attn, device=ctx.device, dtype=ctx.torch_dtype,
                           init=False)
     own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -93,7 +94,7 @@ def compare_model(
     if own != theirs:
         ctx.fail("state_dict keys/shapes", f"torch {own} != numpy {theirs}")
         return
-    model.load_numpy_params(ref.params)
+    model.load_numpy_params({k: to_numpy(v) for k, v in ref.params.items()})
     model.train(train)
     ctx.plant_fault(model)
 
@@ -132,4 +133,5 @@ def run_variant(ctx: Context, v: Variant) -> None:
 
 
 for _v in VARIANTS:
-    register(Case(f"model/{_v.name}", functools.partial(run_variant, v=_v), autocast=True))
+    register(Case(f"model/{_v.name}", functools.partial(run_variant, v=_v), autocast=True,
+                  cupy=True))

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
 import torch
 
 import torch_gpt
 from numpy_gpt.config import GPTConfig
+from numpy_gpt.device import to_numpy
 from numpy_gpt.model import GPT as NumpyGPT
 from numpy_gpt.optim import AdamW, clip_grad_norm, get_lr
 from torch_gpt.optim import clip_grad_norm as torch_clip_grad_norm
@@ -41,9 +41,9 @@ def compare_training(ctx: Context, config: GPTConfig, *, attn: str = "sdpa") -> 
     """Run both twins through STEPS optimizer steps; record the trajectory and the params."""
     rng = ctx.rng(2)
     B, T = ctx.batch_size, min(ctx.seq_len, config.block_size)
-    ref = NumpyGPT(config, dtype=ctx.ref_dtype, seed=ctx.seed)
-    model = torch_gpt.GPT.from_params(config, ref.params, attn=attn, device=ctx.device,
-                                      dtype=ctx.torch_dtype)
+    ref = NumpyGPT(config, dtype=ctx.ref_dtype, seed=ctx.seed, device=ctx.numpy_device)
+    model = torch_gpt.GPT.from_params(config, {k: to_numpy(v) for k, v in ref.params.items()},
+                                      attn=attn, device=ctx.device, dtype=ctx.torch_dtype)
     ctx.plant_fault(model)
     ref_opt = AdamW(ref.params, lr=SCHEDULE["learning_rate"], **ADAMW)
     opt = configure_optimizer(model, lr=SCHEDULE["learning_rate"], **ADAMW)
@@ -77,7 +77,7 @@ def compare_training(ctx: Context, config: GPTConfig, *, attn: str = "sdpa") -> 
 
     with torch.no_grad():
         for name, p in model.named_parameters():
-            ctx.check(f"param:{name}", p, np.asarray(ref.params[name]), "train")
+            ctx.check(f"param:{name}", p, ref.params[name], "train")
 
 
 def run_train(ctx: Context, tie_weights: bool, bias: bool, gelu: str, attn: str) -> None:
@@ -86,6 +86,6 @@ def run_train(ctx: Context, tie_weights: bool, bias: bool, gelu: str, attn: str)
 
 
 register(Case("train/adamw-tied-bias-tanh-sdpa", functools.partial(
-    run_train, tie_weights=True, bias=True, gelu="tanh", attn="sdpa")))
+    run_train, tie_weights=True, bias=True, gelu="tanh", attn="sdpa"), cupy=True))
 register(Case("train/adamw-untied-nobias-exact-manual", functools.partial(
-    run_train, tie_weights=False, bias=False, gelu="exact", attn="manual")))
+    run_train, tie_weights=False, bias=False, gelu="exact", attn="manual"), cupy=True))

@@ -41,6 +41,7 @@ from .layers import (
     embedding_forward,
     gelu_exact_backward,
     gelu_exact_forward,
+    gelu_recompute,
     gelu_tanh_backward,
     gelu_tanh_forward,
     layernorm_backward,
@@ -185,6 +186,8 @@ class GPT:
             m, c_fc = self._linear(m, h + "mlp.c_fc", masks, p_lora)
             m, gelu = gelu_forward(m)
             m, mlp_proj = self._linear(m, h + "mlp.c_proj", masks, p_lora)
+            if mlp_proj[1] is None:  # no LoRA path reads it: backward rebuilds the GELU output
+                mlp_proj = (mlp_proj[0]._replace(x=None), None)  # (gelu_recompute), -1/6 memory
             m, mlp_drop = dropout_forward(m, masks.get(h + "mlp.dropout"), p)
             x += m  # residual 2
             blocks.append(BlockCache(ln_1, c_attn, attn, attn_proj, attn_drop,
@@ -222,8 +225,13 @@ class GPT:
             h, c = f"transformer.h.{i}.", cache.blocks[i]
             # residual 2: x_out = x_mid + m, so dx reaches x_mid directly and through the MLP
             dm = dropout_backward(dx, c.mlp_drop)
-            dm = self._linear_backward(dm, c.mlp_proj, h + "mlp.c_proj", grads)
-            dm = gelu_backward(dm, c.gelu)
+            mlp_proj, c_gelu = c.mlp_proj, c.gelu
+            if mlp_proj[0].x is None:  # forward let the GELU output go: rebuild it
+                hidden, c_gelu = gelu_recompute(c.gelu)
+                mlp_proj = (mlp_proj[0]._replace(x=hidden), None)
+            dm = self._linear_backward(dm, mlp_proj, h + "mlp.c_proj", grads)
+            del mlp_proj
+            dm = gelu_backward(dm, c_gelu)
             dm = self._linear_backward(dm, c.c_fc, h + "mlp.c_fc", grads)
             dm, grads[h + "ln_2.weight"], grads[h + "ln_2.bias"] = layernorm_backward(dm, c.ln_2)
             dx += dm  # fan-out of x_mid: skip path + MLP branch

@@ -15,7 +15,10 @@ from numpy_gpt.layers import (
     cross_entropy_forward,
     embedding_backward,
     embedding_forward,
+    gelu_exact_backward,
     gelu_exact_forward,
+    gelu_recompute,
+    gelu_tanh_backward,
     gelu_tanh_forward,
     layernorm_forward,
 )
@@ -99,3 +102,19 @@ def test_float32_erf_is_accurate_to_float32_resolution():
     assert approx.dtype == np.float32
     assert np.abs(approx - exact).max() < 1e-6
     np.testing.assert_array_equal(approx, -_erf_float32(-z.astype(np.float32)))
+
+
+@pytest.mark.parametrize("variant", ["tanh", "exact"])
+def test_gelu_recompute_rebuilds_the_output_bit_for_bit(variant):
+    """The model drops the GELU output after mlp.c_proj's forward and rebuilds it in backward:
+    the rebuilt output must be the forward's exactly, and the backward (which then reuses
+    tanh(u) from the rebuild) must equal the plain backward exactly."""
+    rng = np.random.default_rng(0)
+    x = 2 * rng.standard_normal((2, 3, 16)).astype(np.float32)
+    dout = rng.standard_normal(x.shape).astype(np.float32)
+    forward, backward = ((gelu_tanh_forward, gelu_tanh_backward) if variant == "tanh"
+                         else (gelu_exact_forward, gelu_exact_backward))
+    out, cache = forward(x)
+    again, cache2 = gelu_recompute(cache)
+    np.testing.assert_array_equal(again, out)
+    np.testing.assert_array_equal(backward(dout, cache2), backward(dout, cache))

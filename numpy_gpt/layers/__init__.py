@@ -22,7 +22,13 @@ Ref: karpathy/llm.c train_gpt2.c (the same layers in C, one forward/backward pai
 from .attention import attention_backward, attention_forward
 from .dropout import dropout_backward, dropout_forward
 from .embedding import embedding_backward, embedding_forward
-from .gelu import gelu_exact_backward, gelu_exact_forward, gelu_tanh_backward, gelu_tanh_forward
+from .gelu import (
+    gelu_exact_backward,
+    gelu_exact_forward,
+    gelu_recompute,
+    gelu_tanh_backward,
+    gelu_tanh_forward,
+)
 from .layernorm import layernorm_backward, layernorm_forward
 from .linear import linear_backward, linear_forward
 from .lora import lora_backward, lora_forward
@@ -39,6 +45,7 @@ __all__ = [
     "embedding_forward",
     "gelu_exact_backward",
     "gelu_exact_forward",
+    "gelu_recompute",
     "gelu_tanh_backward",
     "gelu_tanh_forward",
     "layernorm_backward",

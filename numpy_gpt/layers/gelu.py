@@ -14,7 +14,7 @@ Ref: Hendrycks & Gimpel 2016, "Gaussian Error Linear Units"; llm.c gelu_forward/
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -30,6 +30,7 @@ INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 class GeluTanhCache(NamedTuple):
     x: np.ndarray  # (...) the input; tanh(u) is recomputed in backward (as PyTorch does),
     #                which keeps one (B,T,4C) array per layer out of memory for one tanh
+    t: np.ndarray | None = None  # tanh(u), when gelu_recompute already computed it
 
 
 def _tanh_u(x: np.ndarray) -> np.ndarray:
@@ -61,7 +62,7 @@ def gelu_tanh_backward(dout: np.ndarray, cache: GeluTanhCache) -> np.ndarray:
     """
     x = cache.x
     xp = get_array_module(x)
-    t = _tanh_u(x)  # recomputed from the forward
+    t = _tanh_u(x) if cache.t is None else cache.t  # recomputed from the forward
     dudx = x * x  # dudx = s (1 + 3a x^2)
     dudx *= 3.0 * GELU_COEF
     dudx += 1.0
@@ -75,6 +76,24 @@ def gelu_tanh_backward(dout: np.ndarray, cache: GeluTanhCache) -> np.ndarray:
     dx *= 0.5
     dx *= dout
     return dx
+
+
+def gelu_recompute(cache: GeluTanhCache | GeluExactCache) -> tuple[np.ndarray, Any]:
+    """The forward's output again, from its cache: (out, cache for the backward).
+
+    The GELU output is the largest activation of a block ((B,T,4C), like its input). The
+    model does not keep it for mlp.c_proj's weight gradient; it rebuilds it here in backward
+    (llm.c's "recompute" option). The tanh variant returns tanh(u) in the cache, so the GELU
+    backward that follows does not compute it a second time: the rebuild costs 3 elementwise
+    operations. Same values as the forward, bit for bit (the same operations in order).
+    """
+    if isinstance(cache, GeluExactCache):
+        return cache.x * cache.phi, cache
+    t = _tanh_u(cache.x)
+    out = t + 1.0  # 0.5 x (1 + t), as gelu_tanh_forward
+    out *= cache.x
+    out *= 0.5
+    return out, cache._replace(t=t)
 
 
 class GeluExactCache(NamedTuple):

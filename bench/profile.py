@@ -58,7 +58,7 @@ def classify(filename: str, func: str) -> tuple[str, str, bool] | None:
         return None
     for (suffix, prefix), kind in _FUNCTIONS.items():
         if path.endswith(suffix) and func.startswith(prefix) and func.endswith(
-                ("_forward", "_backward")):
+                ("_forward", "_backward", "_recompute")):  # recompute: rebuilt in backward
             return kind, "forward" if func.endswith("_forward") else "backward", True
     if path.endswith("numpy_gpt/model.py") and func in ("forward", "backward"):
         return "residual/glue", func, False  # exclusive: the layers are counted above

@@ -280,6 +280,8 @@ def test_profile_breakdown_sums_to_the_step():
     assert classify("/x/numpy_gpt/layers/linear.py", "linear_backward") == (
         "linear/matmul", "backward", True)
     assert classify("/x/numpy_gpt/optim.py", "step") == ("AdamW", "optimizer", True)
+    assert classify("/x/numpy_gpt/layers/gelu.py", "gelu_recompute") == (
+        "gelu", "backward", True)
     assert classify("/x/numpy_gpt/model.py", "forward") == ("residual/glue", "forward", False)
     assert classify("/x/other/linear.py", "linear_forward") is None
     p = profile_train_step("tiny", steps=1, warmup=1)

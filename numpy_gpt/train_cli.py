@@ -19,8 +19,17 @@ from typing import Any
 
 from . import checkpoint as ckpt
 from .data import TokenDataset
+from .device import array_module
 from .runtime import keep_freed_memory
-from .train import LOG_FILE, Reporter, TrainingError, numpy_backend, plot_log, train
+from .train import (
+    LOG_FILE,
+    Reporter,
+    TrainingError,
+    numpy_backend,
+    numpy_device,
+    plot_log,
+    train,
+)
 from .train_config import DEFAULT_PRESET, PRESETS, TrainConfig, resolve
 
 # flag -> (type, help); names are nanoGPT's, in kebab-case. Defaults come from TrainConfig.
@@ -103,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
         tcfg = resumed_config(out_dir, overrides)
     else:
         tcfg = resolve(preset, args.config, overrides)
+    if args.backend == "numpy":  # a device that cannot run fails here, before any file work
+        array_module(numpy_device(tcfg.device))
+    if not args.resume:
         prepare_out_dir(out_dir, args.overwrite)
     make_backend = backend_factory(args.backend)
     keep_freed_memory()  # reuse freed activations instead of page-faulting them back in

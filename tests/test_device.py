@@ -206,6 +206,8 @@ def test_cli_reports_a_missing_cupy_in_one_line(monkeypatch, capsys, tmp_path):
     from numpy_gpt.cli import main
 
     monkeypatch.setitem(sys.modules, "cupy", None)
-    code = main(["train", "--device", "cuda", "--max-iters", "1", "--out", str(tmp_path / "o")])
+    out = tmp_path / "o"
+    code = main(["train", "--device", "cuda", "--max-iters", "1", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("error: device 'cuda'") and "Traceback" not in err
+    assert not out.exists()  # checked before any data or output folder is touched

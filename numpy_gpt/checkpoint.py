@@ -70,15 +70,11 @@ def save_checkpoint(
         }
         meta.update(extra_config or {})
         _write_json(tmp / CONFIG_FILE, meta)
-        save_file({k: np.ascontiguousarray(to_numpy(params[k])) for k in expected},
-                  str(tmp / MODEL_FILE))
+        save_file(host_tensors({k: params[k] for k in expected}), str(tmp / MODEL_FILE))
         if tokenizer is not None:
             _write_json(tmp / TOKENIZER_FILE, tokenizer.to_dict())
         if optimizer_state is not None:
-            save_file(
-                {k: np.ascontiguousarray(to_numpy(v)) for k, v in optimizer_state.items()},
-                str(tmp / OPTIMIZER_FILE),
-            )
+            save_file(host_tensors(optimizer_state), str(tmp / OPTIMIZER_FILE))
         if trainer_state is not None:
             _write_json(tmp / TRAINER_STATE_FILE, trainer_state)
         _replace_dir(tmp, path)
@@ -86,6 +82,11 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def host_tensors(tensors: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Contiguous NumPy copies (or the arrays themselves) for safetensors, from either device."""
+    return {k: np.ascontiguousarray(to_numpy(v)) for k, v in tensors.items()}
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[GPTConfig, dict[str, np.ndarray], dict]:

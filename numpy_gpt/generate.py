@@ -139,7 +139,7 @@ def forward_cached(
     `params` default: inference_params(model) (pass them in to merge adapters only once)."""
     cfg = model.config
     P = inference_params(model) if params is None else params
-    idx = getattr(model, "xp", np).asarray(idx)  # to the model's device
+    idx = model.xp.asarray(idx)  # to the model's device
     B, T = idx.shape
     L = cache.length
     if B != cache.batch_size or L + T > cfg.block_size:
@@ -189,8 +189,7 @@ class Decoder:
         self.model = model
         self.block_size = model.config.block_size
         self.context = crop_context(prompt_ids, self.block_size)
-        self.cache = (KVCache(model.config, 1, model.dtype, getattr(model, "xp", np))
-                      if use_kv_cache else None)
+        self.cache = KVCache(model.config, 1, model.dtype, model.xp) if use_kv_cache else None
         self.params = inference_params(model) if use_kv_cache else None
         self.logits = self._recompute()
 

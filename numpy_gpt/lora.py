@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import save_file
 
-from .checkpoint import CheckpointError, _load_tensors, _replace_dir, read_json
+from .checkpoint import CheckpointError, _load_tensors, _replace_dir, host_tensors, read_json
 from .config import GPTConfig
-from .device import to_numpy
 
 TARGETS = ("c_attn", "c_proj", "c_fc")
 ADAPTER_CONFIG = "adapter_config.json"
@@ -122,8 +121,7 @@ def save_adapter(path: str | os.PathLike, lcfg: LoRAConfig, lora_params: dict[st
     meta = {"format_version": 1, "lora": {**asdict(lcfg), "targets": list(lcfg.targets)},
             "base_checkpoint": base}
     (tmp / ADAPTER_CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
-    save_file({k: np.ascontiguousarray(to_numpy(v)) for k, v in lora_params.items()},
-              str(tmp / ADAPTER_FILE))
+    save_file(host_tensors(lora_params), str(tmp / ADAPTER_FILE))
     _replace_dir(tmp, path)
     return path
 

@@ -127,7 +127,7 @@ class GPT:
             raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
         if device != self.device:
             self.xp = array_module(device)
-            move = (lambda a: to_numpy(a).copy()) if device == "cpu" else self.xp.asarray
+            move = to_numpy if device == "cpu" else self.xp.asarray  # both copy across
             self.params = {k: move(p) for k, p in self.params.items()}
             self.lora_params = {k: move(p) for k, p in self.lora_params.items()}
             self.device = device

@@ -61,7 +61,7 @@ class ShardedStep:
 
     def worth_sharding(self, B: int, T: int) -> bool:
         """The cost rule of the module docstring (or True with always=True); never on a GPU."""
-        if getattr(self.model, "device", "cpu") != "cpu":
+        if self.model.device != "cpu":
             return False  # a GPU's kernels use all of it already
         if self.always:
             return True

@@ -34,6 +34,7 @@ from torch.nn import functional as F
 
 from numpy_gpt import checkpoint
 from numpy_gpt.config import GPTConfig
+from numpy_gpt.device import to_numpy
 
 IGNORE_INDEX = -100
 ATTN_IMPLS = ("sdpa", "manual")
@@ -278,7 +279,8 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def load_numpy_params(self, params: dict[str, np.ndarray]) -> None:
-        """Copy NumPy arrays into the parameters by name (converted to this model's dtype).
+        """Copy NumPy (or numpy_gpt's CuPy) arrays into the parameters by name, converted to
+        this model's dtype.
 
         The key sets and every shape must match exactly; the arrays are copied, never shared.
         """
@@ -289,7 +291,7 @@ class GPT(nn.Module):
         for k, t in own.items():
             if tuple(params[k].shape) != tuple(t.shape):
                 raise ValueError(f"{k}: shape {tuple(params[k].shape)} != {tuple(t.shape)}")
-            t.copy_(torch.from_numpy(np.array(params[k], copy=True)))  # never shared
+            t.copy_(torch.from_numpy(np.array(to_numpy(params[k]), copy=True)))  # never shared
 
     @classmethod
     def from_params(

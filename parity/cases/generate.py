@@ -32,7 +32,6 @@ import torch
 import torch_gpt
 from numpy_gpt import generate as np_gen
 from numpy_gpt.config import GPTConfig
-from numpy_gpt.device import to_numpy
 from numpy_gpt.model import GPT as NumpyGPT
 from numpy_gpt.sampling import SamplingConfig
 from torch_gpt import generate as t_gen
@@ -57,8 +56,7 @@ def make_twins(ctx: Context, config: GPTConfig, decisive: bool = False
     ref = NumpyGPT(config, dtype=ctx.ref_dtype, seed=ctx.seed, device=ctx.numpy_device)
     if decisive:
         ref.params["transformer.ln_f.weight"] *= LOGIT_STD / (0.02 * math.sqrt(config.n_embd))
-    host = {k: to_numpy(v) for k, v in ref.params.items()}
-    model = torch_gpt.GPT.from_params(config, host, device=ctx.device,
+    model = torch_gpt.GPT.from_params(config, ref.params, device=ctx.device,
                                       dtype=ctx.torch_dtype).eval()
     return ref, model
 

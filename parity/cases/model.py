@@ -21,7 +21,6 @@ import torch
 
 import torch_gpt
 from numpy_gpt.config import GPTConfig
-from numpy_gpt.device import to_numpy
 from numpy_gpt.model import GPT as NumpyGPT
 from numpy_gpt.model import make_dropout_masks
 
@@ -94,7 +93,7 @@ def compare_model(
     if own != theirs:
         ctx.fail("state_dict keys/shapes", f"torch {own} != numpy {theirs}")
         return
-    model.load_numpy_params({k: to_numpy(v) for k, v in ref.params.items()})
+    model.load_numpy_params(ref.params)
     model.train(train)
     ctx.plant_fault(model)
 

@@ -23,7 +23,6 @@ import torch
 
 import torch_gpt
 from numpy_gpt.config import GPTConfig
-from numpy_gpt.device import to_numpy
 from numpy_gpt.model import GPT as NumpyGPT
 from numpy_gpt.optim import AdamW, clip_grad_norm, get_lr
 from torch_gpt.optim import clip_grad_norm as torch_clip_grad_norm
@@ -42,8 +41,8 @@ def compare_training(ctx: Context, config: GPTConfig, *, attn: str = "sdpa") -> 
     rng = ctx.rng(2)
     B, T = ctx.batch_size, min(ctx.seq_len, config.block_size)
     ref = NumpyGPT(config, dtype=ctx.ref_dtype, seed=ctx.seed, device=ctx.numpy_device)
-    model = torch_gpt.GPT.from_params(config, {k: to_numpy(v) for k, v in ref.params.items()},
-                                      attn=attn, device=ctx.device, dtype=ctx.torch_dtype)
+    model = torch_gpt.GPT.from_params(config, ref.params, attn=attn, device=ctx.device,
+                                      dtype=ctx.torch_dtype)
     ctx.plant_fault(model)
     ref_opt = AdamW(ref.params, lr=SCHEDULE["learning_rate"], **ADAMW)
     opt = configure_optimizer(model, lr=SCHEDULE["learning_rate"], **ADAMW)

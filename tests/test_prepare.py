@@ -13,7 +13,8 @@ from numpy_gpt import chat_format, datasets
 from numpy_gpt import prepare as prepare_mod
 from numpy_gpt.data import DataError, TokenDataset
 from numpy_gpt.datasets import find_data_file, prepare_dataset
-from numpy_gpt.prepare import prepare, text_pieces
+from numpy_gpt.encode import text_pieces
+from numpy_gpt.prepare import prepare
 from numpy_gpt.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
 
 TEXT = "".join(f"Line {i}: to be, or not to be.\n" for i in range(200))

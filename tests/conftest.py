@@ -19,3 +19,13 @@ def one_torch_thread():
 
     with torch_threads(1):
         yield
+
+
+@pytest.fixture(scope="session")
+def tiny_chat(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(dataset folder, checkpoint) of tests/tiny_chat.py, built once; tests only read them."""
+    from tiny_chat import tiny_checkpoint, tiny_dataset
+
+    root = tmp_path_factory.mktemp("tiny-chat")
+    folder = tiny_dataset(root)
+    return folder, tiny_checkpoint(root, folder)

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-from tiny_chat import tiny_checkpoint, tiny_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "chat_app.py"
@@ -28,9 +27,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("app")
-    return tiny_checkpoint(root, tiny_dataset(root))
+def ckpt(tiny_chat: tuple[Path, Path]) -> Path:
+    return tiny_chat[1]
 
 
 def page() -> AppTest:

@@ -16,7 +16,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from tiny_chat import tiny_checkpoint, tiny_dataset
 
 import torch_gpt
 from numpy_gpt import GPT, GPTConfig
@@ -45,20 +44,13 @@ HISTORY = [{"role": "user", "content": "hi i am ada"}, {"role": "assistant", "co
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("chat")
-    folder = tiny_dataset(root)
-    return folder, tiny_checkpoint(root, folder)
-
-
 # ---------------------------------------------------------------------- the format
 
 
-def test_prompt_is_the_training_format_up_to_the_reply(tiny) -> None:
+def test_prompt_is_the_training_format_up_to_the_reply(tiny_chat) -> None:
     """Template round trip: the chat prompt's ids are a prefix of the training example's ids,
     the rest is exactly the response (mask 1) and ends with end-of-turn."""
-    tok = TokenDataset(tiny[0]).tokenizer()
+    tok = TokenDataset(tiny_chat[0]).tokenizer()
     reply = {"role": "assistant", "content": "3."}
     ids, mask = encode_segments(tok, format_conversation([*HISTORY, reply]))
     prompt = encode_prompt(tok, HISTORY)
@@ -80,10 +72,10 @@ def test_alpaca_prompt_is_the_training_format_up_to_the_output() -> None:
         assert tok.decode(prompt).endswith("### Response:\n")
 
 
-def test_masked_loss_ignores_prompt_targets(tiny) -> None:
+def test_masked_loss_ignores_prompt_targets(tiny_chat) -> None:
     """With loss_on='response' the loss (both twins) depends only on response targets:
     scrambling the prompt positions' targets changes nothing, one response target does."""
-    ds = TokenDataset(tiny[0])
+    ds = TokenDataset(tiny_chat[0])
     examples = [ds.example("train", k) for k in range(4)]
     x, y_resp = collate_examples(examples, 64, ds.pad_id, loss_on="response")
     _, y_all = collate_examples(examples, 64, ds.pad_id, loss_on="all")
@@ -111,10 +103,10 @@ def test_masked_loss_ignores_prompt_targets(tiny) -> None:
     assert ref.forward(x, y_resp)[1] == pytest.approx(manual, rel=1e-12)
 
 
-def test_padding_is_never_attended(tiny) -> None:
+def test_padding_is_never_attended(tiny_chat) -> None:
     """Right padding under causal attention: the real tokens' logits are the same with and
     without padding, whatever the pad id, in both twins."""
-    ds = TokenDataset(tiny[0])
+    ds = TokenDataset(tiny_chat[0])
     short, long = ds.example("train", 0), max((ds.example("train", k) for k in range(20)),
                                               key=lambda e: len(e[0]))
     n = len(short[0]) - 1
@@ -153,10 +145,10 @@ def scripted(tokens: list[int]):
     return generate, prompts
 
 
-def session_with(tiny, reply: str, tokenizer=None, block_size: int = 64, **settings
+def session_with(tiny_chat, reply: str, tokenizer=None, block_size: int = 64, **settings
                  ) -> tuple[ChatSession, list[list[int]]]:
     """A ChatSession whose model 'generates' reply, end-of-turn, then more (never shown)."""
-    tok = tokenizer or TokenDataset(tiny[0]).tokenizer()
+    tok = tokenizer or TokenDataset(tiny_chat[0]).tokenizer()
     generate, prompts = scripted(tok.encode(" " + reply) + [tok.eot_id] + tok.encode("ada"))
     model = SimpleNamespace(config=GPTConfig(vocab_size=tok.vocab_size, block_size=block_size))
     session = ChatSession(Sampler(model, tok, generate, {}, None), seed=0)
@@ -164,8 +156,8 @@ def session_with(tiny, reply: str, tokenizer=None, block_size: int = 64, **setti
     return session, prompts
 
 
-def test_reply_streams_and_stops_at_end_of_turn(tiny) -> None:
-    session, prompts = session_with(tiny, "hello ada!")
+def test_reply_streams_and_stops_at_end_of_turn(tiny_chat) -> None:
+    session, prompts = session_with(tiny_chat, "hello ada!")
     notices, chunks = session.send("hi i am ada")
     assert notices == [] and "".join(chunks) == "hello ada!"  # no leading space, no 2nd "ada"
     assert session.history == [{"role": "user", "content": "hi i am ada"},
@@ -176,9 +168,9 @@ def test_reply_streams_and_stops_at_end_of_turn(tiny) -> None:
     assert session.history == [] and session.context_start == 0
 
 
-def test_alpaca_template_prompts_each_instruction_alone(tiny) -> None:
+def test_alpaca_template_prompts_each_instruction_alone(tiny_chat) -> None:
     bpe = BPETokenizer.train("add 2 and 3, say ada", 262, special_tokens=[EOT])
-    session, prompts = session_with(tiny, "5.", tokenizer=bpe, block_size=1024)
+    session, prompts = session_with(tiny_chat, "5.", tokenizer=bpe, block_size=1024)
     session.template = "alpaca"
     for m in ("add 2 and 3", "say ada"):
         assert "".join(session.send(m)[1]) == "5."
@@ -189,8 +181,8 @@ def test_alpaca_template_prompts_each_instruction_alone(tiny) -> None:
         ChatSession(session.sampler, template="chatml")
 
 
-def test_history_is_cropped_oldest_turns_first(tiny) -> None:
-    session, prompts = session_with(tiny, "hello again ada", max_new_tokens=20)
+def test_history_is_cropped_oldest_turns_first(tiny_chat) -> None:
+    session, prompts = session_with(tiny_chat, "hello again ada", max_new_tokens=20)
     budget = session.block_size - session.reserve
     for i in range(4):
         "".join(session.send(f"say {'abc' * (i + 1)}")[1])
@@ -201,8 +193,8 @@ def test_history_is_cropped_oldest_turns_first(tiny) -> None:
     assert last.startswith("User: ") and last.endswith("say abcabcabcabc<|endoftext|>Assistant:")
 
 
-def test_overlong_message_is_cropped_with_a_notice(tiny) -> None:
-    session, prompts = session_with(tiny, "yes")
+def test_overlong_message_is_cropped_with_a_notice(tiny_chat) -> None:
+    session, prompts = session_with(tiny_chat, "yes")
     notices, chunks = session.send("what is 1 plus 2? " * 40)
     "".join(chunks)
     assert len(notices) == 1 and "kept its last" in notices[0]
@@ -227,10 +219,10 @@ def chat(backend: str, ckpt: Path, stdin: str, *extra: str) -> subprocess.Comple
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_terminal_chat_through_stdin(tiny, backend: str) -> None:
+def test_terminal_chat_through_stdin(tiny_chat, backend: str) -> None:
     stdin = ("hi i am ada\n\n/temp 0.5\n/temp -1\n/topk 5\n/topp off\n/nope\n"
              + "what is 3 plus 4? " * 30 + "\n/reset\nsay bob\n/quit\nnever read\n")
-    p = chat(backend, tiny[1], stdin)
+    p = chat(backend, tiny_chat[1], stdin)
     assert p.returncode == 0, p.stderr
     out = p.stdout
     assert out.count("bot> ") == 3
@@ -241,18 +233,18 @@ def test_terminal_chat_through_stdin(tiny, backend: str) -> None:
     assert "Traceback" not in p.stderr
 
 
-def test_both_twins_give_the_same_greedy_replies(tiny) -> None:
+def test_both_twins_give_the_same_greedy_replies(tiny_chat) -> None:
     replies = []
     for backend in ("numpy", "torch"):
-        session = ChatSession.load(backend, tiny[1], config=SamplingConfig(
+        session = ChatSession.load(backend, tiny_chat[1], config=SamplingConfig(
             greedy=True, max_new_tokens=12))
         replies.append(["".join(session.send(m)[1]) for m in ("hi i am ada", "say bob")])
     assert replies[0] == replies[1]
 
 
-def test_reply_ends_at_end_of_turn_with_a_real_model(tmp_path, tiny) -> None:
+def test_reply_ends_at_end_of_turn_with_a_real_model(tmp_path, tiny_chat) -> None:
     """A model whose every next token is end-of-turn: the reply is empty, and said so."""
-    tok = TokenDataset(tiny[0]).tokenizer()
+    tok = TokenDataset(tiny_chat[0]).tokenizer()
     config = GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2,
                        n_embd=8, tie_weights=False)
     model = GPT(config, seed=0)

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_chat import tiny_checkpoint, tiny_dataset
 
 import torch_gpt
 from numpy_gpt import GPT
@@ -35,23 +34,16 @@ QUICK = {"max_iters": 12, "eval_interval": 6, "eval_iters": 2, "batch_size": 4,
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("ft")
-    folder = tiny_dataset(root)
-    return folder, tiny_checkpoint(root, folder)
-
-
-def run_ft(tiny, out: Path, backend: str, lora: LoRAConfig | None, **overrides):
-    folder, ckpt = tiny
+def run_ft(tiny_chat, out: Path, backend: str, lora: LoRAConfig | None, **overrides):
+    folder, ckpt = tiny_chat
     tok = TokenDataset(folder).tokenizer()
     dataset = open_finetune_dataset(folder, tok)
     tcfg = finetune_config(ckpt, dataset.folder, {**QUICK, **overrides}, lora=lora is not None)
     return finetune(tcfg, dataset, out, backend, lora)
 
 
-def test_settings_come_from_the_checkpoint(tiny) -> None:
-    folder, ckpt = tiny
+def test_settings_come_from_the_checkpoint(tiny_chat) -> None:
+    folder, ckpt = tiny_chat
     tcfg = finetune_config(ckpt, folder, {"max_iters": 7}, lora=True)
     assert (tcfg.n_layer, tcfg.n_embd, tcfg.block_size) == (1, 16, 64)
     assert tcfg.init_from == str(ckpt) and tcfg.loss_on == "response" and tcfg.patience > 0
@@ -64,19 +56,19 @@ def test_settings_come_from_the_checkpoint(tiny) -> None:
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_lora_trains_only_the_adapters_and_merges(tiny, tmp_path, backend: str) -> None:
-    result = run_ft(tiny, tmp_path / "run", backend, LCFG)
-    _, base, _ = load_checkpoint(tiny[1])
+def test_lora_trains_only_the_adapters_and_merges(tiny_chat, tmp_path, backend: str) -> None:
+    result = run_ft(tiny_chat, tmp_path / "run", backend, LCFG)
+    _, base, _ = load_checkpoint(tiny_chat[1])
     _, kept, _ = load_checkpoint(tmp_path / "run" / "best")
     for k, v in base.items():  # the frozen base, bit for bit
         np.testing.assert_array_equal(kept[k], v, err_msg=k)
     lcfg, adapter, meta = load_adapter(result.adapter_dir)
-    assert lcfg == LCFG and meta["base_checkpoint"] == str(tiny[1])
+    assert lcfg == LCFG and meta["base_checkpoint"] == str(tiny_chat[1])
     assert all(np.abs(v).max() > 0 for k, v in adapter.items() if ".lora_B." in k)  # trained
 
     # merged == adapted, and the merged export loads in both twins
     assert result.model_dir == tmp_path / "run" / "merged"
-    adapted = GPT.load(tiny[1], dtype="float64")
+    adapted = GPT.load(tiny_chat[1], dtype="float64")
     adapted.set_lora(lcfg, adapter)
     idx = np.array([[3, 1, 4, 1, 5, 9, 2, 6]])
     want = adapted.forward(idx)[0]
@@ -88,30 +80,30 @@ def test_lora_trains_only_the_adapters_and_merges(tiny, tmp_path, backend: str) 
                                    rtol=1e-5, atol=1e-6)
     assert (result.model_dir / "tokenizer.json").is_file()
     assert checkpoint_template(result.model_dir) == "chat"  # trained on dialogue (JSONL)
-    assert checkpoint_template(tiny[1]) == "chat"  # the default when a folder does not say
+    assert checkpoint_template(tiny_chat[1]) == "chat"  # the default when a folder does not say
 
 
-def test_a_short_fine_tune_lowers_val_loss(tiny, tmp_path) -> None:
+def test_a_short_fine_tune_lowers_val_loss(tiny_chat, tmp_path) -> None:
     """Full and LoRA fine-tunes of the (random) base: the best val loss beats the first."""
     for lora in (None, LCFG):
-        r = run_ft(tiny, tmp_path / str(lora is None), "numpy", lora, max_iters=40,
+        r = run_ft(tiny_chat, tmp_path / str(lora is None), "numpy", lora, max_iters=40,
                    eval_interval=20)
         assert r.val_loss_best < r.val_loss_before - 0.05, (lora, r.train.log)
         assert [rec["iter"] for rec in r.train.log] == [0, 20, 40]
 
 
-def test_full_fine_tune_matches_across_twins(tiny, tmp_path) -> None:
+def test_full_fine_tune_matches_across_twins(tiny_chat, tmp_path) -> None:
     """The same run in both twins (no dropout): the same validation losses."""
-    logs = [run_ft(tiny, tmp_path / b, b, None, max_iters=6, eval_interval=3).train.log
+    logs = [run_ft(tiny_chat, tmp_path / b, b, None, max_iters=6, eval_interval=3).train.log
             for b in ("numpy", "torch")]
     np.testing.assert_allclose([r["val_loss"] for r in logs[1]],
                                [r["val_loss"] for r in logs[0]], rtol=1e-4)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_early_stopping_and_resume(tiny, tmp_path, backend: str) -> None:
+def test_early_stopping_and_resume(tiny_chat, tmp_path, backend: str) -> None:
     out = tmp_path / "run"
-    r = run_ft(tiny, out, backend, LCFG, max_iters=200, eval_interval=2, learning_rate=1e-9,
+    r = run_ft(tiny_chat, out, backend, LCFG, max_iters=200, eval_interval=2, learning_rate=1e-9,
                min_lr=0.0, patience=2)
     assert r.train.status == "early_stopped" and r.train.iter < 200
     stopped_at = r.train.iter
@@ -123,8 +115,8 @@ def test_early_stopping_and_resume(tiny, tmp_path, backend: str) -> None:
     assert log[-1]["iter"] == stopped_at + 4
 
 
-def test_cli_full_and_lora_runs(tiny, tmp_path, capsys) -> None:
-    folder, ckpt = tiny
+def test_cli_full_and_lora_runs(tiny_chat, tmp_path, capsys) -> None:
+    folder, ckpt = tiny_chat
     common = ["--ckpt", str(ckpt), "--dataset", str(folder), "--max-iters", "4",
               "--eval-interval", "2", "--eval-iters", "1", "--batch-size", "2", "--no-plot"]
     assert main(["finetune", *common, "--out", str(tmp_path / "full")], backend="numpy") == 0
@@ -143,8 +135,8 @@ def _error(capsys, args: list[str], backend: str = "numpy") -> str:
     return err
 
 
-def test_bad_input_is_one_line(tiny, tmp_path, capsys, monkeypatch) -> None:
-    folder, ckpt = tiny
+def test_bad_input_is_one_line(tiny_chat, tmp_path, capsys, monkeypatch) -> None:
+    folder, ckpt = tiny_chat
     monkeypatch.chdir(tmp_path)
     out = ["--out", str(tmp_path / "x")]
     assert "no checkpoint folder at" in _error(
@@ -167,7 +159,7 @@ def test_bad_input_is_one_line(tiny, tmp_path, capsys, monkeypatch) -> None:
         capsys, ["--ckpt", str(ckpt), "--dataset", str(prepared), *out], backend="torch")
 
 
-def test_named_dataset_is_prepared_with_the_checkpoint_tokenizer(tiny, tmp_path,
+def test_named_dataset_is_prepared_with_the_checkpoint_tokenizer(tiny_chat, tmp_path,
                                                                   monkeypatch) -> None:
     """`--dataset instruct` is encoded with the checkpoint's tokenizer; a char tokenizer that
     lacks characters of the data is a clear error."""
@@ -176,7 +168,7 @@ def test_named_dataset_is_prepared_with_the_checkpoint_tokenizer(tiny, tmp_path,
     except ValueError:
         pytest.skip("the instruction data set is not in any data dir")
     monkeypatch.chdir(tmp_path)
-    tok = TokenDataset(tiny[0]).tokenizer()
+    tok = TokenDataset(tiny_chat[0]).tokenizer()
     with pytest.raises(ValueError, match="checkpoint's char tokenizer cannot encode the instruct"):
         open_finetune_dataset("instruct", tok)
     # a byte-level tokenizer covers any text: prepared once under out/data, then reused

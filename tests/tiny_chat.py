@@ -3,6 +3,7 @@
     folder = tiny_dataset(tmp_path)            # prepared JSONL conversations, char tokenizer
     ckpt = tiny_checkpoint(tmp_path, folder)    # a 1-layer GPT saved with that tokenizer
 
+Tests take both, built once per session, from conftest.py's `tiny_chat` fixture.
 Sizes are chosen so that a fine-tune of a few dozen steps takes about a second on 2 cores.
 """
 

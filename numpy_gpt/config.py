@@ -10,6 +10,7 @@ Ref: nanoGPT model.py GPTConfig; GPT-2 hyperparameters (Radford et al. 2019).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,16 +70,20 @@ class GPTConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GPTConfig:
         """Build from a dict (e.g. config.json); unknown keys are an error, not ignored."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
+        unknown, valid = unknown_fields(cls, d)
         if unknown:
-            raise ConfigError(
-                f"unknown GPTConfig field(s) {unknown}; valid fields are {sorted(names)}"
-            )
+            raise ConfigError(f"unknown GPTConfig field(s) {unknown}; valid fields are {valid}")
         return cls(**d)
 
     def replace(self, **changes: Any) -> GPTConfig:
         return dataclasses.replace(self, **changes)
+
+
+def unknown_fields(cls: type, keys: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(the keys that name no field of dataclass `cls`, its field names), both sorted: what a
+    strict from_dict or settings check reports before building `cls`."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return sorted(set(keys) - names), sorted(names)
 
 
 def param_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:

@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from .config import unknown_fields
+
 
 class SamplingError(ValueError):
     """A bad generation setting or prompt; the one-line message names it and the fix."""
@@ -107,10 +109,9 @@ def resolve_config(config: SamplingConfig | None, settings: dict[str, Any]) -> S
     config = SamplingConfig() if config is None else config
     if not isinstance(config, SamplingConfig):
         raise SamplingError(f"config must be a SamplingConfig, got {type(config).__name__}")
-    names = {f.name for f in dataclasses.fields(SamplingConfig)}
-    unknown = sorted(set(settings) - names)
+    unknown, valid = unknown_fields(SamplingConfig, settings)
     if unknown:
-        raise SamplingError(f"unknown generation setting(s) {unknown}; valid: {sorted(names)}")
+        raise SamplingError(f"unknown generation setting(s) {unknown}; valid: {valid}")
     return dataclasses.replace(config, **settings) if settings else config
 
 

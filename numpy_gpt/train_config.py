@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import GPTConfig
+from .config import GPTConfig, unknown_fields
 
 
 @dataclass(frozen=True)
@@ -98,11 +98,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
+        unknown, valid = unknown_fields(cls, d)
         if unknown:
-            raise ValueError(f"unknown training setting(s) {unknown}; "
-                             f"valid: {', '.join(sorted(names))}")
+            raise ValueError(f"unknown training setting(s) {unknown}; valid: {', '.join(valid)}")
         return cls(**d)
 
 

@@ -138,7 +138,10 @@ def test_bpe_stops_when_out_of_pairs():
           suppress_health_check=[HealthCheck.too_slow])
 @given(text=st.text(max_size=60))
 def test_bpe_roundtrip_any_text(bpe, text):
-    assert bpe.decode(bpe.encode(text)) == text
+    # Hypothesis also draws the string constants of local modules, "<|endoftext|>" among them,
+    # which plain encode() refuses by design; either explicit reading of it round-trips.
+    for allowed in ("none", "all"):
+        assert bpe.decode(bpe.encode(text, allowed_special=allowed)) == text
 
 
 def test_bpe_special_tokens(bpe):

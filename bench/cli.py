@@ -40,7 +40,7 @@ def _names(values: list[str] | None) -> list[str] | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m bench",
+    p = _Parser(prog="python -m bench", allow_abbrev=False,
                 description="Benchmark numpy_gpt and torch_gpt: each measurement in a fresh "
                             "process, checked against the float64 reference before timing.")
     p.add_argument("--backends", nargs="+", metavar="NAME",

@@ -155,7 +155,7 @@ def format_profile(p: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     from .sizes import SIZES
 
-    ap = argparse.ArgumentParser(prog="python -m bench.profile",
+    ap = argparse.ArgumentParser(prog="python -m bench.profile", allow_abbrev=False,
                                  description="Break a numpy_gpt float32 training step down "
                                              "by layer kind with cProfile.")
     ap.add_argument("--size", default="6L-384", help=f"a named size: {', '.join(SIZES)} "

@@ -36,6 +36,7 @@ def build_parser(backend: str) -> argparse.ArgumentParser:
     prog = "python -m numpy_gpt" if backend == "numpy" else "python -m torch_gpt"
     parser = argparse.ArgumentParser(
         prog=prog,
+        allow_abbrev=False,  # `--lr` must not quietly mean --lr-decay-iters
         description=f"GPT from scratch ({'NumPy reference' if backend == 'numpy' else 'PyTorch'}"
         " twin): prepare data, train, sample, evaluate, chat.",
     )
@@ -49,7 +50,7 @@ def build_parser(backend: str) -> argparse.ArgumentParser:
             if e.name == module_name:  # not built yet: leave the subcommand out
                 continue
             raise
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         module.add_args(p, backend) if _takes_backend(module.add_args) else module.add_args(p)
         p.set_defaults(_run=module.run, backend=backend)
     return parser

@@ -28,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m parity",
+    p = _Parser(prog="python -m parity", allow_abbrev=False,
                 description="Compare numpy_gpt and torch_gpt tensor by tensor "
                             "(layers, whole model, AdamW training); exit 1 on any failure.")
     p.add_argument("--dtype", choices=[*DTYPES, "all"], default=None,

@@ -39,6 +39,7 @@ from .model import GPT
 from .optim import AdamW, clip_coef, get_lr, grad_norm
 from .parallel import ShardedStep
 from .train_config import TrainConfig
+from .train_diagnostics import StepProbe, probe_due
 
 LOG_FILE = "log.jsonl"
 
@@ -226,6 +227,7 @@ def train(
 
     rep.start(tcfg.max_iters, start)
     status, it = "done", start
+    diag: dict = {}  # gradient norms and update/weight ratios (train_diagnostics.py)
     try:
         for it in range(start, tcfg.max_iters + 1):
             if should_stop():
@@ -246,7 +248,7 @@ def train(
                           "val_ppl": math.exp(min(losses["val"], 700.0)),
                           "lr": lr_at(it, tcfg),
                           "elapsed_s": round(elapsed0 + time.perf_counter() - t_start, 3),
-                          "best": improved}
+                          "best": improved, **diag}  # diag: the step just before (if any)
                 if backend.is_main:  # checkpoint first, then the log line that refers to it
                     backend.save(last, tokenizer, trainer_state(it, True))
                     if improved:
@@ -274,7 +276,10 @@ def train(
                         f"{last} keeps the last good state. Lower --learning-rate or "
                         "--grad-clip and resume")
                 loss += micro / n_micro
+            probe = StepProbe(backend) if probe_due(it + 1, tcfg.eval_interval,
+                                                    tcfg.max_iters) else None
             backend.step(lr, tcfg.grad_clip)
+            diag = probe.finish() if probe is not None else {}
             dt = time.perf_counter() - t0
             rep.step(it + 1, loss, lr, B * T * n_micro / max(dt, 1e-9))
     finally:

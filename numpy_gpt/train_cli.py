@@ -31,6 +31,7 @@ from .train import (
     train,
 )
 from .train_config import DEFAULT_PRESET, PRESETS, TrainConfig, resolve
+from .train_diagnostics import plot_training
 
 # flag -> (type, help); names are nanoGPT's, in kebab-case. Defaults come from TrainConfig.
 FLAGS: dict[str, tuple[Any, str]] = {
@@ -148,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
           f"{wall:.1f} s; checkpoints in {out_dir}/best and {out_dir}/last")
     if not args.no_plot and result.log and plot_log(result.log, out_dir / "loss.png", name):
         print(f"loss curve: {out_dir / 'loss.png'}")
+        if plot_training(result.log, out_dir / "diagnostics.png", name):  # train_diagnostics.py
+            print(f"gradient norms and update ratios: {out_dir / 'diagnostics.png'}")
     if tcfg.sample_tokens and (out_dir / "best").is_dir():
         print_sample(args.backend, out_dir / "best", tcfg)
     return 0

@@ -21,8 +21,9 @@ SUBCOMMANDS = {
     "chat": ("numpy_gpt.chat_cli", "chat with a checkpoint in the terminal"),
     "finetune": ("numpy_gpt.finetune_cli", "fine-tune a checkpoint on instructions or dialogue"),
     "gradcheck": ("numpy_gpt.gradcheck_cli", "check every hand-written gradient numerically"),
+    "exercise": ("numpy_gpt.exercise_cli", "write the backward passes yourself, checked"),
 }
-NUMPY_ONLY = {"gradcheck"}
+NUMPY_ONLY = {"gradcheck", "exercise"}
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

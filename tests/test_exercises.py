@@ -1,0 +1,256 @@
+"""The backprop exercises (numpy_gpt/exercises): a right answer passes, each planted mistake
+gets its diagnosis, a broken file gets one line, and `start` keeps the learner's work."""
+
+from __future__ import annotations
+
+import textwrap
+
+from pathlib import Path
+
+import pytest
+
+import numpy_gpt
+from numpy_gpt import cli
+from numpy_gpt.exercises import ORDER, ExerciseError, check, exercise_source, hint, start
+
+# The reference itself, written into the learner's file: the package's own backward
+# overrides the stub. GELU's reference cache is internal, so it is rebuilt from x.
+REFERENCE = {
+    "linear": "from numpy_gpt.layers.linear import linear_backward",
+    "layernorm": "from numpy_gpt.layers.layernorm import layernorm_backward",
+    "gelu": """
+        from numpy_gpt.layers.gelu import gelu_tanh_backward as _ref, gelu_tanh_forward as _fwd
+        def gelu_tanh_backward(dout, cache):
+            return _ref(dout, _fwd(cache.x)[1])
+        """,
+    "cross_entropy": "from numpy_gpt.layers.loss import cross_entropy_backward",
+    "attention": "from numpy_gpt.layers.attention import attention_backward",
+    "embedding": "from numpy_gpt.layers.embedding import embedding_backward",
+    "dropout": "from numpy_gpt.layers.dropout import dropout_backward",
+    "residual": "from numpy_gpt.exercises.catalog import residual_backward",
+    "model": """
+        def gpt_backward(cache):
+            g = {}
+            dx, dhead, _ = linear_backward(cross_entropy_backward(cache.loss), cache.lm_head)
+            dx, g["transformer.ln_f.weight"], g["transformer.ln_f.bias"] = (
+                layernorm_backward(dx, cache.ln_f))
+            for i in reversed(range(len(cache.blocks))):
+                c, h = cache.blocks[i], f"transformer.h.{i}."
+                dm, g[h + "mlp.c_proj.weight"], g[h + "mlp.c_proj.bias"] = (
+                    linear_backward(dx, c.mlp_proj))
+                dm = gelu_tanh_backward(dm, c.gelu)
+                dm, g[h + "mlp.c_fc.weight"], g[h + "mlp.c_fc.bias"] = linear_backward(dm, c.c_fc)
+                dm, g[h + "ln_2.weight"], g[h + "ln_2.bias"] = layernorm_backward(dm, c.ln_2)
+                dx = dx + dm
+                da, g[h + "attn.c_proj.weight"], g[h + "attn.c_proj.bias"] = (
+                    linear_backward(dx, c.attn_proj))
+                da = attention_backward(da, c.attn)
+                da, g[h + "attn.c_attn.weight"], g[h + "attn.c_attn.bias"] = (
+                    linear_backward(da, c.c_attn))
+                da, g[h + "ln_1.weight"], g[h + "ln_1.bias"] = layernorm_backward(da, c.ln_1)
+                dx = dx + da
+            dwte, g["transformer.wpe.weight"] = embedding_backward(dx, cache.emb)
+            g["transformer.wte.weight"] = dwte + dhead{tied}
+            return g
+        """,
+}
+
+
+def write(folder, name: str, code: str) -> None:
+    """The starting file with `code` appended (a later def replaces the stub)."""
+    start(name, folder, force=True)
+    path = folder / f"{name}.py"
+    path.write_text(path.read_text() + "\n" + textwrap.dedent(code).strip() + "\n")
+
+
+def solved_folder(folder, model_tied: str = "") -> None:
+    for name in ORDER:
+        write(folder, name, REFERENCE[name].replace("{tied}", model_tied))
+
+
+def test_the_reference_passes_every_exercise(tmp_path):
+    solved_folder(tmp_path)
+    for name in ORDER:
+        report, progress = check(name, tmp_path)
+        assert report.passed, (name, [(g.name, g.diagnosis) for g in report.grads])
+        assert all(g.err_fd < 1e-6 for g in report.grads)
+    assert all(progress[n] == "passed" for n in ORDER)
+
+
+ATTN_HEAD = """
+    def attention_backward(dout, cache):
+        q, k, v, P, mask, scale, drop_scale = cache
+        B, NH, T, hs = q.shape
+        dy = dout.reshape(B, T, NH, hs).transpose(0, 2, 1, 3)
+        dv = P.swapaxes(-1, -2) @ dy
+        dP = dy @ v.swapaxes(-1, -2)
+        dS = P * (dP - (dP * P).sum(-1, keepdims=True))
+        dq, dk = dS @ k * scale, dS.swapaxes(-1, -2) @ q * scale
+    """
+ATTN_TAIL = """
+        m = lambda z: z.transpose(0, 2, 1, 3).reshape(B, T, NH * hs)
+        return np.concatenate([m(dq), m(dk), m(dv)], axis=-1)
+    """
+
+
+def attn(change: str) -> str:
+    return ATTN_HEAD.rstrip(" ") + textwrap.indent(textwrap.dedent(change), " " * 8) + ATTN_TAIL
+
+
+def lin(returned: str) -> str:
+    """A linear_backward whose return line is `returned` (d2: dout, x2: x, as (N, .) rows)."""
+    return ("def linear_backward(dout, cache):\n    x, w, has_bias = cache\n"
+            "    d2, x2 = dout.reshape(-1, w.shape[0]), x.reshape(-1, w.shape[1])\n"
+            f"    return {returned}")
+
+
+# (exercise, the learner's backward, the gradient, what the diagnosis must say)
+MISTAKES = [
+    ("linear", lin("(d2 @ w).reshape(x.shape), x2.T @ d2, d2.sum(0) if has_bias else None"),
+     "dw", "transposed"),
+    ("linear", lin("(d2 @ w).reshape(x.shape), d2.T @ x2, dout if has_bias else None"),
+     "db", "missing the sum over B=2, T=3"),
+    ("linear", lin("(d2 @ w).reshape(x.shape), d2.T @ x2 / len(d2), d2.sum(0) if has_bias else None"),
+     "dw", "constant factor 0.1667 = 1/N"),
+    ("linear", lin("-(d2 @ w).reshape(x.shape), d2.T @ x2, d2.sum(0) if has_bias else None"),
+     "dx", "wrong sign"),
+    ("linear", lin("(d2 @ w).reshape(x.shape), d2.T @ x2, np.ones(3) if has_bias else None"),
+     "db", "wrong shape (T=3,), expected (out=5,)"),
+    ("layernorm", """
+        def layernorm_backward(dout, cache):
+            n, rstd, w, has_bias = cache
+            g = dout * w
+            dx = rstd * (g - g.mean(-1, keepdims=True))
+            return dx, (dout * n).sum((0, 1)), dout.sum((0, 1))
+        """, "dx", "misses the path through the variance"),
+    ("layernorm", """
+        def layernorm_backward(dout, cache):
+            n, rstd, w, has_bias = cache
+            g = dout * w
+            m = lambda z: z.mean(-1, keepdims=True)
+            return rstd * (g - m(g) - n * m(g * n)), 2 * (dout * n).sum((0, 1)), dout.sum((0, 1))
+        """, "dw", "constant factor 2 = 2"),
+    ("gelu", """
+        def gelu_tanh_backward(dout, cache):
+            x, t = cache
+            return dout * 0.5 * (1 + t)
+        """, "dx", "x also reaches y through t"),
+    ("cross_entropy", """
+        def cross_entropy_backward(cache, dloss=1.0):
+            probs, targets, valid, n_valid, eps, shape = cache
+            d = probs.copy()
+            rows = np.flatnonzero(valid)
+            d[rows, targets[rows]] -= 1
+            d[~valid] = 0
+            return (d * dloss / len(targets)).reshape(shape)
+        """, "dlogits", "N_valid/N"),
+    ("cross_entropy", """
+        def cross_entropy_backward(cache, dloss=1.0):
+            probs, targets, valid, n_valid, eps, shape = cache
+            d = probs.copy()
+            rows = np.flatnonzero(valid)
+            d[rows, targets[rows]] -= 1
+            return (d * dloss / n_valid).reshape(shape)
+        """, "dlogits", "ignored positions (target -100) must pass no gradient"),
+    ("attention", attn("dq, dk = dq / scale, dk / scale"), "dqkv",
+     "dq part wrong: off by a constant factor 2 = sqrt(hs)"),
+    ("attention", attn("dS = P * dP\ndq, dk = dS @ k * scale, dS.swapaxes(-1, -2) @ q * scale"),
+     "dqkv", "right only on the diagonal of the softmax Jacobian"),
+    ("attention", attn("dk = dS @ q * scale"), "dqkv", "dk used dS where dSᵀ is needed"),
+    ("embedding", """
+        def embedding_backward(dout, cache):
+            idx, V, block = cache
+            C = dout.shape[-1]
+            dwte = np.zeros((V, C))
+            dwte[idx.reshape(-1)] = dout.reshape(-1, C)
+            dwpe = np.zeros((block, C))
+            dwpe[:dout.shape[1]] = dout.sum(0)
+            return dwte, dwpe
+        """, "dwte", "repeated token ids overwrote each other"),
+    ("embedding", """
+        def embedding_backward(dout, cache):
+            idx, V, block = cache
+            C = dout.shape[-1]
+            dwte = np.zeros((V, C))
+            np.add.at(dwte, idx.reshape(-1), dout.reshape(-1, C))
+            return dwte, dout.sum(0)
+        """, "dwpe", "the gradient must have the parameter's full shape"),
+    ("dropout", """
+        def dropout_backward(dout, cache):
+            mask, scale = cache
+            return dout * mask
+        """, "dx", "1-p: the 1/(1-p) scale is missing"),
+    ("residual", """
+        def residual_backward(dout, cache):
+            x, w = cache
+            C = x.shape[-1]
+            return dout @ w, dout.reshape(-1, C).T @ x.reshape(-1, C), dout.sum((0, 1))
+        """, "dx", "missing the skip path"),
+]
+
+
+@pytest.mark.parametrize("name, code, grad, expected", MISTAKES,
+                         ids=[f"{m[0]}-{m[3][:24]}" for m in MISTAKES])
+def test_each_planted_mistake_gets_its_diagnosis(tmp_path, name, code, grad, expected):
+    write(tmp_path, name, code)
+    report, progress = check(name, tmp_path)
+    assert not report.passed and progress[name] == "failed"
+    by_name = {g.name: g for g in report.grads}
+    assert expected in by_name[grad].diagnosis, by_name[grad].diagnosis
+    assert [g.name for g in report.grads if not g.ok] == [grad]  # the others stay correct
+
+
+def test_the_model_exercise_names_a_missing_tied_gradient(tmp_path):
+    solved_folder(tmp_path, model_tied=" - dhead")
+    report, _ = check("model", tmp_path)
+    wrong = {g.name: g.diagnosis for g in report.grads if not g.ok}
+    assert list(wrong) == ["transformer.wte.weight"]
+    assert "only the embedding's gradient" in wrong["transformer.wte.weight"]
+
+
+@pytest.mark.parametrize("code, expected", [
+    ("def linear_backward(dout, cache)\n    return 1", "line 1: syntax error"),
+    ("del linear_backward", "has no function linear_backward()"),
+    ("def linear_backward(dout, cache):\n    return dout, dout",
+     "returned 2 values; expected 3: dx, dw, db"),
+    ("def linear_backward(dout, cache):\n    return cache.nope",
+     "linear_backward raised AttributeError"),
+    ("", "linear_backward is not written yet (linear.py line"),
+])
+def test_a_broken_file_gets_one_clear_line(tmp_path, capsys, code, expected):
+    if code.startswith("def linear_backward(dout, cache)\n"):
+        (tmp_path / "linear.py").write_text(code)  # the syntax error on line 1
+    else:
+        write(tmp_path, "linear", code)
+    with pytest.raises(ExerciseError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        check("linear", tmp_path)
+    assert cli.main(["exercise", "check", "linear", "--dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
+
+
+def test_start_keeps_the_learners_work_unless_forced(tmp_path):
+    path = start("attention", tmp_path)
+    assert "def attention_backward(dout, cache):" in path.read_text()
+    path.write_text("my work")
+    with pytest.raises(ValueError, match="--force"):
+        start("attention", tmp_path)
+    assert path.read_text() == "my work"
+    assert start("attention", tmp_path, force=True).read_text() == exercise_source(
+        "attention", tmp_path)
+    with pytest.raises(ValueError, match="inside the numpy_gpt package"):
+        start("linear", Path(numpy_gpt.__file__).parent / "my_exercises")
+
+
+def test_cli_list_start_check_hint(tmp_path, capsys):
+    d = str(tmp_path)
+    assert cli.main(["exercise", "start", "dropout", "--dir", d]) == 0
+    assert cli.main(["exercise", "start", "dropout", "--dir", d]) == 1  # no overwrite
+    write(tmp_path, "dropout", REFERENCE["dropout"])
+    assert cli.main(["exercise", "check", "dropout", "--dir", d]) == 0
+    assert cli.main(["exercise", "list", "--dir", d]) == 0
+    assert cli.main(["exercise", "hint", "attention", "--level", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "PASSED: dropout" in out and "progress: 1/9 passed (dropout); next: linear" in out
+    assert "level 1:" in out and "level 3:" in out and "dS = P * (dP" in out
+    assert len(hint("linear", 1)) == 1 and len(hint("linear", 3)) == 3

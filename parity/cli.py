@@ -3,8 +3,11 @@
     python -m parity                                   # CPU float64 + float32 (+ CUDA)
     python -m parity --dtype all --device cuda --json parity.json
     python -m parity --config small --case 'model/*'
+    python -m parity --twin my_gpt.py:make_model --name-map map.json   # any GPT (external.py)
+    python -m parity --twin hf                         # also: --twin torch, --twin numpy
 
-Exit status: 0 all rows within tolerance, 1 any failure, 2 bad flags (one-line error).
+Exit status: 0 all rows within tolerance, 1 any failure, 2 bad flags or a twin that cannot
+be loaded, placed or run (one-line error).
 """
 
 from __future__ import annotations
@@ -16,9 +19,13 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
+import torch
+
 from .cases import CASES, select
-from .harness import env_info, print_report
-from .runner import DEVICES, DTYPES, PRESETS, parse_setup, plan, run
+from .external import check_twin, format_twin_report
+from .harness import Row, env_info, print_report
+from .runner import DEVICES, DTYPES, PRESETS, parse_setup, plan, run, torch_threads
+from .twins import BUILTIN_TWINS, TwinError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,6 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--failures-only", action="store_true",
                    help="print only failed rows (the summary is always printed)")
     p.add_argument("--list", action="store_true", help="list the case names and exit")
+    p.add_argument("--twin", metavar="SPEC",
+                   help="check an outside GPT against the float64 NumPy reference instead of "
+                        "running the cases: FILE.py:NAME or package.module:NAME, NAME a factory "
+                        "taking the GPTConfig and returning the model (an nn.Module), or a "
+                        f"built-in twin {sorted(BUILTIN_TWINS)}. Runs in float64 when the "
+                        "model can (else float32; --dtype float32 forces it)")
+    p.add_argument("--name-map", metavar="JSON_OR_FILE",
+                   help="with --twin: the reference's canonical names -> the model's "
+                        "parameter names, '{i}' for the layer index, a list of three names "
+                        "for separate q, k, v (see parity/namemap.py and the README)")
     # Testing hook: plant a wrong gradient (x1.001) for this parameter in the torch twin.
     p.add_argument("--inject-fault", metavar="PARAM", help=argparse.SUPPRESS)
     return p
@@ -64,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(c.name for c in CASES))
         return 0
+    if args.twin is not None or args.name_map is not None:
+        return _main_twin(parser, args)
     try:
         config, batch_size, seq_len = parse_setup(args.config)
         pairs = plan(args.dtype, args.device)
@@ -86,10 +105,51 @@ def main(argv: list[str] | None = None) -> int:
         env = env_info() | {"config": config.to_dict(), "batch_size": batch_size,
                             "seq_len": seq_len, "seed": args.seed, "tf32": False,
                             "pairs": [list(p) for p in pairs], "elapsed_s": elapsed}
-        if args.threads:
-            env["torch_threads"] = args.threads  # what the run used
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(
-            json.dumps({"env": env, "rows": [r.as_json() for r in rows]}, indent=1) + "\n",
-            encoding="utf-8")
+        _write_json(args, env, rows)
     return 0 if rows and all(r.ok for r in rows) else 1
+
+
+def _main_twin(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """--twin SPEC: one outside model against the reference (parity/external.py)."""
+    if args.twin is None:
+        parser.error("--name-map needs --twin")
+    for flag, value in (("--case", args.case), ("--inject-fault", args.inject_fault)):
+        if value:
+            parser.error(f"{flag} does not apply to --twin (it runs the twin check only)")
+    if args.dtype not in (None, "float64", "float32"):
+        parser.error(f"--twin runs in float64 or float32, not {args.dtype}")
+    if args.device == "all" or (args.device == "cuda" and not torch.cuda.is_available()):
+        parser.error("--twin needs one available device: --device cpu or cuda")
+    if args.threads < 0:
+        parser.error(f"--threads must be >= 0, got {args.threads}")
+    try:
+        config, batch_size, seq_len = parse_setup(args.config)
+        t0 = time.perf_counter()
+        with torch_threads(args.threads or None):
+            report = check_twin(args.twin, config, batch_size, seq_len, seed=args.seed,
+                                name_map=args.name_map, dtype=args.dtype,
+                                device=args.device or "cpu")
+    except (TwinError, ValueError) as e:
+        parser.error(str(e))
+    elapsed = time.perf_counter() - t0
+    print_report(report.rows, failures_only=args.failures_only)
+    print("\n" + "\n".join(format_twin_report(report)))
+    print(f"({elapsed:.1f} s; config {args.config}: {config.to_dict()}, B={batch_size}, "
+          f"T={seq_len}, seed {args.seed})")
+    if args.json:
+        env = env_info() | {"config": config.to_dict(), "batch_size": batch_size,
+                            "seq_len": seq_len, "seed": args.seed, "tf32": False,
+                            "elapsed_s": elapsed,
+                            "twin": {"spec": args.twin, "notes": report.notes,
+                                     "findings": report.findings}}
+        _write_json(args, env, report.rows)
+    return 0 if report.ok else 1
+
+
+def _write_json(args: argparse.Namespace, env: dict, rows: list[Row]) -> None:
+    if args.threads:
+        env["torch_threads"] = args.threads  # what the run used
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(
+        json.dumps({"env": env, "rows": [r.as_json() for r in rows]}, indent=1) + "\n",
+        encoding="utf-8")

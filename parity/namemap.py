@@ -1,0 +1,307 @@
+"""Place the reference's canonical tensors in somebody else's model, and read gradients back.
+
+    placement = place(model, config, name_map)        # raises TwinError, one line
+    load_weights(model, placement, params)            # canonical arrays -> the model
+    grads = gather_grads(model, placement)            # the model's .grad -> canonical names
+
+How a canonical name (DESIGN.md: transformer.h.{i}.attn.c_attn.weight, ...) finds its tensor:
+  - identity: GPT-2/nanoGPT names (torch_gpt, nanoGPT, HF GPT2LMHeadModel), or the same names
+    without the "transformer." prefix (HF GPT2Model);
+  - a user name map, a dict or JSON (file or text), canonical name -> the model's name, with
+    "{i}" standing for the layer index; a module name ("transformer.h.{i}.ln_1":
+    "blocks.{i}.norm1") maps its weight and bias at once. A list of three names is the
+    split/fuse rule for separate q, k, v projections: each gets its third of c_attn's rows
+    when weights are loaded, and their gradients are concatenated back into c_attn's. Names the map leaves
+    out fall back to identity. Optional keys, next to "names": "transposed" (true, or model
+    names/patterns stored (in, out)) and "modules" (canonical module -> model module, for the
+    activation hooks when the guess below is wrong). A flat dict is read as "names".
+Layout: a weight held (in, out) is transposed on the way in and its gradient on the way out.
+It is detected from HF's Conv1D modules, from the map's "transposed", or from the shapes:
+a non-square weight shows its layout, and when every non-square weight in the blocks is
+stored (in, out), the blocks' square ones are taken to be too (the report says so).
+Detected from the model and said in the notes: tied or untied head (lm_head the same tensor
+as wte, a different one, or absent), bias on or off (no bias parameter at all).
+Refused, naming them: model parameters nothing places, canonical tensors nothing fills,
+shapes that cannot match.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from numpy_gpt.config import GPTConfig, param_shapes
+
+from .twins import TwinError
+
+PROJECTIONS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight",
+               "mlp.c_proj.weight", "lm_head.weight")  # Linear weights, (out, in) canonically
+QKV = ("q", "k", "v")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one canonical tensor lives: one model parameter, or three (q, k, v) that split
+    the canonical tensor's first axis into equal thirds."""
+
+    canonical: str
+    targets: tuple[str, ...]
+    transposed: bool = False
+
+
+@dataclass
+class Placement:
+    slots: list[Slot]  # canonical (forward) order
+    config: GPTConfig  # the suite's config with the detected head and bias
+    modules: dict[str, str]  # probe name ("transformer.h.0.ln_1") -> model module name
+    notes: list[str] = field(default_factory=list)  # what was detected, for the report
+
+
+def read_name_map(spec: str | dict | None) -> dict[str, Any]:
+    """A name map from a dict, a JSON file or JSON text -> {"names", "transposed", "modules"}."""
+    if spec is None:
+        return {"names": {}, "transposed": [], "modules": {}}
+    if isinstance(spec, str):
+        text = spec
+        if not spec.lstrip().startswith("{"):
+            if not Path(spec).is_file():
+                raise TwinError(f"--name-map {spec!r}: no such file (or JSON text)")
+            text = Path(spec).read_text(encoding="utf-8")
+        try:
+            spec = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise TwinError(f"--name-map is not valid JSON: {e}") from None
+    if not isinstance(spec, dict):
+        raise TwinError("a name map must be a JSON object / dict")
+    if "names" not in spec:
+        spec = {"names": spec}
+    unknown = sorted(set(spec) - {"names", "transposed", "modules"})
+    if unknown:
+        raise TwinError(f"name map: unknown key(s) {unknown}; use names, transposed, modules")
+    return {"names": spec["names"], "transposed": spec.get("transposed", []),
+            "modules": spec.get("modules", {})}
+
+
+def _expand(mapping: dict[str, Any], n_layer: int) -> dict[str, Any]:
+    """{"transformer.h.{i}.x": "blocks.{i}.y"} -> one entry per layer."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        for i in range(n_layer) if "{i}" in key else [None]:
+            def fill(s: str, i: int | None = i) -> str:
+                return s if i is None else s.replace("{i}", str(i))
+            out[fill(key)] = [fill(v) for v in value] if isinstance(value, list) else fill(value)
+    return out
+
+
+def _by_parameter(names: dict[str, Any], full: dict[str, Any]) -> dict[str, Any]:
+    """Module entries ("transformer.h.0.ln_1": "blocks.0.norm1") -> their .weight and .bias."""
+    out = {}
+    for key, value in names.items():
+        if key in full or key + ".weight" not in full:
+            out[key] = value
+            continue
+        for leaf in (".weight", ".bias"):
+            if key + leaf in full:
+                out[key + leaf] = ([v + leaf for v in value] if isinstance(value, list)
+                                   else value + leaf)
+    return out
+
+
+def _module_of(name: str) -> str:
+    return name.rpartition(".")[0]
+
+
+def _short(names: list[str], n: int = 6) -> str:
+    more = f" and {len(names) - n} more" if len(names) > n else ""
+    return ", ".join(names[:n]) + more
+
+
+def place(model: nn.Module, config: GPTConfig, name_map: str | dict | None = None
+          ) -> Placement:
+    """Find every canonical tensor in `model` (see the module docstring); TwinError if not."""
+    user = read_name_map(name_map)
+    full = param_shapes(config.replace(bias=True, tie_weights=False))
+    names = _by_parameter(_expand(user["names"], config.n_layer), full)
+    bad = sorted(set(names) - set(full))
+    if bad:
+        raise TwinError(f"name map: {_short(bad)} not reference name(s) (e.g. "
+                        "transformer.h.{i}.attn.c_attn.weight)")
+    own = dict(model.named_parameters(remove_duplicate=False))
+    prefix = _prefix(set(own), full, names)
+    wanted = {k: names.get(k, k.removeprefix(prefix)) for k in full}
+    notes = ["names: " + ("your name map" + (" (identity for the rest)" if len(names) < len(full)
+                                             else "") if names else
+                          "GPT-2/nanoGPT" + (" without 'transformer.'" if prefix else ""))]
+    config, cfg_notes = _detect_head_and_bias(config, own, wanted)
+    notes += cfg_notes
+    shapes = param_shapes(config)
+
+    missing = [k for k in shapes if not all(t in own for t in _as_tuple(wanted[k]))]
+    if missing:
+        raise TwinError(f"no model parameter for reference tensor(s) {_short(missing)} "
+                        f"(the model has {_short(list(own), 4)}); pass --name-map")
+    placed = {id(own[t]) for k in shapes for t in _as_tuple(wanted[k])}
+    stray = [n for n, p in model.named_parameters() if id(p) not in placed]
+    if stray:
+        raise TwinError(f"cannot place model parameter(s) {_short(stray)}: no reference "
+                        "tensor maps to them; pass --name-map")
+
+    transposed, layout_note = _layout(model, own, shapes, wanted, user["transposed"],
+                                      config.n_layer)
+    if layout_note:
+        notes.append(layout_note)
+    slots = []
+    for k, shape in shapes.items():
+        targets = _as_tuple(wanted[k])
+        part = (shape[0] // len(targets), *shape[1:])
+        for t in targets:
+            want = part[::-1] if t in transposed else part
+            if tuple(own[t].shape) != want:
+                raise TwinError(f"{k}: the model's {t} has shape {tuple(own[t].shape)}, the "
+                                f"reference needs {want} for this config")
+        slots.append(Slot(k, targets, transposed=targets[0] in transposed))
+    modules = _modules(config, wanted, _expand(user["modules"], config.n_layer))
+    return Placement(slots, config, modules, notes)
+
+
+def _as_tuple(target: str | list[str]) -> tuple[str, ...]:
+    return tuple(target) if isinstance(target, list) else (target,)
+
+
+def _prefix(own: set[str], full: dict[str, Any], names: dict[str, Any]) -> str:
+    """"" when the model uses the canonical names, "transformer." when it drops that prefix."""
+    core = [k for k in full if k not in names and not k.endswith(".bias") and "lm_head" not in k]
+    for prefix in ("", "transformer."):
+        if all(k.removeprefix(prefix) in own for k in core):
+            return prefix
+    return ""  # reported below as unfilled tensors
+
+
+def _detect_head_and_bias(config: GPTConfig, own: dict[str, nn.Parameter],
+                          wanted: dict[str, Any]) -> tuple[GPTConfig, list[str]]:
+    head, wte = wanted["lm_head.weight"], wanted["transformer.wte.weight"]
+    if head in own and wte in own and own[head] is not own[wte]:
+        tie, note = False, f"head: untied ({head} is its own parameter)"
+    elif head in own:
+        tie, note = True, f"head: tied ({head} is {wte})"
+    else:
+        tie, note = True, "head: tied (no lm_head parameter; the logits use wte)"
+    notes = [note]
+    biases = [wanted[k] for k in param_shapes(config.replace(bias=True)) if k.endswith(".bias")]
+    has = [b for b in biases if all(t in own for t in _as_tuple(b))]
+    bias = bool(has) if not has or len(has) == len(biases) else config.bias
+    if bias != config.bias:
+        notes.append(f"bias: {'on' if bias else 'off'} (the model has "
+                     f"{'bias parameters' if bias else 'no bias parameter'})")
+    return config.replace(tie_weights=tie, bias=bias), notes
+
+
+def _layout(model: nn.Module, own: dict[str, nn.Parameter], shapes: dict[str, tuple],
+            wanted: dict[str, Any], user_t: bool | list[str], n_layer: int
+            ) -> tuple[set[str], str]:
+    """The model names of weights stored (in, out), and a note saying how that was found."""
+    modules = dict(model.named_modules())
+    projections = [t for k in shapes if k.endswith(PROJECTIONS) for t in _as_tuple(wanted[k])]
+    if user_t is True:
+        return set(projections), "layout: (in, out) weights (name map)"
+    if user_t:
+        listed = set(_expand({p: p for p in user_t}, n_layer))
+        return listed & set(projections), "layout: (in, out) for the weights the map lists"
+    conv = {t for t in projections
+            if type(modules.get(_module_of(t))).__name__ == "Conv1D"}
+    if conv:
+        return conv, "layout: Hugging Face Conv1D, (in, out) weights transposed"
+    canon = {t: k for k in shapes for t in _as_tuple(wanted[k])}
+    flipped, straight, square = set(), set(), set()
+    for t in projections:
+        a, b = tuple(own[t].shape), shapes[canon[t]]
+        b = (b[0] // len(_as_tuple(wanted[canon[t]])), *b[1:])  # a third of c_attn if split
+        if a == b[::-1] == b:
+            square.add(t)
+        elif a == b[::-1]:
+            flipped.add(t)
+        elif a == b:
+            straight.add(t)
+    block = {t for t in projections if not canon[t].startswith("lm_head")}
+    if flipped & block and not straight & block:
+        flipped |= square & block  # a square block weight follows the non-square ones
+    if flipped:
+        return flipped, "layout: (in, out) weights transposed (read from the non-square shapes)"
+    return set(), ""
+
+
+def _modules(config: GPTConfig, wanted: dict[str, Any], user: dict[str, str]
+             ) -> dict[str, str]:
+    """Probe name -> model module, from the modules that own the placed weights."""
+    def owner(k: str) -> str | None:
+        target = wanted.get(k + ".weight")
+        return None if target is None or isinstance(target, list) else _module_of(target)
+
+    def common(*names: str | None) -> str | None:
+        if None in names:
+            return None
+        parts = [n.split(".") for n in names]
+        shared = []
+        for level in zip(*parts):
+            if len(set(level)) > 1:
+                break
+            shared.append(level[0])
+        return ".".join(shared)
+
+    modules: dict[str, str | None] = {"transformer.wte": owner("transformer.wte"),
+                                      "transformer.wpe": owner("transformer.wpe")}
+    for i in range(config.n_layer):
+        h = f"transformer.h.{i}."
+        qkv = wanted[h + "attn.c_attn.weight"]
+        fused = owner(h + "attn.c_attn")
+        block = common(owner(h + "ln_1"), owner(h + "ln_2"))
+        attn = common(fused or _module_of(qkv[0]), owner(h + "attn.c_proj"))
+        mlp = common(owner(h + "mlp.c_fc"), owner(h + "mlp.c_proj"))
+        modules[h + "ln_1"] = owner(h + "ln_1")
+        modules[h + "attn.c_attn"] = fused
+        if fused is None:
+            for name, t in zip(QKV, qkv):
+                modules[f"{h}attn.c_attn[{name}]"] = _module_of(t)
+        modules[h + "attn.c_proj"] = owner(h + "attn.c_proj")
+        modules[h + "attn"] = attn if attn not in (block, modules[h + "attn.c_proj"]) else None
+        modules[h + "ln_2"] = owner(h + "ln_2")
+        modules[h + "mlp.c_fc"] = owner(h + "mlp.c_fc")
+        modules[h + "mlp.c_proj"] = owner(h + "mlp.c_proj")
+        modules[h + "mlp"] = mlp if mlp not in (block, modules[h + "mlp.c_proj"]) else None
+    modules["transformer.ln_f"] = owner("transformer.ln_f")
+    modules.update(user)
+    return {k: v for k, v in modules.items() if v is not None}
+
+
+@torch.no_grad()
+def load_weights(model: nn.Module, placement: Placement, params: dict[str, np.ndarray]
+                 ) -> None:
+    """Copy canonical `params` into the model's parameters (in their dtype and device)."""
+    own = dict(model.named_parameters(remove_duplicate=False))
+    for slot in placement.slots:
+        parts = np.split(params[slot.canonical], len(slot.targets))  # (3C, C) -> 3 x (C, C)
+        for t, value in zip(slot.targets, parts):
+            value = value.T if slot.transposed else value
+            own[t].copy_(torch.from_numpy(np.ascontiguousarray(value)))
+
+
+def gather_grads(model: nn.Module, placement: Placement) -> dict[str, np.ndarray | None]:
+    """Each canonical tensor's gradient read from the model (None: the loss never reached
+    it); q, k, v gradients are concatenated back into c_attn's (the fuse rule)."""
+    own = dict(model.named_parameters(remove_duplicate=False))
+    out: dict[str, np.ndarray | None] = {}
+    for slot in placement.slots:
+        grads = [own[t].grad for t in slot.targets]
+        if any(g is None for g in grads):
+            out[slot.canonical] = None
+            continue
+        arrays = [g.detach().to("cpu", torch.float64).numpy() for g in grads]
+        out[slot.canonical] = np.concatenate(
+            [a.T if slot.transposed else a for a in arrays], axis=0)
+    return out

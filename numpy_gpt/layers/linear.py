@@ -10,6 +10,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..device import get_array_module
+
 
 class LinearCache(NamedTuple):
     x: np.ndarray  # (..., in) the input, by reference
@@ -40,9 +42,11 @@ def linear_backward(
     Ref:    llm.c matmul_backward.
     """
     x, w, has_bias = cache
+    xp = get_array_module(dout)
     d2 = dout.reshape(-1, dout.shape[-1])  # (N, out)
     x2 = x.reshape(-1, x.shape[-1])  # (N, in)
     dx = (d2 @ w).reshape(x.shape)  # (N, out) @ (out, in) -> (N, in)
     dw = d2.T @ x2  # (out, N) @ (N, in) -> (out, in)
-    db = d2.sum(axis=0) if has_bias else None
+    # sum over rows as ones @ d2: BLAS's gemv sums columns 2x faster than d2.sum(axis=0)
+    db = xp.ones(d2.shape[0], dtype=d2.dtype) @ d2 if has_bias else None
     return dx, dw, db

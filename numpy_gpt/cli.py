@@ -22,8 +22,9 @@ SUBCOMMANDS = {
     "finetune": ("numpy_gpt.finetune_cli", "fine-tune a checkpoint on instructions or dialogue"),
     "gradcheck": ("numpy_gpt.gradcheck_cli", "check every hand-written gradient numerically"),
     "exercise": ("numpy_gpt.exercise_cli", "write the backward passes yourself, checked"),
+    "plot": ("numpy_gpt.plot_cli", "attention maps of a checkpoint; a run's training diagnostics"),
 }
-NUMPY_ONLY = {"gradcheck", "exercise"}
+NUMPY_ONLY = {"gradcheck", "exercise", "plot"}
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

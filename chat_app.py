@@ -4,8 +4,11 @@
     streamlit run chat_app.py -- --ckpt out/finetune-instruct-lora-numpy/merged --backend torch
 
 The sidebar picks the checkpoint folder (and an optional LoRA adapter folder), the twin
-that runs it and the prompt format (auto: the one the checkpoint was fine-tuned on), sliders for temperature, top-k, top-p, repetition penalty and the reply
-length; the page shows the conversation and streams each reply as it is generated. It
+that runs it and the prompt format (auto: the one recorded by the adapter, else by the
+checkpoint, else chat; the caption says which), sliders for temperature, top-k, top-p,
+repetition penalty and the reply length; the page shows the conversation and streams each
+reply as it is generated. An adapter that does not belong on the checkpoint is refused in one
+line, as in the terminal chatbot. It
 listens on localhost only and opens no browser (.streamlit/config.toml, read from the folder
 `streamlit run` starts in; --server.address overrides it).
 
@@ -29,14 +32,8 @@ try:
 except ImportError:  # the page is optional; say how to get it, no traceback
     sys.exit("error: the chat page needs Streamlit: pip install streamlit")
 
-from numpy_gpt.chat import (
-    CHAT_DEFAULTS,
-    TEMPLATES,
-    ChatSession,
-    attach_adapter,
-    checkpoint_template,
-)
-from numpy_gpt.sample_cli import Sampler
+from numpy_gpt.chat import CHAT_DEFAULTS, ChatModel, ChatSession, load_chat_model
+from numpy_gpt.chat_format import TEMPLATES
 
 BACKENDS = ("numpy", "torch")
 
@@ -51,12 +48,9 @@ def page_args(argv: list[str]) -> argparse.Namespace:
 
 
 @st.cache_resource(show_spinner="loading the model...")
-def load_sampler(backend: str, ckpt: str, adapter: str) -> Sampler:
+def load_model(backend: str, ckpt: str, adapter: str) -> ChatModel:
     """One loaded model per (twin, checkpoint, adapter), shared by every tab."""
-    sampler = Sampler.load(backend, ckpt)
-    if adapter:
-        attach_adapter(sampler, backend, adapter)
-    return sampler
+    return load_chat_model(backend, ckpt, adapter or None)
 
 
 def sidebar(defaults: argparse.Namespace) -> tuple[str, str, str, str, dict]:
@@ -69,8 +63,9 @@ def sidebar(defaults: argparse.Namespace) -> tuple[str, str, str, str, dict]:
     backend = side.radio("Twin", BACKENDS, index=BACKENDS.index(defaults.backend),
                          key="backend", horizontal=True)
     template = side.radio("Prompt format", ("auto", *TEMPLATES), key="template",
-                          horizontal=True, help="auto: the format the checkpoint was "
-                          "fine-tuned on (alpaca: one instruction per message), else chat")
+                          horizontal=True, help="auto: the format the adapter, else the "
+                          "checkpoint, records it was fine-tuned on (alpaca: one instruction "
+                          "per message), else chat")
     d = CHAT_DEFAULTS
     settings = {
         "temperature": side.slider("Temperature", 0.05, 2.0, d["temperature"], 0.05,
@@ -95,21 +90,23 @@ def main() -> None:
                 "`finetune --lora` run, or a `best` folder of `train`).")
         return
     try:
-        sampler = load_sampler(backend, str(Path(ckpt)), adapter)
+        model = load_model(backend, str(Path(ckpt)), adapter)
     except (ValueError, FileNotFoundError, ImportError) as e:  # one line, no traceback
         st.error(f"cannot load {ckpt}: {' '.join(str(e).split())}")
         return
     key = (backend, ckpt, adapter, template)
     if st.session_state.get("session_key") != key:  # another model: a new conversation
         st.session_state.session_key = key
-        st.session_state.session = ChatSession(
-            sampler, template=checkpoint_template(ckpt) if template == "auto" else template)
+        st.session_state.session = ChatSession.start(
+            model, template=None if template == "auto" else template)
     session: ChatSession = st.session_state.session
     session.update(**settings)
     if st.sidebar.button("Reset conversation", key="reset"):
         session.reset()
-    st.sidebar.caption(f"{backend} twin, {session.template} format, context "
-                       f"{session.block_size} tokens")
+    st.sidebar.caption(f"{backend} twin, {session.template} format {session.template_source},"
+                       f" context {session.block_size} tokens")
+    for notice in session.notices:
+        st.sidebar.warning(notice)
 
     for msg in session.history:
         st.chat_message(msg["role"]).write(msg["content"])

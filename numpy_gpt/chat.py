@@ -5,10 +5,15 @@
     for text in chunks:                        # streamed as the tokens come
         print(text, end="", flush=True)        # the reply then joins session.history
 
-The prompt is built by numpy_gpt.chat_format in the format the model was fine-tuned on,
-the checkpoint's `chat_template` (finetune records it; "chat" when absent): "chat" is the
-conversation so far ending in "Assistant:"; "alpaca" is the instruction prompt of the
-message alone (Alpaca is single-turn). Generation stops at the end-of-turn token. The model
+The prompt is built by numpy_gpt.chat_format in the format the model was fine-tuned on:
+"chat" is the conversation so far ending in "Assistant:"; "alpaca" is the instruction prompt
+of the message alone (Alpaca is single-turn). Unless one is chosen, the format is the one
+recorded by the LoRA adapter, else by the checkpoint (`chat_template`, written by finetune),
+else "chat". An adapter is checked against the checkpoint first (numpy_gpt.lora.
+check_adapter_fits): on another base, or on a model it is already merged into, it is refused;
+one too old to record its base and format is used with a notice saying what is assumed.
+Words a word-level tokenizer does not know become its <UNK> token; the first time each
+appears, a notice names it. Generation stops at the end-of-turn token. The model
 sees at most block_size tokens and the reply needs room, so the prompt gets block_size minus
 a reserve for the reply (min(max_new_tokens, block_size / 2)); when the conversation does not
 fit, the oldest turns are left out of the prompt first (a user turn with its reply), and a
@@ -31,22 +36,81 @@ from typing import Any
 
 import numpy as np
 
-from .chat_format import EOT, Message, encode_alpaca_prompt, encode_prompt
+from .chat_format import (
+    EOT,
+    TEMPLATE_KEY,
+    TEMPLATES,
+    Message,
+    encode_alpaca_prompt,
+    encode_prompt,
+)
 from .checkpoint import read_meta
-from .finetune import TEMPLATE_KEY
+from .finetune import ADAPTER_DIR, MERGED_DIR
+from .lora import ADAPTER_CONFIG, BASE_KEY, check_adapter_fits, load_adapter
 from .sample_cli import Sampler
-from .sampling import SamplingConfig, resolve_config, stream_text
+from .sampling import SamplingConfig, SamplingError, resolve_config, stream_text
 
 # the chat's sampling defaults (sample's are nanoGPT's, for free-running text)
 CHAT_DEFAULTS: dict[str, Any] = {"max_new_tokens": 200, "temperature": 0.8, "top_k": 50,
                                  "top_p": 0.95, "repetition_penalty": 1.0}
-TEMPLATES = ("chat", "alpaca")  # dialogue turns | one Alpaca instruction per message
+CHOSEN = "as chosen"  # ChatSession.template_source of a format given explicitly
 
 
 def checkpoint_template(ckpt: str | Path) -> str:
     """The prompt format a checkpoint was fine-tuned on ("chat" when it does not say)."""
     template = read_meta(ckpt).get(TEMPLATE_KEY, "chat")
     return template if template in TEMPLATES else "chat"
+
+
+@dataclasses.dataclass
+class ChatModel:
+    """A loaded checkpoint, with its LoRA adapter (checked and attached) when one is given."""
+
+    sampler: Sampler
+    ckpt: Path
+    adapter: Path | None = None
+    adapter_meta: dict[str, Any] | None = None  # the adapter's adapter_config.json
+
+    def template(self, chosen: str | None = None) -> tuple[str, str]:
+        """(prompt format, where it comes from): `chosen`, else the adapter's recorded one,
+        else the checkpoint's, else "chat"."""
+        if chosen is not None:
+            return chosen, CHOSEN
+        if self.adapter_meta is not None and self.adapter_meta.get(TEMPLATE_KEY) in TEMPLATES:
+            return self.adapter_meta[TEMPLATE_KEY], "as recorded by the adapter"
+        if read_meta(self.ckpt).get(TEMPLATE_KEY) in TEMPLATES:
+            return checkpoint_template(self.ckpt), "as recorded by the checkpoint"
+        return "chat", "by default"
+
+    def notices(self, chosen: str | None = None) -> list[str]:
+        """One line saying what is assumed of an adapter saved before adapters recorded their
+        base and prompt format (nothing for a newer adapter: it was checked)."""
+        meta = self.adapter_meta
+        if meta is None or meta.get(BASE_KEY) is not None:
+            return []
+        template, source = self.template(chosen)
+        fmt = ("" if chosen is not None or TEMPLATE_KEY in meta
+               else f", in the {template} format ({source.removeprefix('as ')})")
+        return [f"the adapter {self.adapter} does not record the base it was trained on "
+                f"(saved before adapters recorded it): assuming it was trained on "
+                f"{self.ckpt}{fmt}"]
+
+
+def load_chat_model(backend: str, ckpt: str | Path, adapter: str | Path | None = None, *,
+                    device: str | None = None, dtype: str | None = None) -> ChatModel:
+    """Load `ckpt` in one twin ("numpy" | "torch"), with the LoRA `adapter` folder on top once
+    it is checked to belong there (numpy_gpt.lora.AdapterError otherwise). A LoRA run's
+    best/ or last/ alone is refused: its weights are the frozen base, not the fine-tuned model."""
+    ckpt = Path(ckpt)
+    if adapter is None and (ckpt / ADAPTER_DIR / ADAPTER_CONFIG).is_file():
+        raise ValueError(f"{ckpt} holds the frozen base weights of a LoRA run, not the "
+                         f"fine-tuned model: chat with the run's {MERGED_DIR} folder, or put the "
+                         f"adapter on it (adapter {ckpt / ADAPTER_DIR})")
+    sampler = Sampler.load(backend, ckpt, device=device, dtype=dtype)
+    if adapter is None:
+        return ChatModel(sampler, ckpt)
+    meta = attach_adapter(sampler, backend, adapter, ckpt)
+    return ChatModel(sampler, ckpt, Path(adapter), meta)
 
 
 class ChatSession:
@@ -63,28 +127,41 @@ class ChatSession:
                              "end-of-turn token; chat needs one (see numpy_gpt.chat_format)")
         self.block_size: int = sampler.model.config.block_size
         self.config = resolve_config(config, {}) if config else SamplingConfig(**CHAT_DEFAULTS)
+        _check_reply_length(self.config)
         self.rng = np.random.default_rng(seed)
         self.history: list[Message] = []
         self.context_start = 0  # history[context_start:] is what the prompt still shows
+        self.template_source = CHOSEN  # where the format comes from (ChatModel.template)
+        self.notices: list[str] = []  # what loading had to assume (ChatModel.notices)
+        self.reported_unknown: set[str] = set()  # pieces already named in an <UNK> notice
 
     @classmethod
     def load(cls, backend: str, ckpt: str | Path, *, adapter: str | Path | None = None,
              device: str | None = None, dtype: str | None = None,
              config: SamplingConfig | None = None, seed: int | None = None,
              template: str | None = None) -> ChatSession:
-        """Load `ckpt` in one twin ("numpy" | "torch"), with a LoRA `adapter` folder on top;
-        `template` defaults to the checkpoint's (the adapter's folder is not consulted)."""
-        sampler = Sampler.load(backend, ckpt, device=device, dtype=dtype)
-        if adapter is not None:
-            attach_adapter(sampler, backend, adapter)
-        return cls(sampler, config, seed, template or checkpoint_template(ckpt))
+        """Load `ckpt` in one twin ("numpy" | "torch"), with a LoRA `adapter` folder on top
+        (load_chat_model); `template` defaults to the recorded one (ChatModel.template)."""
+        model = load_chat_model(backend, ckpt, adapter, device=device, dtype=dtype)
+        return cls.start(model, template, config, seed)
+
+    @classmethod
+    def start(cls, model: ChatModel, template: str | None = None,
+              config: SamplingConfig | None = None, seed: int | None = None) -> ChatSession:
+        """A new conversation with a loaded ChatModel, in `template` or the recorded format."""
+        fmt, source = model.template(template)
+        session = cls(model.sampler, config, seed, fmt)
+        session.template_source, session.notices = source, model.notices(template)
+        return session
 
     # ------------------------------------------------------------------ settings
 
     def update(self, **settings: Any) -> SamplingConfig:
         """Change sampling settings (SamplingConfig fields); a bad value raises SamplingError
         and leaves the settings as they were."""
-        self.config = resolve_config(self.config, settings)
+        config = resolve_config(self.config, settings)
+        _check_reply_length(config)
+        self.config = config
         return self.config
 
     def reset(self) -> None:
@@ -107,6 +184,12 @@ class ChatSession:
         if not message.strip():
             raise ValueError("empty message: type something to say")
         ids, message, notices = self.fit_prompt(message.strip())
+        unknown = [p for p in self.tokenizer.unknown_pieces(message)
+                   if p not in self.reported_unknown]
+        if unknown:
+            self.reported_unknown.update(unknown)
+            notices.append(f"not in the model's vocabulary, so read as "
+                           f"{self.tokenizer.unk_token}: {', '.join(map(repr, unknown))}")
         return notices, self._reply(ids, message)
 
     def fit_prompt(self, message: str) -> tuple[list[int], str, list[str]]:
@@ -165,17 +248,25 @@ class ChatSession:
                              {"role": "assistant", "content": "".join(parts).strip()}]
 
 
-def attach_adapter(sampler: Sampler, backend: str, adapter: str | Path) -> None:
-    """Put a LoRA adapter folder (numpy_gpt.lora.save_adapter's files) on a loaded model:
-    numpy keeps it beside the weights (generate merges it once per reply), torch merges it."""
+def attach_adapter(sampler: Sampler, backend: str, adapter: str | Path, ckpt: str | Path
+                   ) -> dict[str, Any]:
+    """Put a LoRA adapter folder (numpy_gpt.lora.save_adapter's files) on the model loaded from
+    `ckpt`, after check_adapter_fits; returns its adapter_config.json. numpy keeps the adapter
+    beside the weights (generate merges it once per reply), torch merges it."""
+    lcfg, tensors, meta = load_adapter(adapter)
+    check_adapter_fits(adapter, lcfg, tensors, meta, ckpt)
     if backend == "numpy":
-        from .lora import load_adapter
-
-        lcfg, tensors, _ = load_adapter(adapter)
         sampler.model.set_lora(lcfg, tensors)
-        return
-    from torch_gpt.lora import load_adapter as torch_load_adapter
-    from torch_gpt.lora import merge_lora
+        return meta
+    from torch_gpt.lora import apply_lora, load_lora_params, merge_lora
 
-    torch_load_adapter(sampler.model, adapter)
+    apply_lora(sampler.model, lcfg)
+    load_lora_params(sampler.model, tensors)
     merge_lora(sampler.model).eval()
+    return meta
+
+
+def _check_reply_length(config: SamplingConfig) -> None:
+    if config.max_new_tokens < 1:  # 0 would end every turn before it starts
+        raise SamplingError(f"a chat reply needs max_new_tokens >= 1, got "
+                            f"{config.max_new_tokens}")

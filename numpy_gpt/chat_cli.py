@@ -5,9 +5,11 @@
     printf 'hi\\n/temp 0.5\\nwhat is 2 plus 2?\\n' | python -m numpy_gpt chat --ckpt DIR
 
 Type a message and the reply streams as it is generated, ending at the end-of-turn token.
-Commands: /reset, /temp X, /topk K, /topp P, /rep R, /max N, /help, /quit. Works with stdin
-a pipe (one message per line, ends at end of input). The conversation logic is
-numpy_gpt/chat.py; this module only reads lines and prints (STYLE.md L3).
+Commands: /reset, /temp X, /topk K, /topp P, /rep R, /max N, /greedy on|off, /help, /quit.
+A bad value is one line `error: /cmd VALUE: ...` saying what a value is, and changes nothing;
+a setting that has no effect while /greedy is on says so. Works with stdin a pipe (one
+message per line, ends at end of input). The conversation logic is numpy_gpt/chat.py; this
+module only reads lines and prints (STYLE.md L3).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from .chat import CHAT_DEFAULTS, TEMPLATES, ChatSession
+from .chat import CHAT_DEFAULTS, CHOSEN, ChatSession
+from .chat_format import TEMPLATES
 from .sample_cli import add_inference_device_args
 from .sampling import SamplingConfig, SamplingError
 
@@ -27,9 +30,40 @@ HELP = """commands:
   /topk K     sample from the K most likely tokens (0 or off: all)
   /topp P     nucleus sampling, 0 < P <= 1 (1 or off: all)
   /rep R      repetition penalty (1 = off, > 1 discourages repeats)
-  /max N      longest reply in tokens
+  /max N      longest reply in tokens (>= 1)
+  /greedy on  always the most likely token (/temp, /topk, /topp then have no effect);
+              /greedy off to sample again
   /help       this text
-  /quit       leave (so does end of input, or Ctrl-D)"""
+  /quit       leave (so does /exit, end of input, or Ctrl-D)
+a command without a value shows the current one"""
+OFF = ("off", "none")
+
+
+def _top_k(v: str) -> int | None:
+    return None if v.lower() in (*OFF, "0") else int(v)
+
+
+def _top_p(v: str) -> float | None:
+    return None if v.lower() in OFF else _off_at_one(float(v))
+
+
+def _on_off(v: str) -> bool:
+    if v.lower() not in ("on", "off"):
+        raise ValueError(v)
+    return v.lower() == "on"
+
+
+# command -> (SamplingConfig field, parse the value, what a valid value is)
+SETTERS: dict[str, tuple[str, Callable[[str], Any], str]] = {
+    "/temp": ("temperature", float, "a number > 0 (lower is more predictable); for always "
+                                    "the most likely token: /greedy on"),
+    "/topk": ("top_k", _top_k, "a whole number >= 1, or 0 or off for all tokens"),
+    "/topp": ("top_p", _top_p, "a number with 0 < P <= 1, or off (1 is off too)"),
+    "/rep": ("repetition_penalty", float, "a number > 0 (1 is off, > 1 discourages repeats)"),
+    "/max": ("max_new_tokens", int, "a whole number >= 1 (tokens)"),
+    "/greedy": ("greedy", _on_off, "on or off"),
+}
+NO_EFFECT_WHEN_GREEDY = ("temperature", "top_k", "top_p")
 
 
 def add_args(parser: argparse.ArgumentParser, backend: str = "numpy") -> None:
@@ -43,7 +77,7 @@ def add_args(parser: argparse.ArgumentParser, backend: str = "numpy") -> None:
                              "per message); auto: the one the checkpoint was fine-tuned on, "
                              "else chat (default: auto)")
     parser.add_argument("--max-new-tokens", type=int, default=d["max_new_tokens"], metavar="N",
-                        help="longest reply in tokens (default: %(default)s)")
+                        help="longest reply in tokens, >= 1 (default: %(default)s)")
     parser.add_argument("--temperature", type=float, default=d["temperature"], metavar="T",
                         help="> 0; lower is more predictable (default: %(default)s)")
     parser.add_argument("--top-k", type=int, default=d["top_k"], metavar="K",
@@ -55,7 +89,8 @@ def add_args(parser: argparse.ArgumentParser, backend: str = "numpy") -> None:
                         metavar="R", help="> 1 discourages tokens already seen (default: "
                                           "%(default)s, off)")
     parser.add_argument("--greedy", action="store_true",
-                        help="always the most likely token (ignores temperature/top-k/top-p)")
+                        help="always the most likely token (ignores temperature/top-k/top-p; "
+                             "/greedy on|off changes it in the chat)")
     parser.add_argument("--seed", type=int, default=None, metavar="S",
                         help="seed of the sampling random numbers (default: fresh each run)")
     add_inference_device_args(parser, backend)
@@ -65,14 +100,20 @@ def run(args: argparse.Namespace) -> int:
     config = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                             top_k=args.top_k or None, top_p=_off_at_one(args.top_p),
                             repetition_penalty=args.repetition_penalty, greedy=args.greedy)
+    if args.max_new_tokens < 1:  # before the model loads
+        raise SamplingError(f"--max-new-tokens must be >= 1 in a chat, got "
+                            f"{args.max_new_tokens}")
     session = ChatSession.load(args.backend, args.ckpt, adapter=args.adapter,
                                device=getattr(args, "device", None),
                                dtype=getattr(args, "dtype", None), config=config, seed=args.seed,
                                template=None if args.template == "auto" else args.template)
     interactive = sys.stdin.isatty()
+    for notice in session.notices:
+        print(f"note: {notice}", flush=True)
+    source = "from --template" if session.template_source == CHOSEN else session.template_source
     print(f"chatting with {args.ckpt}{f' + {args.adapter}' if args.adapter else ''} "
-          f"({args.backend} twin, {session.template} format, context {session.block_size} "
-          "tokens); /help for commands, /quit to leave", flush=True)
+          f"({args.backend} twin, {session.template} format {source}, context "
+          f"{session.block_size} tokens); /help for commands, /quit to leave", flush=True)
     chat_loop(session, sys.stdin, sys.stdout, interactive)
     return 0
 
@@ -122,14 +163,6 @@ def command(session: ChatSession, line: str, say: Callable[..., None]) -> bool:
     """Run one /command; False means quit. Bad values print an error and change nothing."""
     name, _, value = line.partition(" ")
     value = value.strip()
-    setters: dict[str, tuple[str, Callable[[str], Any]]] = {
-        "/temp": ("temperature", float),
-        "/topk": ("top_k", lambda v: None if v.lower() in ("0", "off", "none") else int(v)),
-        "/topp": ("top_p", lambda v: None if v.lower() in ("off", "none") else
-                  _off_at_one(float(v))),
-        "/rep": ("repetition_penalty", float),
-        "/max": ("max_new_tokens", int),
-    }
     if name in ("/quit", "/exit"):
         return False
     if name == "/help":
@@ -137,20 +170,34 @@ def command(session: ChatSession, line: str, say: Callable[..., None]) -> bool:
     elif name == "/reset":
         session.reset()
         say("[conversation reset]")
-    elif name in setters:
-        field, parse = setters[name]
+    elif name in SETTERS:
+        field, parse, valid = SETTERS[name]
         if not value:
-            say(f"{name}: {field} is {getattr(session.config, field)}; give a value to change it")
+            say(f"{name}: {_setting(session, field)}; give a value to change it")
             return True
         try:
             session.update(**{field: parse(value)})
-        except (ValueError, SamplingError) as e:
-            say(f"error: {name} {value}: {e}")
+        except (ValueError, SamplingError):  # SamplingError's text names CLI flags: not here
+            say(f"error: {name} {value}: give {valid}")
             return True
-        say(f"[{field} = {getattr(session.config, field)}]")
+        say(f"[{_setting(session, field)}]")
     else:
         say(f"unknown command {name}; /help lists them")
     return True
+
+
+def _setting(session: ChatSession, field: str) -> str:
+    """`field = value`, saying when greedy decoding leaves the value without effect."""
+    config = session.config
+    if field == "greedy":
+        return ("greedy = on: always the most likely token (/greedy off to sample)"
+                if config.greedy else "greedy = off")
+    text = f"{field} = {getattr(config, field)}"
+    if field in NO_EFFECT_WHEN_GREEDY and config.greedy:
+        text += " (no effect while /greedy is on)"
+    elif field in NO_EFFECT_WHEN_GREEDY and config.top_k == 1 and field != "top_k":
+        text += " (no effect while top_k = 1: always the most likely token)"
+    return text
 
 
 def _off_at_one(p: float | None) -> float | None:

@@ -34,6 +34,10 @@ from .data import DataError
 ROLES = ("system", "user", "assistant")
 ROLE_LABELS = {"system": "System", "user": "User", "assistant": "Assistant"}
 EOT = "<|endoftext|>"  # default end-of-turn token (GPT-2's end of text)
+TEMPLATES = ("chat", "alpaca")  # dialogue turns | one Alpaca instruction per message
+# key of config.json (a fine-tuned checkpoint) and adapter_config.json (a LoRA adapter): the
+# prompt format it was trained on, one of TEMPLATES; numpy_gpt.chat prompts in that format
+TEMPLATE_KEY = "chat_template"
 
 ALPACA_TEMPLATE_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides "

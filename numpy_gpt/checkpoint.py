@@ -15,6 +15,7 @@ Deliberately omits: sharding, compression, bfloat16 storage (NumPy has no bfloat
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -120,6 +121,25 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(meta.get("model"), dict):
         raise CheckpointError(f"{path / CONFIG_FILE}: no 'model' section")
     return meta
+
+
+def params_fingerprint(params: dict[str, Any]) -> str:
+    """sha256 (hex) of a model's weights: for each canonical name in sorted order, the name,
+    the shape and the values as little-endian float32. Cheap (one pass, no copy of float32
+    arrays) and deterministic; the same weights give the same fingerprint in either twin, on
+    either device and in float32 or float64 (a float64 copy of float32 weights hashes the same),
+    so an adapter can name the base it was trained on (numpy_gpt.lora)."""
+    h = hashlib.sha256()
+    for name in sorted(params):
+        a = np.ascontiguousarray(to_numpy(params[name]), dtype="<f4")
+        h.update(f"{name}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def checkpoint_fingerprint(path: str | os.PathLike) -> str:
+    """params_fingerprint of a checkpoint folder's weights."""
+    return params_fingerprint(load_checkpoint(path)[1])
 
 
 def load_optimizer_state(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -19,9 +19,13 @@ Output folder of a LoRA run: last/ and best/ hold the frozen base weights plus `
 adapter alone, and with last/'s optimizer and trainer state a run resumes exactly); at the end
 OUT/adapter is best's adapter and OUT/merged the best model with the adapter folded in
 (W += alpha/r B A), an ordinary checkpoint that sample and chat load in either twin.
-A full fine-tune writes the usual last/ and best/. The model folders (best, merged) note in
-config.json the prompt format trained on ("chat_template": "alpaca" for instructions,
-"chat" for dialogue), which chat then uses.
+A full fine-tune writes the usual last/ and best/. What was trained on is recorded where chat
+looks for it: the prompt format ("chat_template": "alpaca" for instructions, "chat" for
+dialogue) in config.json of the fine-tuned models (best of a full run, merged of a LoRA run)
+and in every adapter_config.json, together with the fingerprint of the base weights; merged/
+lists the fingerprint of the adapter merged into it (numpy_gpt.lora.MERGED_KEY), so the
+adapter is refused on it. A LoRA run's best/ and last/ hold the *base* weights (plus
+adapter/), so they record no format of their own.
 
 Deliberately omits: QLoRA, several adapters, packing examples, reward/preference tuning.
 Ref: Hu et al. 2021 (LoRA); rasbt/LLMs-from-scratch ch07 (instruction fine-tuning, masked
@@ -38,9 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from . import checkpoint as ckpt
+from .chat_format import TEMPLATE_KEY
 from .config import GPTConfig
 from .data import DataError, TokenDataset
-from .lora import LoRAConfig, load_adapter, save_adapter
+from .lora import MERGED_KEY, LoRAConfig, adapter_fingerprint, load_adapter, save_adapter
 from .model import GPT
 from .optim import AdamW
 from .train import BackendFactory, NumpyBackend, Reporter, TrainResult, numpy_model, train
@@ -48,7 +53,6 @@ from .train_config import TrainConfig
 
 ADAPTER_DIR = "adapter"  # in last/, best/ and OUT: the adapter alone
 MERGED_DIR = "merged"  # in OUT: the best model with the adapter merged in
-TEMPLATE_KEY = "chat_template"  # config.json: the prompt format trained on (numpy_gpt.chat)
 TEMPLATE_OF_FORMAT = {"alpaca": "alpaca", "csv": "chat", "jsonl": "chat"}  # prepare formats
 DATA_ROOT = Path("out") / "data"
 
@@ -139,12 +143,15 @@ def check_same_tokenizer(data_tok: Any, model_tok: Any, where: Path) -> None:
 class LoRANumpyBackend(NumpyBackend):
     """NumpyBackend whose AdamW sees only the adapters (lora_A / lora_B): the base stays
     frozen. Checkpoints hold the base weights, the adapter in `adapter/` and the adapters'
-    optimizer moments."""
+    optimizer moments; the adapter records the base's fingerprint and `template`, the prompt
+    format of the training data."""
 
-    def __init__(self, model: GPT, tcfg: TrainConfig):
+    def __init__(self, model: GPT, tcfg: TrainConfig, template: str | None = None):
         if model.lora is None:
             raise ValueError("LoRANumpyBackend needs a model with LoRA adapters (add_lora)")
         super().__init__(model, tcfg)
+        self.template = template
+        self.base_fingerprint = ckpt.params_fingerprint(model.params)  # frozen: hashed once
         self.opt = AdamW(model.lora_params, lr=tcfg.learning_rate,  # the adapters only
                          betas=(tcfg.beta1, tcfg.beta2), weight_decay=tcfg.weight_decay)
 
@@ -157,12 +164,15 @@ class LoRANumpyBackend(NumpyBackend):
     def save(self, path: Path, tokenizer: Any, trainer_state: dict | None) -> None:
         super().save(path, tokenizer, trainer_state)  # base params (+ the adapters' AdamW)
         save_adapter(path / ADAPTER_DIR, self.model.lora, self.model.lora_params,
-                     base=self.tcfg.init_from)
+                     base=self.tcfg.init_from, base_fingerprint=self.base_fingerprint,
+                     template=self.template)
 
 
-def lora_numpy_backend(lcfg: LoRAConfig, resume_dir: Path) -> BackendFactory:
+def lora_numpy_backend(lcfg: LoRAConfig, resume_dir: Path, template: str | None = None
+                       ) -> BackendFactory:
     """A factory for numpy_gpt.train.train: the base from the checkpoint it is given, fresh
-    adapters (seeded), or the saved ones when that checkpoint is the run's own `resume_dir`."""
+    adapters (seeded), or the saved ones when that checkpoint is the run's own `resume_dir`.
+    `template`: the prompt format of the data, recorded in the adapter."""
 
     def make(tcfg: TrainConfig, config: GPTConfig, init: Path | None) -> LoRANumpyBackend:
         if init is None:
@@ -173,7 +183,7 @@ def lora_numpy_backend(lcfg: LoRAConfig, resume_dir: Path) -> BackendFactory:
             model.set_lora(saved, tensors)
         else:
             model.add_lora(lcfg, seed=tcfg.seed)
-        return LoRANumpyBackend(model, tcfg)
+        return LoRANumpyBackend(model, tcfg, template)
 
     return make
 
@@ -221,15 +231,16 @@ def finetune(
 ) -> FinetuneResult:
     """Fine-tune per `tcfg` (from finetune_config) in one twin ("numpy" | "torch"); with
     `lora` only the adapters train. Exports OUT/adapter and OUT/merged for LoRA runs."""
+    template = TEMPLATE_OF_FORMAT.get(dataset.meta.get("source", {}).get("format"))
     if backend == "numpy":
-        make = (lora_numpy_backend(lora, out_dir / "last") if lora is not None
+        make = (lora_numpy_backend(lora, out_dir / "last", template) if lora is not None
                 else _full_backend("numpy"))
         export = export_merged_numpy
     else:  # torch is imported only for the torch twin
         from torch_gpt import finetune as torch_ft
 
-        make = (torch_ft.lora_torch_backend(lora, out_dir / "last") if lora is not None
-                else _full_backend("torch"))
+        make = (torch_ft.lora_torch_backend(lora, out_dir / "last", template)
+                if lora is not None else _full_backend("torch"))
         export = torch_ft.export_merged
     result = train(tcfg, dataset, out_dir, make, resume=resume, reporter=reporter,
                    should_stop=should_stop)
@@ -241,18 +252,29 @@ def finetune(
         shutil.rmtree(adapter_dir, ignore_errors=True)
         shutil.copytree(best / ADAPTER_DIR, adapter_dir)
         model_dir = export(best, out_dir / MERGED_DIR)
-    template = TEMPLATE_OF_FORMAT.get(dataset.meta.get("source", {}).get("format"))
-    for folder in {best, model_dir} if template and model_dir is not None else ():
-        record_template(folder, template)
+        record_meta(model_dir, {MERGED_KEY: merged_adapters(tcfg.init_from, adapter_dir)})
+    if template and model_dir is not None and (lora is None or adapter_dir is not None):
+        record_meta(model_dir, {TEMPLATE_KEY: template})
     before = result.log[0]["val_loss"] if result.log else None
     return FinetuneResult(result, model_dir, adapter_dir, before, result.best_val_loss)
 
 
-def record_template(folder: Path, template: str) -> None:
-    """Note in a checkpoint's config.json the prompt format it was fine-tuned on, so that
-    chat builds its prompts the same way (numpy_gpt.chat.checkpoint_template)."""
+def merged_adapters(base: str | None, adapter_dir: Path) -> list[str]:
+    """The fingerprints of the adapters merged into base + the one in adapter_dir: the base's
+    own list (when its folder is still there to say), then this adapter's."""
+    try:
+        before = list(ckpt.read_meta(base).get(MERGED_KEY) or []) if base else []
+    except ckpt.CheckpointError:
+        before = []
+    lcfg, tensors, _ = load_adapter(adapter_dir)
+    return [*before, adapter_fingerprint(lcfg, tensors)]
+
+
+def record_meta(folder: Path, fields: dict[str, Any]) -> None:
+    """Add `fields` to a checkpoint's config.json (atomically): the prompt format it was
+    fine-tuned on (numpy_gpt.chat reads it), the adapters merged into it."""
     meta = ckpt.read_meta(folder)
-    meta[TEMPLATE_KEY] = template
+    meta.update(fields)
     tmp = folder / f".{ckpt.CONFIG_FILE}.tmp"
     tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, folder / ckpt.CONFIG_FILE)

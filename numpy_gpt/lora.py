@@ -9,12 +9,20 @@ and the Linear computes x W^T + b + (alpha / r) * dropout(x) A^T B^T (layers/lor
 Targets are module names among c_attn, c_proj (the attention's and the MLP's) and c_fc.
 
 The adapter folder holds only the adapter: `adapter_config.json` + `adapter.safetensors`.
+adapter_config.json also records what the adapter belongs to: `base_fingerprint`, the
+checkpoint.params_fingerprint of the base weights it was trained on, and `chat_template`, the
+prompt format of its training data (numpy_gpt.chat_format.TEMPLATES, null for plain text).
+A checkpoint with adapters merged in lists their adapter_fingerprint under `merged_adapters`
+in its config.json. check_adapter_fits refuses an adapter on any other base, or on a model
+it is already merged into; adapters saved before these fields existed lack them, and the
+caller says what it assumes instead.
 LoRAConfig, the names and the file format are framework-free; torch_gpt uses them too.
 Ref: Hu et al. 2021; HF peft (lora_A / lora_B naming, init).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -25,12 +33,28 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import save_file
 
-from .checkpoint import CheckpointError, _load_tensors, _replace_dir, host_tensors, read_json
+from .chat_format import TEMPLATE_KEY
+from .checkpoint import (
+    CheckpointError,
+    _load_tensors,
+    _replace_dir,
+    checkpoint_fingerprint,
+    host_tensors,
+    params_fingerprint,
+    read_json,
+    read_meta,
+)
 from .config import GPTConfig
 
 TARGETS = ("c_attn", "c_proj", "c_fc")
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_FILE = "adapter.safetensors"
+BASE_KEY = "base_fingerprint"  # adapter_config.json: params_fingerprint of the base weights
+MERGED_KEY = "merged_adapters"  # config.json: adapter_fingerprint of each adapter merged in
+
+
+class AdapterError(CheckpointError):
+    """An adapter put on a model it does not belong to; the message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -113,20 +137,26 @@ def merged_params(params: dict[str, np.ndarray], lora_params: dict[str, np.ndarr
 
 
 def save_adapter(path: str | os.PathLike, lcfg: LoRAConfig, lora_params: dict[str, np.ndarray],
-                 base: str | None = None) -> Path:
-    """Write only the adapter (atomically): adapter_config.json + adapter.safetensors."""
+                 base: str | None = None, *, base_fingerprint: str | None = None,
+                 template: str | None = None) -> Path:
+    """Write only the adapter (atomically): adapter_config.json + adapter.safetensors.
+    `base`: the base checkpoint's folder (for people); `base_fingerprint`: its weights'
+    params_fingerprint (what check_adapter_fits compares); `template`: the prompt format
+    trained on."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
     meta = {"format_version": 1, "lora": {**asdict(lcfg), "targets": list(lcfg.targets)},
-            "base_checkpoint": base}
+            "base_checkpoint": base, BASE_KEY: base_fingerprint, TEMPLATE_KEY: template}
     (tmp / ADAPTER_CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
     save_file(host_tensors(lora_params), str(tmp / ADAPTER_FILE))
     _replace_dir(tmp, path)
     return path
 
 
-def load_adapter(path: str | os.PathLike) -> tuple[LoRAConfig, dict[str, np.ndarray], dict[str, Any]]:
+def load_adapter(path: str | os.PathLike
+                 ) -> tuple[LoRAConfig, dict[str, np.ndarray], dict[str, Any]]:
+    """(LoRA settings, tensors by name, adapter_config.json) of an adapter folder."""
     path = Path(path)
     if not (path / ADAPTER_CONFIG).is_file():
         raise CheckpointError(f"no LoRA adapter at {path}: expected {ADAPTER_CONFIG} and "
@@ -134,3 +164,34 @@ def load_adapter(path: str | os.PathLike) -> tuple[LoRAConfig, dict[str, np.ndar
     meta = read_json(path / ADAPTER_CONFIG, what="adapter config")
     lcfg = LoRAConfig(**meta["lora"])
     return lcfg, _load_tensors(path / ADAPTER_FILE), meta
+
+
+def adapter_fingerprint(lcfg: LoRAConfig, lora_params: dict[str, Any]) -> str:
+    """sha256 (hex) of an adapter: its LoRA settings and its tensors' params_fingerprint."""
+    settings = json.dumps({**asdict(lcfg), "targets": list(lcfg.targets)}, sort_keys=True)
+    return hashlib.sha256(f"{settings}{params_fingerprint(lora_params)}".encode()).hexdigest()
+
+
+def check_adapter_fits(adapter: str | os.PathLike, lcfg: LoRAConfig,
+                       lora_params: dict[str, Any], meta: dict[str, Any],
+                       ckpt: str | os.PathLike) -> bool:
+    """Raise AdapterError when the adapter (load_adapter's lcfg, tensors, meta) does not belong
+    on the checkpoint folder `ckpt`: it is already merged into it, or it was trained on other
+    base weights. Returns False when the adapter records no base (saved before adapters
+    recorded one), so that nothing could be checked, True when the base matched."""
+    merged = read_meta(ckpt).get(MERGED_KEY) or []
+    if adapter_fingerprint(lcfg, lora_params) in merged:
+        raise AdapterError(
+            f"the adapter {adapter} is already merged into {ckpt} (its config.json lists it "
+            f"under {MERGED_KEY}): use {ckpt} without the adapter, or put the adapter on the "
+            f"base it was trained on ({meta.get('base_checkpoint') or 'see ' + ADAPTER_CONFIG})")
+    want = meta.get(BASE_KEY)
+    if want is None:
+        return False
+    got = checkpoint_fingerprint(ckpt)
+    if got != want:
+        raise AdapterError(
+            f"the adapter {adapter} was trained on another base than {ckpt} (weights "
+            f"fingerprint {want[:12]}, {ckpt} has {got[:12]}): put it on the checkpoint it was "
+            f"fine-tuned from ({meta.get('base_checkpoint') or 'see ' + ADAPTER_CONFIG})")
+    return True

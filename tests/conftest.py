@@ -29,3 +29,20 @@ def tiny_chat(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("tiny-chat")
     folder = tiny_dataset(root)
     return folder, tiny_checkpoint(root, folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_lora(tiny_chat: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+              ) -> dict[str, Path]:
+    """tiny_chat's base checkpoint with LoRA adapters (tests/tiny_chat.py), built once:
+    base, alpaca (an adapter recording the alpaca format), merged (base + alpaca, recording
+    it), legacy (an adapter from before adapters recorded base and format), other (another
+    base, seed 1). Tests only read them."""
+    from tiny_chat import tiny_adapter, tiny_checkpoint, tiny_merged
+
+    root = tmp_path_factory.mktemp("tiny-lora")
+    base = tiny_chat[1]
+    alpaca = tiny_adapter(root, base, "alpaca")
+    return {"base": base, "alpaca": alpaca, "merged": tiny_merged(root, base, alpaca),
+            "legacy": tiny_adapter(root, base, "legacy", legacy=True, seed=2),
+            "other": tiny_checkpoint(root, tiny_chat[0], name="other", seed=1)}

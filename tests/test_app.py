@@ -52,7 +52,8 @@ def test_page_chats_with_a_checkpoint(ckpt: Path, backend: str) -> None:
     at.sidebar.radio(key="backend").set_value(backend)
     at.sidebar.text_input(key="ckpt").input(str(ckpt)).run()
     assert not at.exception and not at.error
-    assert f"{backend} twin, chat format, context 64 tokens" in at.sidebar.caption[0].value
+    caption = at.sidebar.caption[0].value
+    assert f"{backend} twin, chat format by default, context 64 tokens" in caption
     at.sidebar.slider(key="temperature").set_value(0.5)
     at.sidebar.slider(key="top_k").set_value(0)  # off
     at.chat_input[0].set_value("hi i am ada").run()
@@ -76,6 +77,31 @@ def test_page_reports_a_bad_checkpoint_in_one_line(tmp_path: Path) -> None:
     assert at.error[0].value.startswith(f"cannot load {tmp_path / 'missing'}: no checkpoint")
     at.sidebar.text_input(key="ckpt").input(str(tmp_path)).run()
     assert "config.json" in at.error[0].value
+
+
+def test_page_uses_the_adapter_format_and_refuses_a_misplaced_adapter(tiny_lora) -> None:
+    """The caption shows the format recorded by the adapter (the base records none) and where
+    it comes from; an adapter on the model it is merged into, or on another base, is one line;
+    an old adapter is used with a warning saying what is assumed."""
+    base, alpaca = tiny_lora["base"], tiny_lora["alpaca"]
+    at = page()
+    at.sidebar.text_input(key="ckpt").input(str(base))
+    at.sidebar.text_input(key="adapter").input(str(alpaca)).run()
+    assert not at.exception and not at.error
+    assert at.sidebar.caption[0].value == ("numpy twin, alpaca format as recorded by the "
+                                           "adapter, context 64 tokens")
+    assert at.session_state.session.template == "alpaca"
+    for ckpt, why in (("merged", "is already merged into"),
+                      ("other", "was trained on another base than")):
+        at.sidebar.text_input(key="ckpt").input(str(tiny_lora[ckpt])).run()
+        assert not at.exception
+        assert at.error[0].value.startswith(f"cannot load {tiny_lora[ckpt]}: the adapter "
+                                            f"{alpaca} {why} {tiny_lora[ckpt]}")
+    at.sidebar.text_input(key="ckpt").input(str(base))
+    at.sidebar.text_input(key="adapter").input(str(tiny_lora["legacy"])).run()
+    assert not at.exception and not at.error
+    assert at.sidebar.warning[0].value.startswith(f"the adapter {tiny_lora['legacy']} does "
+                                                  "not record the base it was trained on")
 
 
 def test_streamlit_config_listens_on_localhost_only() -> None:

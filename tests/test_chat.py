@@ -7,6 +7,7 @@ commands, cropping, errors.
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import torch
 import torch_gpt
 from numpy_gpt import GPT, GPTConfig
 from numpy_gpt.chat import ChatSession
+from numpy_gpt.chat_cli import chat_loop
 from numpy_gpt.chat_format import (
     EOT,
     build_prompt,
@@ -31,10 +33,12 @@ from numpy_gpt.chat_format import (
     format_conversation,
     render,
 )
+from numpy_gpt.checkpoint import checkpoint_fingerprint
+from numpy_gpt.cli import main
 from numpy_gpt.data import IGNORE_INDEX, TokenDataset, collate_examples
 from numpy_gpt.sample_cli import Sampler
 from numpy_gpt.sampling import SamplingConfig, SamplingError
-from numpy_gpt.tokenizers import BPETokenizer
+from numpy_gpt.tokenizers import BPETokenizer, WordTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 HISTORY = [{"role": "user", "content": "hi i am ada"}, {"role": "assistant", "content": "hello"},
@@ -227,7 +231,7 @@ def test_terminal_chat_through_stdin(tiny_chat, backend: str) -> None:
     out = p.stdout
     assert out.count("bot> ") == 3
     assert "(empty message ignored" in out and "[temperature = 0.5]" in out
-    assert "error: /temp -1: temperature must be" in out and "[top_k = 5]" in out
+    assert "error: /temp -1: give a number > 0" in out and "[top_k = 5]" in out
     assert "[top_p = None]" in out and "unknown command /nope" in out
     assert "kept its last" in out and "[conversation reset]" in out
     assert "Traceback" not in p.stderr
@@ -260,3 +264,161 @@ def test_bad_checkpoint_is_one_line_exit_1(tmp_path) -> None:
     p = chat("numpy", tmp_path / "missing", "hi\n")
     assert p.returncode == 1 and p.stdout == ""
     assert p.stderr.startswith("error: no checkpoint folder at") and p.stderr.count("\n") == 1
+
+
+# ---------------------------------------------------------------------- what chat says it does
+
+
+def run_commands(session: ChatSession, lines: list[str]) -> list[str]:
+    out = io.StringIO()
+    chat_loop(session, io.StringIO("".join(line + "\n" for line in lines)), out, False)
+    return out.getvalue().splitlines()
+
+
+def test_commands_say_what_a_value_is_and_what_takes_effect(tiny_chat) -> None:
+    """Bad values: one line naming the command and what a value is (no Python float/int error,
+    no --greedy, which is a command-line flag); /greedy toggles greedy decoding in the chat, and
+    settings without effect under it say so."""
+    session, _ = session_with(tiny_chat, "yes")
+    before = session.config
+    temp = "give a number > 0 (lower is more predictable); for always the most likely token: "
+    assert run_commands(session, ["/temp abc", "/temp 0", "/temp nan", "/topk x", "/topk -2",
+                                  "/topp 1.5", "/rep abc", "/max 0", "/max 2.5", "/greedy maybe"]
+                        ) == [
+        f"error: /temp abc: {temp}/greedy on", f"error: /temp 0: {temp}/greedy on",
+        f"error: /temp nan: {temp}/greedy on",
+        "error: /topk x: give a whole number >= 1, or 0 or off for all tokens",
+        "error: /topk -2: give a whole number >= 1, or 0 or off for all tokens",
+        "error: /topp 1.5: give a number with 0 < P <= 1, or off (1 is off too)",
+        "error: /rep abc: give a number > 0 (1 is off, > 1 discourages repeats)",
+        "error: /max 0: give a whole number >= 1 (tokens)",
+        "error: /max 2.5: give a whole number >= 1 (tokens)",
+        "error: /greedy maybe: give on or off"]
+    assert session.config == before  # nothing changed
+    assert run_commands(session, ["/greedy on", "/temp 0.5", "/topp 0.9", "/rep 1.2",
+                                  "/greedy", "/greedy off", "/topk 1", "/temp 0.7", "/temp"]
+                        ) == [
+        "[greedy = on: always the most likely token (/greedy off to sample)]",
+        "[temperature = 0.5 (no effect while /greedy is on)]",
+        "[top_p = 0.9 (no effect while /greedy is on)]",
+        "[repetition_penalty = 1.2]",
+        "/greedy: greedy = on: always the most likely token (/greedy off to sample); give a "
+        "value to change it",
+        "[greedy = off]", "[top_k = 1]",
+        "[temperature = 0.7 (no effect while top_k = 1: always the most likely token)]",
+        "/temp: temperature = 0.7 (no effect while top_k = 1: always the most likely token); "
+        "give a value to change it"]
+    session.update(top_k=None, greedy=True)
+    assert session.config.is_greedy
+    with pytest.raises(SamplingError, match="max_new_tokens >= 1, got 0"):
+        session.update(max_new_tokens=0)
+
+
+def test_unknown_words_are_named_once(tiny_chat) -> None:
+    """A word tokenizer reads unknown words as <UNK>: the first message with each says so."""
+    tok = WordTokenizer.train("user: hello there, friend! assistant: ok my friend.")
+    session, prompts = session_with(tiny_chat, "ok", tokenizer=tok)
+    notices, chunks = session.send("Hello Zebra, my friend")
+    "".join(chunks)
+    assert notices == ["not in the model's vocabulary, so read as <UNK>: 'zebra'"]
+    assert prompts[0].count(tok.special_tokens["<UNK>"]) == 1
+    assert session.send("zebra again and QUUX")[0] == [
+        "not in the model's vocabulary, so read as <UNK>: 'again', 'and', 'quux'"]
+    assert session.send("hello friend")[0] == []
+    assert run_commands(session, ["my new friend"])[0] == (
+        "[not in the model's vocabulary, so read as <UNK>: 'new']")
+
+
+def chat_main(monkeypatch, capsys, args: list[str], stdin: str = "",
+              backend: str = "numpy") -> tuple[int, str, str]:
+    """`chat` in this process (fast): (exit status, stdout, stderr)."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    code = main(["chat", "--seed", "0", "--max-new-tokens", "4", *args], backend=backend)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def snapshot(*folders: Path) -> dict[Path, bytes]:
+    return {f: f.read_bytes() for d in folders for f in sorted(d.rglob("*")) if f.is_file()}
+
+
+HEADER = "; /help for commands, /quit to leave\n"
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_adapter_prompt_format_is_the_recorded_one(tiny_lora, monkeypatch, capsys,
+                                                   backend: str) -> None:
+    """Base + an adapter trained on Alpaca instructions chats in the alpaca format (the base
+    records none), and says where the format comes from; --template still overrides."""
+    base, alpaca = tiny_lora["base"], tiny_lora["alpaca"]
+    code, out, err = chat_main(monkeypatch, capsys, ["--ckpt", str(base), "--adapter",
+                                                     str(alpaca)], backend=backend)
+    assert (code, err) == (0, "")
+    assert out == (f"chatting with {base} + {alpaca} ({backend} twin, alpaca format as "
+                   f"recorded by the adapter, context 64 tokens){HEADER}")
+    code, out, _ = chat_main(monkeypatch, capsys, ["--ckpt", str(base), "--adapter",
+                                                   str(alpaca), "--template", "chat"])
+    assert code == 0 and "(numpy twin, chat format from --template, context" in out
+    session = ChatSession.load(backend, base, adapter=alpaca)
+    assert (session.template, session.template_source) == ("alpaca",
+                                                           "as recorded by the adapter")
+    assert session.notices == []
+
+
+def refusal(monkeypatch, capsys, ckpt: Path, adapter: Path, backend: str) -> str:
+    """stderr of a chat that must be refused: exit status 1, nothing on stdout, one line on
+    stderr, no file of the checkpoint or the adapter changed."""
+    before = snapshot(ckpt, adapter)
+    code, out, err = chat_main(monkeypatch, capsys, ["--ckpt", str(ckpt), "--adapter",
+                                                     str(adapter)], "hi\n", backend)
+    assert (code, out) == (1, "") and err.count("\n") == 1
+    assert snapshot(ckpt, adapter) == before
+    return err
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_adapter_on_a_model_it_is_merged_into_is_refused(tiny_lora, monkeypatch, capsys,
+                                                         backend: str) -> None:
+    base, alpaca, merged = tiny_lora["base"], tiny_lora["alpaca"], tiny_lora["merged"]
+    assert refusal(monkeypatch, capsys, merged, alpaca, backend) == (
+        f"error: the adapter {alpaca} is already merged into {merged} (its config.json lists "
+        f"it under merged_adapters): use {merged} without the adapter, or put the adapter on "
+        f"the base it was trained on ({base})\n")
+    code, out, _ = chat_main(monkeypatch, capsys, ["--ckpt", str(merged)], backend=backend)
+    assert code == 0 and "alpaca format as recorded by the checkpoint" in out
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_adapter_on_another_base_is_refused(tiny_lora, monkeypatch, capsys,
+                                            backend: str) -> None:
+    base, alpaca, other = tiny_lora["base"], tiny_lora["alpaca"], tiny_lora["other"]
+    want, got = checkpoint_fingerprint(base)[:12], checkpoint_fingerprint(other)[:12]
+    assert refusal(monkeypatch, capsys, other, alpaca, backend) == (
+        f"error: the adapter {alpaca} was trained on another base than {other} (weights "
+        f"fingerprint {want}, {other} has {got}): put it on the checkpoint it was fine-tuned "
+        f"from ({base})\n")
+
+
+def test_old_adapter_says_what_is_assumed(tiny_lora, monkeypatch, capsys) -> None:
+    """An adapter saved before adapters recorded base and format: used, with one line."""
+    base, legacy = tiny_lora["base"], tiny_lora["legacy"]
+    code, out, err = chat_main(monkeypatch, capsys, ["--ckpt", str(base), "--adapter",
+                                                     str(legacy)], "hi\n")
+    assert (code, err) == (0, "")
+    note = (f"note: the adapter {legacy} does not record the base it was trained on (saved "
+            f"before adapters recorded it): assuming it was trained on {base}")
+    lines = out.splitlines()
+    assert lines[0] == f"{note}, in the chat format (by default)"
+    assert lines[1].startswith(f"chatting with {base} + {legacy} (numpy twin, chat format by "
+                               "default, context 64 tokens)")
+    assert lines[2].startswith("bot> ")
+    code, out, _ = chat_main(monkeypatch, capsys, ["--ckpt", str(base), "--adapter",
+                                                   str(legacy), "--template", "alpaca"])
+    assert code == 0 and out.splitlines()[0] == note  # the format was chosen, not assumed
+
+
+def test_chat_refuses_a_reply_length_of_zero(tiny_chat, monkeypatch, capsys) -> None:
+    code, out, err = chat_main(monkeypatch, capsys, ["--ckpt", str(tiny_chat[1]),
+                                                     "--max-new-tokens", "0"], "hi\n")
+    assert (code, out) == (1, "")
+    assert err == "error: --max-new-tokens must be >= 1 in a chat, got 0\n"

@@ -14,16 +14,17 @@ import pytest
 import torch
 
 import torch_gpt
-from numpy_gpt import GPT
-from numpy_gpt.chat import checkpoint_template
-from numpy_gpt.chat_format import EOT
-from numpy_gpt.checkpoint import load_checkpoint
+from numpy_gpt import GPT, GPTConfig
+from numpy_gpt.chat import ChatSession, checkpoint_template
+from numpy_gpt.chat_format import EOT, encode_alpaca_prompt
+from numpy_gpt.checkpoint import checkpoint_fingerprint, load_checkpoint, read_meta
 from numpy_gpt.cli import main
 from numpy_gpt.data import TokenDataset
 from numpy_gpt.datasets import find_data_file
 from numpy_gpt.finetune import finetune, finetune_config, open_finetune_dataset
-from numpy_gpt.lora import LoRAConfig, load_adapter
+from numpy_gpt.lora import AdapterError, LoRAConfig, adapter_fingerprint, load_adapter
 from numpy_gpt.prepare import prepare
+from numpy_gpt.sampling import SamplingConfig
 from numpy_gpt.tokenizers import BPETokenizer
 
 LCFG = LoRAConfig(rank=4, alpha=8.0, dropout=0.05, targets=("c_attn", "c_proj", "c_fc"))
@@ -81,6 +82,23 @@ def test_lora_trains_only_the_adapters_and_merges(tiny_chat, tmp_path, backend: 
     assert (result.model_dir / "tokenizer.json").is_file()
     assert checkpoint_template(result.model_dir) == "chat"  # trained on dialogue (JSONL)
     assert checkpoint_template(tiny_chat[1]) == "chat"  # the default when a folder does not say
+
+    # what the adapter was trained on is recorded, in every copy of it
+    for folder in (result.adapter_dir, tmp_path / "run" / "best" / "adapter",
+                   tmp_path / "run" / "last" / "adapter"):
+        meta = load_adapter(folder)[2]
+        assert meta["chat_template"] == "chat", folder
+        assert meta["base_fingerprint"] == checkpoint_fingerprint(tiny_chat[1]), folder
+    merged_meta = read_meta(result.model_dir)
+    assert merged_meta["merged_adapters"] == [adapter_fingerprint(lcfg, adapter)]
+    assert "chat_template" not in read_meta(tmp_path / "run" / "best")  # the base's weights
+    with pytest.raises(AdapterError, match="is already merged into"):
+        ChatSession.load(backend, result.model_dir, adapter=result.adapter_dir)
+    with pytest.raises(ValueError, match=r"holds the frozen base weights of a LoRA run, not the "
+                                         r"fine-tuned model: chat with the run's merged folder"):
+        ChatSession.load(backend, tmp_path / "run" / "best")
+    session = ChatSession.load(backend, tmp_path / "run" / "best", adapter=result.adapter_dir)
+    assert session.template_source == "as recorded by the adapter" and not session.notices
 
 
 def test_a_short_fine_tune_lowers_val_loss(tiny_chat, tmp_path) -> None:
@@ -179,3 +197,28 @@ def test_named_dataset_is_prepared_with_the_checkpoint_tokenizer(tiny_chat, tmp_
     stamp = (ds.folder / "meta.json").stat().st_mtime_ns
     assert open_finetune_dataset("instruct", bpe).folder == ds.folder
     assert (ds.folder / "meta.json").stat().st_mtime_ns == stamp
+
+
+def test_lora_on_instructions_chats_in_the_alpaca_format(tiny_chat, tmp_path) -> None:
+    """The issue's case: a LoRA adapter trained on Alpaca instructions, put on its base in
+    chat, prompts in the alpaca format (as the merged model does), recorded at fine-tune time."""
+    examples = [{"instruction": f"add {a} and {b}", "input": "", "output": f"{a + b}."}
+                for a in range(5) for b in range(4)]
+    src = tmp_path / "instructions.json"
+    src.write_text(json.dumps(examples), encoding="utf-8")
+    tok = BPETokenizer.train(json.dumps(examples), 270, special_tokens=[EOT])
+    base = tmp_path / "base"
+    GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=256, n_layer=1, n_head=2, n_embd=16),
+        seed=0).save(base, tokenizer=tok)
+    folder = prepare(src, tmp_path / "data", fmt="alpaca", tokenizer=tok, val_fraction=0.2)
+    dataset = open_finetune_dataset(folder, tok)
+    tcfg = finetune_config(base, dataset.folder, {**QUICK, "max_iters": 2, "eval_interval": 2},
+                           lora=True)
+    result = finetune(tcfg, dataset, tmp_path / "run", "numpy", LCFG)
+    assert load_adapter(result.adapter_dir)[2]["chat_template"] == "alpaca"
+    for ckpt, adapter in ((base, result.adapter_dir), (result.model_dir, None)):
+        session = ChatSession.load("numpy", ckpt, adapter=adapter,
+                                   config=SamplingConfig(max_new_tokens=8))
+        assert session.template == "alpaca"
+        ids = session.fit_prompt("add 2 and 3")[0]
+        assert ids == encode_alpaca_prompt(tok, "add 2 and 3")

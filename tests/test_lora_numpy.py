@@ -1,4 +1,5 @@
-"""numpy_gpt LoRA: zero-init start, merge equals the adapted model, adapter files, errors.
+"""numpy_gpt LoRA: zero-init start, merge equals the adapted model, adapter files, errors,
+fingerprints and the check that an adapter belongs on a checkpoint.
 
 (The LoRA gradients are checked by test_layers / test_model through numpy_gpt.gradcheck.)
 """
@@ -7,8 +8,15 @@ import numpy as np
 import pytest
 
 from numpy_gpt import GPT, GPTConfig
-from numpy_gpt.checkpoint import CheckpointError
-from numpy_gpt.lora import LoRAConfig, load_adapter, save_adapter
+from numpy_gpt.checkpoint import CheckpointError, checkpoint_fingerprint, params_fingerprint
+from numpy_gpt.lora import (
+    AdapterError,
+    LoRAConfig,
+    adapter_fingerprint,
+    check_adapter_fits,
+    load_adapter,
+    save_adapter,
+)
 
 CFG = GPTConfig(vocab_size=13, block_size=8, n_layer=2, n_head=2, n_embd=8)
 IDX = np.array([[1, 5, 7, 2, 9]])
@@ -53,3 +61,36 @@ def test_bad_lora_settings_and_files(tmp_path):
     model = GPT(CFG, seed=0)
     with pytest.raises(ValueError, match="do not match"):
         model.set_lora(LoRAConfig(rank=2), {})
+
+
+def test_fingerprints_name_the_weights_not_their_dtype_or_order(tmp_path):
+    """params_fingerprint: the same for a float64 copy of float32 weights and for the
+    checkpoint on disk; different when one value changes. adapter_fingerprint also covers the
+    LoRA settings (alpha changes the merged weights)."""
+    model = GPT(CFG, seed=0)
+    fp = params_fingerprint(model.params)
+    assert fp == params_fingerprint(dict(reversed(model.params.items())))
+    assert fp == params_fingerprint({k: v.astype(np.float64) for k, v in model.params.items()})
+    model.save(tmp_path / "ckpt")
+    assert checkpoint_fingerprint(tmp_path / "ckpt") == fp
+    model.params["transformer.ln_f.bias"][0] += 1e-3
+    assert params_fingerprint(model.params) != fp
+    lcfg = LoRAConfig(rank=2)
+    model.add_lora(lcfg, seed=1)
+    fa = adapter_fingerprint(lcfg, model.lora_params)
+    assert fa != adapter_fingerprint(LoRAConfig(rank=2, alpha=4.0), model.lora_params)
+
+
+def test_adapter_fits_only_its_base(tiny_lora):
+    """check_adapter_fits: True on its base, AdapterError on another base or on the model it
+    is merged into, False (nothing to check) for an adapter that records no base."""
+    for name in ("alpaca", "legacy"):
+        lcfg, tensors, meta = load_adapter(tiny_lora[name])
+        assert check_adapter_fits(tiny_lora[name], lcfg, tensors, meta,
+                                  tiny_lora["base"]) is (name == "alpaca")
+    lcfg, tensors, meta = load_adapter(tiny_lora["alpaca"])
+    assert meta["chat_template"] == "alpaca" and meta["base_checkpoint"] == str(tiny_lora["base"])
+    for ckpt, why in (("other", "was trained on another base than"),
+                      ("merged", "is already merged into")):
+        with pytest.raises(AdapterError, match=why):
+            check_adapter_fits(tiny_lora["alpaca"], lcfg, tensors, meta, tiny_lora[ckpt])

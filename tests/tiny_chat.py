@@ -53,3 +53,41 @@ def tiny_checkpoint(root: Path, folder: Path, name: str = "base", seed: int = 0,
                        n_embd=16)
     GPT(config, seed=seed).save(root / name, tokenizer=tok)
     return root / name
+
+
+def tiny_adapter(root: Path, base: Path, name: str, *, template: str | None = "alpaca",
+                 legacy: bool = False, seed: int = 1) -> Path:
+    """A LoRA adapter for `base` with random (nonzero) tensors, recording base and format the
+    way finetune does; `legacy`: an adapter_config.json from before those were recorded."""
+    from numpy_gpt.checkpoint import checkpoint_fingerprint
+    from numpy_gpt.lora import LoRAConfig, init_lora_params, save_adapter
+
+    model = GPT.load(base)
+    lcfg = LoRAConfig(rank=2, alpha=4.0, targets=("c_attn", "c_fc"))
+    rng = np.random.default_rng(seed)
+    tensors = {k: v + rng.standard_normal(v.shape).astype(v.dtype)
+               for k, v in init_lora_params(model.config, lcfg, model.dtype, rng).items()}
+    save_adapter(root / name, lcfg, tensors, base=str(base),
+                 base_fingerprint=checkpoint_fingerprint(base), template=template)
+    if legacy:  # what save_adapter wrote before adapters recorded base and format
+        config = root / name / "adapter_config.json"
+        meta = json.loads(config.read_text())
+        config.write_text(json.dumps({k: meta[k] for k in ("format_version", "lora",
+                                                           "base_checkpoint")}))
+    return root / name
+
+
+def tiny_merged(root: Path, base: Path, adapter: Path, name: str = "merged") -> Path:
+    """`base` with `adapter` merged in, recording it as finetune's merged/ folder does."""
+    from numpy_gpt.chat_format import TEMPLATE_KEY
+    from numpy_gpt.finetune import merged_adapters, record_meta, tokenizer_of
+    from numpy_gpt.lora import MERGED_KEY, load_adapter
+
+    model = GPT.load(base)
+    lcfg, tensors, meta = load_adapter(adapter)
+    model.set_lora(lcfg, tensors)
+    model.merge_lora()
+    model.save(root / name, tokenizer=tokenizer_of(base))
+    record_meta(root / name, {MERGED_KEY: merged_adapters(str(base), adapter),
+                              TEMPLATE_KEY: meta[TEMPLATE_KEY]})
+    return root / name

@@ -32,20 +32,27 @@ from .train import TorchBackend, torch_model
 class LoRATorchBackend(TorchBackend):
     """TorchBackend over a model with LoRA adapters (torch_gpt.lora.apply_lora)."""
 
-    def __init__(self, model: GPT, tcfg: TrainConfig, device: torch.device):
+    def __init__(self, model: GPT, tcfg: TrainConfig, device: torch.device,
+                 template: str | None = None):
         if getattr(model, "lora", None) is None:
             raise ValueError("LoRATorchBackend needs a model with LoRA adapters (apply_lora)")
         super().__init__(model, tcfg, device)
+        self.template = template
+        self.base_fingerprint = ckpt.params_fingerprint(self.base_params())  # frozen
+
+    def base_params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model.numpy_params().items() if ".lora_" not in k}
 
     def save(self, path: Path, tokenizer: Any, trainer_state: dict | None) -> None:
-        base = {k: v for k, v in self.model.numpy_params().items() if ".lora_" not in k}
-        ckpt.save_checkpoint(path, self.config, base, tokenizer=tokenizer,
+        ckpt.save_checkpoint(path, self.config, self.base_params(), tokenizer=tokenizer,
                              trainer_state=trainer_state,
                              optimizer_state=self.optimizer_state() if trainer_state else None)
-        save_adapter(self.model, path / ADAPTER_DIR, base=self.tcfg.init_from)
+        save_adapter(self.model, path / ADAPTER_DIR, base=self.tcfg.init_from,
+                     base_fingerprint=self.base_fingerprint, template=self.template)
 
 
-def lora_torch_backend(lcfg: LoRAConfig, resume_dir: Path) -> BackendFactory:
+def lora_torch_backend(lcfg: LoRAConfig, resume_dir: Path, template: str | None = None
+                       ) -> BackendFactory:
     """A factory for numpy_gpt.train.train (see numpy_gpt.finetune.lora_numpy_backend)."""
 
     def make(tcfg: TrainConfig, config: GPTConfig, init: Path | None) -> LoRATorchBackend:
@@ -56,7 +63,7 @@ def lora_torch_backend(lcfg: LoRAConfig, resume_dir: Path) -> BackendFactory:
             load_adapter(model, Path(init) / ADAPTER_DIR)
         else:
             apply_lora(model, lcfg, seed=tcfg.seed)
-        return LoRATorchBackend(model, tcfg, next(model.parameters()).device)
+        return LoRATorchBackend(model, tcfg, next(model.parameters()).device, template)
 
     return make
 

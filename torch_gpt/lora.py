@@ -177,11 +177,14 @@ def merge_lora(model: GPT) -> GPT:
     return model
 
 
-def save_adapter(model: GPT, path: str | os.PathLike, base: str | None = None) -> Path:
-    """Write only the adapter, in numpy_gpt's format (either twin loads it)."""
+def save_adapter(model: GPT, path: str | os.PathLike, base: str | None = None,
+                 **recorded: Any) -> Path:
+    """Write only the adapter, in numpy_gpt's format (either twin loads it); `recorded`:
+    numpy_gpt.lora.save_adapter's base_fingerprint and template."""
     if getattr(model, "lora", None) is None:
         raise ValueError("this model has no LoRA adapters to save")
-    return np_lora.save_adapter(path, model.lora, lora_numpy_params(model), base=base)
+    return np_lora.save_adapter(path, model.lora, lora_numpy_params(model), base=base,
+                                **recorded)
 
 
 def load_adapter(model: GPT, path: str | os.PathLike) -> LoRAConfig:

@@ -141,6 +141,17 @@ class Tokenizer:
         s = self.eot_token
         return None if s is None else self.special_tokens[s]
 
+    @property
+    def unk_token(self) -> str | None:
+        """The special token that unknown input becomes, or None (the kind covers any text, or
+        unknown input is an error)."""
+        return None
+
+    def unknown_pieces(self, text: str) -> list[str]:
+        """The pieces of `text` (words, characters) that encode(text, allowed_special="none")
+        reads as unk_token, each once, in order of appearance; [] when there is no unk_token."""
+        return []
+
     def model_vocab_size(self, pad_to: int = 64) -> int:
         """vocab_size rounded up to a multiple of `pad_to` (GPT-2: 50257 -> 50304, as nanoGPT),
         for a faster embedding/lm_head. The padding ids are never produced by encode and are

@@ -85,6 +85,16 @@ class CharTokenizer(Tokenizer):
             ids[~found] = self.special_tokens[UNK]
         return ids.tolist()
 
+    @property
+    def unk_token(self) -> str | None:
+        return UNK if self.unk else None
+
+    def unknown_pieces(self, text: str) -> list[str]:
+        if not self.unk:
+            return []
+        known = set(self.chars)
+        return list(dict.fromkeys(c for c in text if c not in known))
+
     def _decode_ordinary(self, ids: list[int]) -> str:
         check_ids(ids, self.vocab_size, self.kind)  # special ids never get here
         return "".join(self.chars[i] for i in ids)

@@ -94,6 +94,13 @@ class WordTokenizer(Tokenizer):
         """The word/punctuation strings encode() looks up (after lowercasing)."""
         return self._pattern.findall(text.lower() if self.lowercase else text)
 
+    @property
+    def unk_token(self) -> str:
+        return UNK
+
+    def unknown_pieces(self, text: str) -> list[str]:
+        return list(dict.fromkeys(w for w in self.tokenize(text) if w not in self._stoi))
+
     def _encode_ordinary(self, text: str, offset: int) -> list[int]:
         unk = self.special_tokens[UNK]
         return [self._stoi.get(w, unk) for w in self.tokenize(text)]

@@ -25,8 +25,12 @@ def _num(x: float | None, fmt: str) -> str:
     return format(x, fmt)
 
 
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
 def _row_line(r: dict[str, Any]) -> str:
-    mfu = "-" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
+    mfu, mfu_best = _pct(r["mfu"]), _pct(r.get("mfu_best"))
     note = r["reason"]
     if r["status"] == "ok" and (r.get("foreign_cpu") or 0) > 0.1:
         note = f"busy machine: others used {100 * r['foreign_cpu']:.0f}% of the CPU"
@@ -37,11 +41,12 @@ def _row_line(r: dict[str, Any]) -> str:
     return (f"{r['backend']:<18} {r['size']:<9} {r['workload']:<16} {r['status']:<7} "
             f"{_num(r['ms_median'], '10.2f')} {_num(r['ms_min'], '10.2f')} "
             f"{_num(r['tokens_per_s'], '10.0f')} {_num(r['gflops'], '8.1f')} {mfu:>6} "
-            f"{_num(r['peak_mem_mb'], '9.1f')}  {note}")
+            f"{mfu_best:>8} {_num(r['peak_mem_mb'], '9.1f')}  {note}")
 
 
 HEADER = (f"{'backend':<18} {'size':<9} {'workload':<16} {'status':<7} {'ms median':>10} "
-          f"{'ms min':>10} {'tokens/s':>10} {'GFLOP/s':>8} {'MFU':>6} {'peak MB':>9}  note")
+          f"{'ms min':>10} {'tokens/s':>10} {'GFLOP/s':>8} {'MFU':>6} {'MFU best':>8} "
+          f"{'peak MB':>9}  note")
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -82,10 +87,14 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                   f"min ratio {a['ms_min'] / b['ms_min']:.2f}"})
     a = _find(rows, "numpy-f32", "6L-384", "train")
     if a and a["mfu"] is not None:
+        best = ""
+        if a.get("mfu_best") is not None:
+            best = (f"; {100 * a['mfu_best']:.1f}% of the machine's best float32 matmul, "
+                    f"{a['best_peak_key']} {a['best_peak_gflops']:.1f} GFLOP/s")
         out.append({"target": "numpy-f32 train step MFU vs np.matmul float32 peak",
-                    "size": "6L-384", "value": a["mfu"], "goal": ">= 0.50",
-                    "met": a["mfu"] >= 0.5,
-                    "detail": f"{a['gflops']:.1f} of {a['peak_gflops']:.1f} GFLOP/s"})
+                    "size": "6L-384", "value": a["mfu"], "goal": ">= 0.75",
+                    "met": a["mfu"] >= 0.75,
+                    "detail": f"{a['gflops']:.1f} of {a['peak_gflops']:.1f} GFLOP/s{best}"})
     for size in TARGET_SIZES:
         a, b = _find(rows, "numpy-f32", size, "train"), _find(rows, "torch-cpu", size, "train")
         if a and b and a["peak_mem_mb"] and b["peak_mem_mb"]:
@@ -174,13 +183,13 @@ def write_json(path: str | Path, env: dict[str, Any], rows: list[dict[str, Any]]
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The ok rows as a Markdown table (for README sections and results files)."""
     header = ("| backend | size | workload | ms median | ms min | tokens/s | GFLOP/s | MFU | "
-              "peak MiB |")
-    lines = [header, "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+              "MFU best | peak MiB |")
+    lines = [header, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if r["status"] != "ok":
             continue
-        mfu = "-" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
         lines.append(f"| {r['backend']} | {r['size']} | {r['workload']} | "
                      f"{r['ms_median']:.2f} | {r['ms_min']:.2f} | {r['tokens_per_s']:.0f} | "
-                     f"{r['gflops']:.1f} | {mfu} | {_num(r['peak_mem_mb'], '.1f')} |")
+                     f"{r['gflops']:.1f} | {_pct(r['mfu'])} | {_pct(r.get('mfu_best'))} | "
+                     f"{_num(r['peak_mem_mb'], '.1f')} |")
     return "\n".join(lines)

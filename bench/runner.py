@@ -384,4 +384,27 @@ def run(jobs: list[Job], opts: Options) -> tuple[list[dict[str, Any]], dict[str,
     out = [merge_repeats(r) for r in reps]
     for row in out:
         row["repeat"] = opts.repeat
+    add_best_peak_mfu(out, peaks)
     return out, peaks
+
+
+def add_best_peak_mfu(rows: list[dict[str, Any]], peaks: dict[str, Any]) -> None:
+    """MFU against the best matmul measured on the machine, beside each backend's own.
+
+    `mfu` divides by the backend's own library's matmul peak (np.matmul for numpy-f32), so it
+    says how close the code gets to its library. `mfu_best` divides by the fastest matmul of
+    the same device and precision measured in this run (np.matmul's or torch.mm's float32 on
+    the CPU): where one BLAS is faster (MKL against OpenBLAS on Intel), a backend can then be
+    seen to lose to its library rather than to its code. `best_peak_key` names that matmul.
+    """
+    for row in rows:
+        row.update(best_peak_key=None, best_peak_gflops=None, mfu_best=None)
+        if row["status"] != "ok" or row["gflops"] is None:
+            continue
+        suffix = f"-{row['device']}-{row['precision']}"  # peak keys: framework-device-precision
+        same = {k: p["gflops"] for k, p in peaks.items()
+                if k.endswith(suffix) and p.get("status") == "ok" and p.get("gflops")}
+        if same:
+            key = max(same, key=same.get)
+            row.update(best_peak_key=key, best_peak_gflops=same[key],
+                       mfu_best=row["gflops"] / same[key])

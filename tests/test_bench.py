@@ -144,6 +144,31 @@ def test_merge_repeats():
     assert bad["status"] == "error" and bad["ms_median"] is None
 
 
+def test_mfu_best_divides_by_the_fastest_matmul_of_the_same_device_and_precision():
+    """numpy-f32's MFU against its own np.matmul and against the machine's best float32 matmul
+    (torch.mm here); a float64 row only has float64 peaks to compare with."""
+    from bench.runner import add_best_peak_mfu
+
+    peaks = {"numpy-cpu-float32": {"status": "ok", "gflops": 300.0},
+             "torch-cpu-float32": {"status": "ok", "gflops": 400.0},
+             "numpy-cpu-float64": {"status": "ok", "gflops": 150.0},
+             "torch-cuda-float32": {"status": "ok", "gflops": 9000.0}}
+    rows = [{"status": "ok", "gflops": 200.0, "device": "cpu", "precision": "float32"},
+            {"status": "ok", "gflops": 100.0, "device": "cpu", "precision": "float64"},
+            {"status": "skipped", "gflops": None, "device": "cpu", "precision": "float32"}]
+    add_best_peak_mfu(rows, peaks)
+    assert rows[0]["best_peak_key"] == "torch-cpu-float32"
+    assert rows[0]["mfu_best"] == pytest.approx(0.5)
+    assert rows[1]["best_peak_key"] == "numpy-cpu-float64"
+    assert rows[1]["mfu_best"] == pytest.approx(100 / 150)
+    assert rows[2]["mfu_best"] is None
+    line = report.format_table([{**rows[0], "backend": "numpy-f32", "size": "baby",
+                                 "workload": "train", "reason": "", "ms_median": 1.0,
+                                 "ms_min": 1.0, "tokens_per_s": 1.0, "mfu": 0.6,
+                                 "peak_mem_mb": 1.0, "compiled": False}])
+    assert "60.0%    50.0%" in line
+
+
 def test_bad_flags_exit_2(capsys):
     for argv in (["--backends", "nope"], ["--workloads", "nope"], ["--sizes", "nope"],
                  ["--sweep", "nope"], ["--iters", "0"], ["--sizes", "none"],

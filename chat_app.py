@@ -5,12 +5,13 @@
 
 The sidebar picks the checkpoint folder (and an optional LoRA adapter folder), the twin
 that runs it and the prompt format (auto: the one recorded by the adapter, else by the
-checkpoint, else chat; the caption says which), sliders for temperature, top-k, top-p,
-repetition penalty and the reply length; the page shows the conversation and streams each
-reply as it is generated. An adapter that does not belong on the checkpoint is refused in one
-line, as in the terminal chatbot. It
-listens on localhost only and opens no browser (.streamlit/config.toml, read from the folder
-`streamlit run` starts in; --server.address overrides it).
+checkpoint, else chat; the caption says which), a greedy switch (the sampling sliders it
+overrides are disabled while it is on), sliders for temperature, top-k, top-p, repetition
+penalty and the reply length; the page shows the conversation and streams each reply as it
+is generated. An adapter that does not belong on the checkpoint is refused in one line, as in
+the terminal chatbot. It listens on localhost only and opens no browser
+(.streamlit/config.toml, read from the folder `streamlit run` starts in; --server.address
+overrides it).
 
 All the chat logic is numpy_gpt/chat.py (the terminal chatbot's too): the conversation lives
 in one ChatSession per browser tab (st.session_state); loaded models are shared between tabs
@@ -67,11 +68,16 @@ def sidebar(defaults: argparse.Namespace) -> tuple[str, str, str, str, dict]:
                           "checkpoint, records it was fine-tuned on (alpaca: one instruction "
                           "per message), else chat")
     d = CHAT_DEFAULTS
+    greedy = side.toggle("Greedy: always the most likely token", key="greedy",
+                         help="temperature, top-k and top-p have no effect while it is on")
     settings = {
+        "greedy": greedy,
         "temperature": side.slider("Temperature", 0.05, 2.0, d["temperature"], 0.05,
-                                   key="temperature"),
-        "top_k": side.slider("Top-k (0 = off)", 0, 200, d["top_k"], 1, key="top_k") or None,
-        "top_p": side.slider("Top-p (1 = off)", 0.05, 1.0, d["top_p"], 0.05, key="top_p"),
+                                   key="temperature", disabled=greedy),
+        "top_k": side.slider("Top-k (0 = off)", 0, 200, d["top_k"], 1, key="top_k",
+                             disabled=greedy) or None,
+        "top_p": side.slider("Top-p (1 = off)", 0.05, 1.0, d["top_p"], 0.05, key="top_p",
+                             disabled=greedy),
         "repetition_penalty": side.slider("Repetition penalty (1 = off)", 1.0, 2.0,
                                           d["repetition_penalty"], 0.05, key="rep"),
         "max_new_tokens": side.slider("Max reply tokens", 1, 512, d["max_new_tokens"], 1,

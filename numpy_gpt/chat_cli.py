@@ -71,11 +71,13 @@ def add_args(parser: argparse.ArgumentParser, backend: str = "numpy") -> None:
     parser.add_argument("--ckpt", required=True, metavar="DIR",
                         help="checkpoint folder (config.json, model.safetensors, tokenizer.json)")
     parser.add_argument("--adapter", metavar="DIR",
-                        help="a LoRA adapter folder (from finetune --lora) to apply on top")
+                        help="a LoRA adapter folder (from finetune --lora) to apply on top; "
+                             "refused on a checkpoint other than its base, or one it is "
+                             "already merged into")
     parser.add_argument("--template", choices=("auto", *TEMPLATES), default="auto",
                         help="prompt format: chat (dialogue turns) or alpaca (one instruction "
-                             "per message); auto: the one the checkpoint was fine-tuned on, "
-                             "else chat (default: auto)")
+                             "per message); auto: the one the adapter, else the checkpoint, "
+                             "records it was fine-tuned on, else chat (default: auto)")
     parser.add_argument("--max-new-tokens", type=int, default=d["max_new_tokens"], metavar="N",
                         help="longest reply in tokens, >= 1 (default: %(default)s)")
     parser.add_argument("--temperature", type=float, default=d["temperature"], metavar="T",
@@ -97,12 +99,14 @@ def add_args(parser: argparse.ArgumentParser, backend: str = "numpy") -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    for flag, value, least, what in (("--max-new-tokens", args.max_new_tokens, 1, " in a chat"),
+                                     ("--top-k", args.top_k, 0, " (0 = all tokens)"),
+                                     ("--seed", args.seed, 0, "")):
+        if value is not None and value < least:  # before the model loads
+            raise SamplingError(f"{flag} must be >= {least}{what}, got {value}")
     config = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                             top_k=args.top_k or None, top_p=_off_at_one(args.top_p),
                             repetition_penalty=args.repetition_penalty, greedy=args.greedy)
-    if args.max_new_tokens < 1:  # before the model loads
-        raise SamplingError(f"--max-new-tokens must be >= 1 in a chat, got "
-                            f"{args.max_new_tokens}")
     session = ChatSession.load(args.backend, args.ckpt, adapter=args.adapter,
                                device=getattr(args, "device", None),
                                dtype=getattr(args, "dtype", None), config=config, seed=args.seed,
@@ -192,7 +196,8 @@ def _setting(session: ChatSession, field: str) -> str:
     if field == "greedy":
         return ("greedy = on: always the most likely token (/greedy off to sample)"
                 if config.greedy else "greedy = off")
-    text = f"{field} = {getattr(config, field)}"
+    value = getattr(config, field)
+    text = f"{field} = {'off' if value is None else value}"  # top_k / top_p None: all tokens
     if field in NO_EFFECT_WHEN_GREEDY and config.greedy:
         text += " (no effect while /greedy is on)"
     elif field in NO_EFFECT_WHEN_GREEDY and config.top_k == 1 and field != "top_k":

@@ -64,6 +64,10 @@ def test_page_chats_with_a_checkpoint(ckpt: Path, backend: str) -> None:
     assert at.session_state.session.config.temperature == 0.5
     assert at.session_state.session.config.top_k is None
 
+    at.sidebar.toggle(key="greedy").set_value(True).run()  # what it overrides is disabled
+    assert at.session_state.session.config.greedy
+    assert all(at.sidebar.slider(key=k).disabled for k in ("temperature", "top_k", "top_p"))
+    assert not at.sidebar.slider(key="rep").disabled
     at.chat_input[0].set_value("say bob").run()
     assert [r for r, _ in replies(at)] == ["user", "assistant"] * 2  # the history is kept
     at.sidebar.button(key="reset").click().run()

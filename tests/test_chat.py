@@ -232,7 +232,7 @@ def test_terminal_chat_through_stdin(tiny_chat, backend: str) -> None:
     assert out.count("bot> ") == 3
     assert "(empty message ignored" in out and "[temperature = 0.5]" in out
     assert "error: /temp -1: give a number > 0" in out and "[top_k = 5]" in out
-    assert "[top_p = None]" in out and "unknown command /nope" in out
+    assert "[top_p = off]" in out and "unknown command /nope" in out
     assert "kept its last" in out and "[conversation reset]" in out
     assert "Traceback" not in p.stderr
 
@@ -417,8 +417,15 @@ def test_old_adapter_says_what_is_assumed(tiny_lora, monkeypatch, capsys) -> Non
     assert code == 0 and out.splitlines()[0] == note  # the format was chosen, not assumed
 
 
-def test_chat_refuses_a_reply_length_of_zero(tiny_chat, monkeypatch, capsys) -> None:
-    code, out, err = chat_main(monkeypatch, capsys, ["--ckpt", str(tiny_chat[1]),
-                                                     "--max-new-tokens", "0"], "hi\n")
-    assert (code, out) == (1, "")
-    assert err == "error: --max-new-tokens must be >= 1 in a chat, got 0\n"
+@pytest.mark.parametrize("flags, message", [
+    (["--max-new-tokens", "0"], "--max-new-tokens must be >= 1 in a chat, got 0"),
+    (["--top-k", "-1"], "--top-k must be >= 0 (0 = all tokens), got -1"),
+    (["--seed", "-3"], "--seed must be >= 0, got -3"),
+])
+def test_chat_flags_say_what_a_value_is(tiny_chat, monkeypatch, capsys, flags: list[str],
+                                        message: str) -> None:
+    """A reply of 0 tokens would always read "the model ended its turn at once"; --top-k
+    documents 0 as all tokens; a negative seed was NumPy's "expected non-negative integer"."""
+    code, out, err = chat_main(monkeypatch, capsys, ["--ckpt", str(tiny_chat[1]), *flags],
+                               "hi\n")
+    assert (code, out, err) == (1, "", f"error: {message}\n")

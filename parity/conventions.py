@@ -8,7 +8,7 @@ What is recognised:
   - the targets argument: a `labels=` keyword (Hugging Face), a `targets=` keyword, a second
     positional argument, or none (then the harness computes the loss from the logits);
   - the result: a logits tensor, a tuple/list (logits, loss), a dict or an object with
-    `.logits` (and `.loss`);
+    `.logits` (and `.loss`); logits (B, T, V), or (B*T, V) as some models return with targets;
   - the loss: over all positions (nanoGPT: logits[t] predicts targets[t]) or shifted by one
     inside the model (HF: logits[t] predicts labels[t + 1]); read off by comparing the
     model's loss with both, computed here from its own logits;
@@ -109,6 +109,7 @@ def unpack(out: Any, conv: Convention | None = None) -> tuple[torch.Tensor, torc
 def harness_loss(logits: torch.Tensor, targets: torch.Tensor, shifted: bool,
                  ignore_index: int) -> torch.Tensor:
     """Mean cross-entropy in the logits' dtype, with the model's shift and ignore index."""
+    logits = logits.reshape(*targets.shape, -1)  # (B*T, V) when a model flattens them
     if shifted:
         logits, targets = logits[:, :-1], targets[:, 1:]
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),

@@ -68,7 +68,7 @@ def capture(model: nn.Module, modules: dict[str, str]) -> Iterator[dict[str, tor
             h.remove()
 
 
-def _align(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def align_to(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The captured `a` in the reference's shape where the values line up; else unchanged."""
     if a.size == b.size:
         return a.reshape(b.shape)
@@ -85,7 +85,7 @@ def probe_rows(ctx: Context, seen: dict[str, torch.Tensor], trace: dict[str, np.
     rows = []
     for probe, ref in trace.items():
         if probe in seen and probe != "logits":
-            rows.append(ctx.check(f"act:{probe}", _align(to_numpy(seen[probe]), ref), ref,
+            rows.append(ctx.check(f"act:{probe}", align_to(to_numpy(seen[probe]), ref), ref,
                                   "forward"))
     return rows
 
@@ -120,12 +120,24 @@ def nearest_loss_gradient(rows: list[Row]) -> str | None:
             f"{r.name.removeprefix('grad:')}, {what}")
 
 
+def rounding_hint(rows: list[Row], float32_tol: float) -> str | None:
+    """When every failing forward row is within float32's tolerance, say so: the model
+    likely computes part of its forward in float32 (a .float() cast, a float32 buffer)."""
+    bad = [r for r in rows if not r.ok and r.category == "forward"]
+    if bad and all(r.error <= float32_tol for r in bad) and bad[0].dtype == "float64":
+        return (f"every forward error is at float32 rounding (worst {_agree_to(bad):.0e}): "
+                "does the model compute in float32 somewhere (a .float() cast, a float32 "
+                "buffer or constant)?")
+    return None
+
+
 def variants(config: GPTConfig) -> list[Variant]:
     """The usual config mismatches worth trying for this config."""
     hs = config.n_embd // config.n_head
     out = [Variant(f"GELU '{g}' instead of '{config.gelu}'", gelu=g)
            for g in ("tanh", "exact") if g != config.gelu]
     out.append(Variant("the MLP has no activation (GELU missing)", gelu="none"))
+    out.append(Variant("the MLP uses ReLU instead of GELU", gelu="relu"))
     out += [Variant(f"LayerNorm eps {eps:g} instead of {config.layer_norm_eps:g}", eps=eps)
             for eps in (1e-5, 1e-6, 1e-8, 1e-12, 0.0) if eps != config.layer_norm_eps]
     scales = {"1/sqrt(n_embd)": config.n_embd ** -0.5, "1/head_size": 1.0 / hs,
@@ -146,7 +158,7 @@ def mismatch(seen: dict[str, torch.Tensor], logits: torch.Tensor, params: dict[s
     exposed = {**{k: to_numpy(v) for k, v in seen.items()}, "logits": to_numpy(logits)}
     for v in variants(config):
         trace = reference_trace(params, config, idx, v)
-        errors = [compare("", k, _align(exposed[k], trace[k]), trace[k], "", "", tol).error
+        errors = [compare("", k, align_to(exposed[k], trace[k]), trace[k], "", "", tol).error
                   for k in trace if k in exposed]
         if errors and all(e <= tol for e in errors):
             return (f"looks like a config mismatch: {v.label} (with it the reference matches "

@@ -31,8 +31,16 @@ from numpy_gpt.config import GPTConfig
 from numpy_gpt.model import GPT as NumpyGPT
 
 from .conventions import Convention, detect
-from .diverge import capture, first_divergence, mismatch, nearest_loss_gradient, probe_rows
-from .harness import Context, Row
+from .diverge import (
+    align_to,
+    capture,
+    first_divergence,
+    mismatch,
+    nearest_loss_gradient,
+    probe_rows,
+    rounding_hint,
+)
+from .harness import Context, Row, to_numpy
 from .namemap import Placement, gather_grads, load_weights, place
 from .reference import probe_params, reference_trace
 from .tolerances import tolerance
@@ -73,12 +81,16 @@ def check_twin(
     config = placement.config
     rng = np.random.default_rng([seed, 15])
     params = probe_params(config, rng)
+    for name in placement.absent:  # tensors the model does not have: zero in the reference
+        params[name] = np.zeros_like(params[name])
     idx = rng.integers(0, config.vocab_size, (batch_size, seq_len))
     targets = rng.integers(0, config.vocab_size, (batch_size, seq_len))
 
     model, conv, dtype, dtype_note = _prepare(model, placement, params, idx, targets, dtype,
                                               device, label)
     notes = [*placement.notes, dtype_note, "call: " + conv.describe()]
+    if placement.absent or placement.zero:
+        notes.append("not compared: the gradients of the tensors held at zero")
     ctx = Context(dtype, device, config, batch_size, seq_len, seed=seed, case=f"twin/{label}")
     first, findings = _compare(ctx, model, placement, conv, params, idx, targets)
     return TwinReport(label, ctx.rows, notes, findings, first)
@@ -127,7 +139,7 @@ def _compare(ctx: Context, model: nn.Module, placement: Placement, conv: Convent
     with torch.enable_grad(), capture(model, placement.modules) as seen:
         logits, loss = conv.call(model, t_idx, t_tgt)
     act_rows = probe_rows(ctx, seen, trace)
-    ctx.check("logits", logits, ref_logits, "forward")
+    ctx.check("logits", align_to(to_numpy(logits), ref_logits), ref_logits, "forward")
     ctx.check("loss", loss, ref_loss, "forward")
     first, line = first_divergence(ctx.rows)
     findings = [line]
@@ -139,6 +151,8 @@ def _compare(ctx: Context, model: nn.Module, placement: Placement, conv: Convent
                          tolerance(ctx.dtype, device, "forward"))
         if named:
             findings.append(named)
+        elif hint := rounding_hint(ctx.rows, tolerance("float32", device, "forward")):
+            findings.append(hint)
 
     _extra_forward_rows(ctx, model, conv, t_idx, t_tgt, ref, ref_logits)
     if not loss.requires_grad:

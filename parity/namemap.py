@@ -11,10 +11,15 @@ How a canonical name (DESIGN.md: transformer.h.{i}.attn.c_attn.weight, ...) find
     "{i}" standing for the layer index; a module name ("transformer.h.{i}.ln_1":
     "blocks.{i}.norm1") maps its weight and bias at once. A list of three names is the
     split/fuse rule for separate q, k, v projections: each gets its third of c_attn's rows
-    when weights are loaded, and their gradients are concatenated back into c_attn's. Names the map leaves
-    out fall back to identity. Optional keys, next to "names": "transposed" (true, or model
-    names/patterns stored (in, out)) and "modules" (canonical module -> model module, for the
-    activation hooks when the guess below is wrong). A flat dict is read as "names".
+    when weights are loaded, and their gradients are concatenated back into c_attn's; an
+    item with "{h}" stands for every head in turn (one Linear per head, as in "Let's build
+    GPT"). null: the model has no such tensor (a projection without bias in an otherwise
+    biased model); the reference holds it at zero and its gradient is not compared. Names
+    the map leaves out fall back to identity. Optional keys, next to "names": "transposed"
+    (true, or model names/patterns stored (in, out)), "modules" (canonical module -> model
+    module, for the activation hooks when the guess below is wrong) and "zero" (model
+    parameters the reference has no place for, e.g. a bias on lm_head: set to zero, not
+    compared). A flat dict is read as "names".
 Layout: a weight held (in, out) is transposed on the way in and its gradient on the way out.
 It is detected from HF's Conv1D modules, from the map's "transposed", or from the shapes:
 a non-square weight shows its layout, and when every non-square weight in the blocks is
@@ -47,8 +52,9 @@ QKV = ("q", "k", "v")
 
 @dataclass(frozen=True)
 class Slot:
-    """Where one canonical tensor lives: one model parameter, or three (q, k, v) that split
-    the canonical tensor's first axis into equal thirds."""
+    """Where one canonical tensor lives: one model parameter, or several (q, k, v; or every
+    head's q, then k, then v) that split the canonical tensor's first axis into equal parts;
+    none: the model has no such tensor and the reference holds it at zero."""
 
     canonical: str
     targets: tuple[str, ...]
@@ -61,12 +67,19 @@ class Placement:
     config: GPTConfig  # the suite's config with the detected head and bias
     modules: dict[str, str]  # probe name ("transformer.h.0.ln_1") -> model module name
     notes: list[str] = field(default_factory=list)  # what was detected, for the report
+    zero: list[str] = field(default_factory=list)  # model parameters held at 0, uncompared
+
+    @property
+    def absent(self) -> list[str]:
+        """Canonical tensors the model does not have (held at zero in the reference)."""
+        return [s.canonical for s in self.slots if not s.targets]
 
 
 def read_name_map(spec: str | dict | None) -> dict[str, Any]:
-    """A name map from a dict, a JSON file or JSON text -> {"names", "transposed", "modules"}."""
+    """A name map from a dict, a JSON file or JSON text -> {"names", "transposed", "modules",
+    "zero"}."""
     if spec is None:
-        return {"names": {}, "transposed": [], "modules": {}}
+        return {"names": {}, "transposed": [], "modules": {}, "zero": []}
     if isinstance(spec, str):
         text = spec
         if not spec.lstrip().startswith("{"):
@@ -81,21 +94,27 @@ def read_name_map(spec: str | dict | None) -> dict[str, Any]:
         raise TwinError("a name map must be a JSON object / dict")
     if "names" not in spec:
         spec = {"names": spec}
-    unknown = sorted(set(spec) - {"names", "transposed", "modules"})
+    unknown = sorted(set(spec) - {"names", "transposed", "modules", "zero"})
     if unknown:
-        raise TwinError(f"name map: unknown key(s) {unknown}; use names, transposed, modules")
+        raise TwinError(f"name map: unknown key(s) {unknown}; use names, transposed, modules, "
+                        "zero")
     return {"names": spec["names"], "transposed": spec.get("transposed", []),
-            "modules": spec.get("modules", {})}
+            "modules": spec.get("modules", {}), "zero": spec.get("zero", [])}
 
 
-def _expand(mapping: dict[str, Any], n_layer: int) -> dict[str, Any]:
-    """{"transformer.h.{i}.x": "blocks.{i}.y"} -> one entry per layer."""
+def _expand(mapping: dict[str, Any], config: GPTConfig) -> dict[str, Any]:
+    """{"transformer.h.{i}.x": "blocks.{i}.y"} -> one entry per layer; in a list, an item
+    with "{h}" becomes one item per head ([q_{h}, k_{h}, v_{h}] -> q_0, q_1, .., v_last)."""
     out: dict[str, Any] = {}
     for key, value in mapping.items():
-        for i in range(n_layer) if "{i}" in key else [None]:
-            def fill(s: str, i: int | None = i) -> str:
-                return s if i is None else s.replace("{i}", str(i))
-            out[fill(key)] = [fill(v) for v in value] if isinstance(value, list) else fill(value)
+        for i in range(config.n_layer) if "{i}" in key else [None]:
+            def fill(s: str | None, i: int | None = i) -> str | None:
+                return s if i is None or s is None else s.replace("{i}", str(i))
+            if isinstance(value, list):
+                out[fill(key)] = [fill(v).replace("{h}", str(h)) for v in value
+                                  for h in (range(config.n_head) if "{h}" in v else [0])]
+            else:
+                out[fill(key)] = fill(value)
     return out
 
 
@@ -109,7 +128,7 @@ def _by_parameter(names: dict[str, Any], full: dict[str, Any]) -> dict[str, Any]
         for leaf in (".weight", ".bias"):
             if key + leaf in full:
                 out[key + leaf] = ([v + leaf for v in value] if isinstance(value, list)
-                                   else value + leaf)
+                                   else None if value is None else value + leaf)
     return out
 
 
@@ -127,7 +146,7 @@ def place(model: nn.Module, config: GPTConfig, name_map: str | dict | None = Non
     """Find every canonical tensor in `model` (see the module docstring); TwinError if not."""
     user = read_name_map(name_map)
     full = param_shapes(config.replace(bias=True, tie_weights=False))
-    names = _by_parameter(_expand(user["names"], config.n_layer), full)
+    names = _by_parameter(_expand(user["names"], config), full)
     bad = sorted(set(names) - set(full))
     if bad:
         raise TwinError(f"name map: {_short(bad)} not reference name(s) (e.g. "
@@ -146,31 +165,43 @@ def place(model: nn.Module, config: GPTConfig, name_map: str | dict | None = Non
     if missing:
         raise TwinError(f"no model parameter for reference tensor(s) {_short(missing)} "
                         f"(the model has {_short(list(own), 4)}); pass --name-map")
+    zero = list(_expand({z: z for z in user["zero"]}, config))
+    unknown = [z for z in zero if z not in own]
+    if unknown:
+        raise TwinError(f"name map: zero names {_short(unknown)}, not parameters of the model")
     placed = {id(own[t]) for k in shapes for t in _as_tuple(wanted[k])}
+    placed |= {id(own[z]) for z in zero}
     stray = [n for n, p in model.named_parameters() if id(p) not in placed]
     if stray:
         raise TwinError(f"cannot place model parameter(s) {_short(stray)}: no reference "
                         "tensor maps to them; pass --name-map")
 
-    transposed, layout_note = _layout(model, own, shapes, wanted, user["transposed"],
-                                      config.n_layer)
+    transposed, layout_note = _layout(model, own, shapes, wanted, user["transposed"], config)
     if layout_note:
         notes.append(layout_note)
     slots = []
     for k, shape in shapes.items():
         targets = _as_tuple(wanted[k])
-        part = (shape[0] // len(targets), *shape[1:])
+        part = (shape[0] // max(len(targets), 1), *shape[1:])
         for t in targets:
             want = part[::-1] if t in transposed else part
             if tuple(own[t].shape) != want:
                 raise TwinError(f"{k}: the model's {t} has shape {tuple(own[t].shape)}, the "
                                 f"reference needs {want} for this config")
-        slots.append(Slot(k, targets, transposed=targets[0] in transposed))
-    modules = _modules(config, wanted, _expand(user["modules"], config.n_layer))
-    return Placement(slots, config, modules, notes)
+        slots.append(Slot(k, targets, transposed=bool(targets) and targets[0] in transposed))
+    placement = Placement(slots, config, _modules(config, wanted, _expand(user["modules"],
+                                                                          config)), notes, zero)
+    if placement.absent:
+        notes.append(f"absent from the model, held at zero: {_short(placement.absent)}")
+    if zero:
+        notes.append(f"not in the reference, held at zero: {_short(zero)}")
+    return placement
 
 
-def _as_tuple(target: str | list[str]) -> tuple[str, ...]:
+def _as_tuple(target: str | list[str] | None) -> tuple[str, ...]:
+    """A map value as the model names it stands for; None (absent) stands for none."""
+    if target is None:
+        return ()
     return tuple(target) if isinstance(target, list) else (target,)
 
 
@@ -203,7 +234,7 @@ def _detect_head_and_bias(config: GPTConfig, own: dict[str, nn.Parameter],
 
 
 def _layout(model: nn.Module, own: dict[str, nn.Parameter], shapes: dict[str, tuple],
-            wanted: dict[str, Any], user_t: bool | list[str], n_layer: int
+            wanted: dict[str, Any], user_t: bool | list[str], config: GPTConfig
             ) -> tuple[set[str], str]:
     """The model names of weights stored (in, out), and a note saying how that was found."""
     modules = dict(model.named_modules())
@@ -211,7 +242,7 @@ def _layout(model: nn.Module, own: dict[str, nn.Parameter], shapes: dict[str, tu
     if user_t is True:
         return set(projections), "layout: (in, out) weights (name map)"
     if user_t:
-        listed = set(_expand({p: p for p in user_t}, n_layer))
+        listed = set(_expand({p: p for p in user_t}, config))
         return listed & set(projections), "layout: (in, out) for the weights the map lists"
     conv = {t for t in projections
             if type(modules.get(_module_of(t))).__name__ == "Conv1D"}
@@ -243,6 +274,10 @@ def _modules(config: GPTConfig, wanted: dict[str, Any], user: dict[str, str]
         target = wanted.get(k + ".weight")
         return None if target is None or isinstance(target, list) else _module_of(target)
 
+    def first(k: str) -> str | None:  # the module of q (or of the first head's q)
+        target = _as_tuple(wanted.get(k + ".weight"))
+        return _module_of(target[0]) if target else None
+
     def common(*names: str | None) -> str | None:
         if None in names:
             return None
@@ -261,11 +296,11 @@ def _modules(config: GPTConfig, wanted: dict[str, Any], user: dict[str, str]
         qkv = wanted[h + "attn.c_attn.weight"]
         fused = owner(h + "attn.c_attn")
         block = common(owner(h + "ln_1"), owner(h + "ln_2"))
-        attn = common(fused or _module_of(qkv[0]), owner(h + "attn.c_proj"))
+        attn = common(first(h + "attn.c_attn"), owner(h + "attn.c_proj"))
         mlp = common(owner(h + "mlp.c_fc"), owner(h + "mlp.c_proj"))
         modules[h + "ln_1"] = owner(h + "ln_1")
         modules[h + "attn.c_attn"] = fused
-        if fused is None:
+        if isinstance(qkv, list) and len(qkv) == len(QKV):  # per-head parts: not probed
             for name, t in zip(QKV, qkv):
                 modules[f"{h}attn.c_attn[{name}]"] = _module_of(t)
         modules[h + "attn.c_proj"] = owner(h + "attn.c_proj")
@@ -285,10 +320,14 @@ def load_weights(model: nn.Module, placement: Placement, params: dict[str, np.nd
     """Copy canonical `params` into the model's parameters (in their dtype and device)."""
     own = dict(model.named_parameters(remove_duplicate=False))
     for slot in placement.slots:
+        if not slot.targets:
+            continue  # absent from the model: the reference holds it at zero
         parts = np.split(params[slot.canonical], len(slot.targets))  # (3C, C) -> 3 x (C, C)
         for t, value in zip(slot.targets, parts):
             value = value.T if slot.transposed else value
             own[t].copy_(torch.from_numpy(np.ascontiguousarray(value)))
+    for z in placement.zero:
+        own[z].zero_()
 
 
 def gather_grads(model: nn.Module, placement: Placement) -> dict[str, np.ndarray | None]:
@@ -297,6 +336,8 @@ def gather_grads(model: nn.Module, placement: Placement) -> dict[str, np.ndarray
     own = dict(model.named_parameters(remove_duplicate=False))
     out: dict[str, np.ndarray | None] = {}
     for slot in placement.slots:
+        if not slot.targets:
+            continue  # absent from the model: nothing to compare
         grads = [own[t].grad for t in slot.targets]
         if any(g is None for g in grads):
             out[slot.canonical] = None

@@ -18,7 +18,7 @@ matching submodule sees:
     transformer.ln_f input, transformer.ln_f output, logits
 
 A `Variant` recomputes the trace as a model with one usual config mismatch would: the other
-GELU (or none), another LayerNorm eps, another attention scale, the other head, biases
+GELU (or none, or ReLU), another LayerNorm eps, another attention scale, the other head, biases
 ignored. diverge.py uses it to name a mismatch instead of listing failures.
 Eval mode only (no dropout).
 """
@@ -54,7 +54,7 @@ class Variant:
     """One way a model can differ from the config; the defaults are the config itself."""
 
     label: str = ""
-    gelu: str | None = None  # "tanh" | "exact" | "none"
+    gelu: str | None = None  # "tanh" | "exact" | "none" | "relu"
     eps: float | None = None
     scale: float | None = None  # attention scale instead of 1/sqrt(hs)
     head: str | None = None  # "wte" | "lm_head": which weight the logits use
@@ -120,7 +120,9 @@ def reference_trace(params: dict[str, np.ndarray], config: GPTConfig, idx: np.nd
         out[h + "attn output"] = a
         x = x + a
         m = linear(ln(x, h + "ln_2"), h + "mlp.c_fc")
-        if gelu != "none":
+        if gelu == "relu":
+            m = np.maximum(m, 0.0)
+        elif gelu != "none":
             m, _ = (gelu_tanh_forward if gelu == "tanh" else gelu_exact_forward)(m)
         m = linear(m, h + "mlp.c_proj")
         out[h + "mlp output"] = m

@@ -13,6 +13,9 @@ targets) and an untied head. NAME_MAP places the reference's tensors in it.
     no_activation  the MLP without its GELU
     pos_slice      position embeddings of positions 1..T instead of 0..T-1
     tied_forward   the logits use tok_emb although the head has its own weight
+
+GPTLanguageModel below is a second outside style: the model of Karpathy's "Let's build GPT"
+lecture (one Linear per head, ReLU, a biased lm_head), placed by LECTURE_MAP.
 """
 
 from __future__ import annotations
@@ -123,3 +126,88 @@ def make_gpt(config, bug: str | None = None) -> OutsideGPT:
     """The factory `--twin tests/outside_gpt.py:make_gpt` calls with the suite's GPTConfig."""
     return OutsideGPT(config.vocab_size, config.block_size, config.n_layer, config.n_head,
                       config.n_embd, bug)
+
+
+# ---------------------------------------------------------------------- "Let's build GPT"
+# The model of Karpathy's lecture gpt.py (sizes passed in instead of globals): one Linear per
+# head and per q/k/v without bias, a biased output projection and lm_head, ReLU in the MLP,
+# logits flattened to (B*T, V) when targets are given. LECTURE_MAP places it: "{h}" for the
+# heads, null for the q/k/v biases it does not have, "zero" for lm_head's bias.
+
+LECTURE_MAP = {
+    "names": {
+        "transformer.wte": "token_embedding_table",
+        "transformer.wpe": "position_embedding_table",
+        "transformer.h.{i}.ln_1": "blocks.{i}.ln1",
+        "transformer.h.{i}.attn.c_attn.weight": [f"blocks.{{i}}.sa.heads.{{h}}.{x}.weight"
+                                                 for x in ("query", "key", "value")],
+        "transformer.h.{i}.attn.c_attn.bias": None,
+        "transformer.h.{i}.attn.c_proj": "blocks.{i}.sa.proj",
+        "transformer.h.{i}.ln_2": "blocks.{i}.ln2",
+        "transformer.h.{i}.mlp.c_fc": "blocks.{i}.ffwd.net.0",
+        "transformer.h.{i}.mlp.c_proj": "blocks.{i}.ffwd.net.2",
+    },
+    "zero": ["lm_head.bias"],
+}
+
+
+class Head(nn.Module):
+    def __init__(self, n_embd: int, head_size: int, block_size: int):
+        super().__init__()
+        self.key = nn.Linear(n_embd, head_size, bias=False)
+        self.query = nn.Linear(n_embd, head_size, bias=False)
+        self.value = nn.Linear(n_embd, head_size, bias=False)
+        self.register_buffer("tril", torch.tril(torch.ones(block_size, block_size)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        T = x.shape[1]
+        k, q = self.key(x), self.query(x)
+        wei = q @ k.transpose(-2, -1) * k.shape[-1] ** -0.5
+        wei = F.softmax(wei.masked_fill(self.tril[:T, :T] == 0, float("-inf")), dim=-1)
+        return wei @ self.value(x)
+
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, block_size: int):
+        super().__init__()
+        self.heads = nn.ModuleList(Head(n_embd, n_embd // n_head, block_size)
+                                   for _ in range(n_head))
+        self.proj = nn.Linear(n_embd, n_embd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(torch.cat([h(x) for h in self.heads], dim=-1))
+
+
+class LectureBlock(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, block_size: int, act: nn.Module):
+        super().__init__()
+        self.sa = MultiHeadAttention(n_embd, n_head, block_size)
+        self.ffwd = nn.Module()
+        self.ffwd.net = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), act,
+                                      nn.Linear(4 * n_embd, n_embd))
+        self.ln1, self.ln2 = nn.LayerNorm(n_embd), nn.LayerNorm(n_embd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.sa(self.ln1(x))
+        return x + self.ffwd.net(self.ln2(x))
+
+
+class GPTLanguageModel(nn.Module):
+    def __init__(self, config, act: nn.Module | None = None):
+        super().__init__()
+        C, V = config.n_embd, config.vocab_size
+        self.token_embedding_table = nn.Embedding(V, C)
+        self.position_embedding_table = nn.Embedding(config.block_size, C)
+        self.blocks = nn.Sequential(*(LectureBlock(C, config.n_head, config.block_size,
+                                                   act or nn.ReLU())
+                                      for _ in range(config.n_layer)))
+        self.ln_f, self.lm_head = nn.LayerNorm(C), nn.Linear(C, V)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        B, T = idx.shape
+        x = self.token_embedding_table(idx) + self.position_embedding_table(torch.arange(T))
+        logits = self.lm_head(self.ln_f(self.blocks(x)))
+        if targets is None:
+            return logits, None
+        logits = logits.view(B * T, -1)
+        return logits, F.cross_entropy(logits, targets.view(B * T))

@@ -244,3 +244,22 @@ def test_cli_bad_twin_has_no_traceback_in_a_real_process(tmp_path: Path) -> None
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().endswith("the factory raised ZeroDivisionError: division by zero")
+
+
+def test_lecture_gpt_per_head_projections_absent_and_extra_biases() -> None:
+    """Karpathy's lecture model: per-head q/k/v ("{h}"), no q/k/v bias (null), a bias on
+    lm_head (zero), logits flattened to (B*T, V). With the exact GELU it passes; as written
+    in the lecture (ReLU) the report names the mismatch at the MLP's activation."""
+    def exact(config):
+        return outside_gpt.GPTLanguageModel(config, act=nn.GELU())
+
+    report = check_twin(exact, OUTSIDE, B, T, name_map=outside_gpt.LECTURE_MAP)
+    assert report.ok, _failures(report)
+    notes = " | ".join(report.notes)
+    assert "held at zero: transformer.h.0.attn.c_attn.bias" in notes
+    assert "not in the reference, held at zero: lm_head.bias" in notes
+    assert not any(r.name == "grad:transformer.h.0.attn.c_attn.bias" for r in report.rows)
+    relu = check_twin(outside_gpt.GPTLanguageModel, OUTSIDE, B, T,
+                      name_map=outside_gpt.LECTURE_MAP)
+    assert relu.first_divergence == "transformer.h.0.mlp.c_proj input"
+    assert "the MLP uses ReLU instead of GELU" in relu.findings[1]

@@ -8,13 +8,17 @@
 | instruct | instruct/instruction-data.json | alpaca | gpt2 |
 | dialogue | dialogue/Conversation.csv | csv (question, answer; rows chain) | gpt2 |
 
-Raw files are looked up, first hit wins, in: an explicit data_dir (`--data-dir`),
-`$GPT_DATA_DIR`, ./data, ../shared/data (both relative to the current directory), then
-<repo>/data and <repo>/../shared/data, <repo> being the folder that holds the numpy_gpt
-package. Tiny Shakespeare is downloaded (short timeout, sha256 checked) into
-<data_dir or ./data>/tinyshakespeare/input.txt when it is nowhere and the network answers;
+An explicit data_dir (`--data-dir`) is authoritative: it must exist, and only it is searched.
+Without one, raw files are looked up, first hit wins, in `$GPT_DATA_DIR`, ./data,
+../shared/data (both relative to the current directory), then <repo>/data and
+<repo>/../shared/data, <repo> being the folder that holds the numpy_gpt package. Tiny
+Shakespeare is downloaded (short timeout, sha256 checked) into
+<data_dir or ./data>/tinyshakespeare/input.txt when it is not found and the network answers;
 otherwise the one-line error says where to put it. GPT-2's encoder.json and vocab.bpe are found
 the same way, under gpt2/.
+
+Prepared folders are keyed by what produced them: out/data/<name>-<tokenizer>[-<options>]
+(prepared_folder), so preparing a dataset with one tokenizer never overwrites another.
 
 Reading: `read_text_file` (UTF-8 or a one-line error with the byte offset), and parsers for
 the dialogue CSV, Alpaca JSON and JSONL conversations, which return messages / fields that
@@ -100,11 +104,16 @@ def get_spec(name: str) -> DatasetSpec:
 
 
 def data_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """The data folders searched, in order (duplicates removed)."""
+    """The data folders searched, in order (duplicates removed): an explicit data_dir alone
+    (DataError if it does not exist), else the default search path."""
+    if data_dir is not None:
+        if not Path(data_dir).is_dir():
+            raise DataError(f"--data-dir {data_dir} does not exist; pass the folder that holds "
+                            f"the raw files, or drop --data-dir to search ${ENV_DATA_DIR}, "
+                            "./data and ../shared/data")
+        return [Path(data_dir).resolve()]
     cwd = Path.cwd()
     candidates = []
-    if data_dir is not None:
-        candidates.append(Path(data_dir))
     if os.environ.get(ENV_DATA_DIR):
         candidates.append(Path(os.environ[ENV_DATA_DIR]))
     candidates += [
@@ -125,6 +134,10 @@ def find_data_file(relpath: str, data_dir: str | os.PathLike | None = None) -> P
     for d in dirs:
         if (d / relpath).is_file():
             return d / relpath
+    if data_dir is not None:
+        raise DataError(f"{relpath} is not in --data-dir {data_dir} (an explicit --data-dir is "
+                        f"the only folder searched); put it at {dirs[0] / relpath} or drop "
+                        "--data-dir")
     raise DataError(
         f"{relpath} not found in any data dir ({', '.join(map(str, dirs))}); put it at "
         f"{dirs[0] / relpath} or pass --data-dir / set ${ENV_DATA_DIR}"
@@ -134,6 +147,7 @@ def find_data_file(relpath: str, data_dir: str | os.PathLike | None = None) -> P
 def dataset_file(name: str, data_dir: str | os.PathLike | None = None) -> Path:
     """The raw file of a named dataset, downloading it if it has a URL and is missing."""
     spec = get_spec(name)
+    data_dirs(data_dir)  # an explicit --data-dir that does not exist fails here, not later
     try:
         return find_data_file(spec.path, data_dir)
     except DataError:
@@ -290,7 +304,7 @@ def prepare_dataset(
     seed: int = 1337,
     force: bool = False,
 ) -> Path:
-    """Prepare a named dataset into `out_dir` (default out/data/<name>) and return the folder.
+    """Prepare a named dataset into `out_dir` (default: prepared_folder) and return the folder.
 
     `tokenizer` overrides the dataset's default kind; the other options are prepare's. An
     existing folder is reused when its meta.json records the same source sha256 and
@@ -300,10 +314,33 @@ def prepare_dataset(
 
     spec = get_spec(name)
     source = dataset_file(name, data_dir)
-    out = Path(out_dir) if out_dir is not None else Path("out") / "data" / name
+    kind = tokenizer or spec.tokenizer
+    out = Path(out_dir) if out_dir is not None else prepared_folder(
+        name, kind, vocab_size=vocab_size, min_freq=min_freq, val_fraction=val_fraction,
+        test_fraction=test_fraction, seed=seed)
     return prepare(
-        source, out, fmt=spec.format, tokenizer=tokenizer or spec.tokenizer,
+        source, out, fmt=spec.format, tokenizer=kind,
         vocab_size=vocab_size, min_freq=min_freq, val_fraction=val_fraction,
         test_fraction=test_fraction, seed=seed, data_dir=data_dir, name=name,
         progress=progress, reuse=not force,
     )
+
+
+PREPARED_ROOT = Path("out") / "data"
+# prepare's option defaults; an option that differs from its default is spelled in the folder
+OPTION_DEFAULTS = {"vocab_size": None, "min_freq": 1, "val_fraction": 0.1, "test_fraction": 0.0,
+                   "seed": 1337}
+OPTION_TAGS = {"vocab_size": "v", "min_freq": "min", "val_fraction": "val",
+               "test_fraction": "test", "seed": "seed"}
+
+
+def prepared_folder(name: str, tokenizer: str, **options: Any) -> Path:
+    """Where a named dataset prepared with `tokenizer` and prepare's `options` lives:
+    out/data/<name>-<tokenizer>, plus -<tag><value> for each option that is not its default
+    (e.g. out/data/dialogue-word, out/data/tinystories-bpe-v1024-seed7)."""
+    parts = [name, tokenizer]
+    for key, value in options.items():
+        if value != OPTION_DEFAULTS[key]:
+            parts.append(f"{OPTION_TAGS[key]}{value:g}" if isinstance(value, float)
+                         else f"{OPTION_TAGS[key]}{value}")
+    return PREPARED_ROOT / "-".join(parts)

@@ -17,15 +17,18 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from .data import IGNORE_INDEX, TokenDataset, collate_examples
-from .train_cli import add_backend_args, open_dataset
+from .datasets import DATASETS
+from .train_cli import add_backend_args
 from .train_config import TrainConfig
+from .train_plan import open_dataset
 
 
 def add_args(parser: argparse.ArgumentParser, backend: str) -> None:
     parser.add_argument("--ckpt", required=True, help="checkpoint folder")
     parser.add_argument("--dataset", help="named dataset or prepared folder (default: the one "
                                           "the checkpoint was trained on)")
-    parser.add_argument("--data-dir", help="where raw data files are looked up first")
+    parser.add_argument("--data-dir", help="the folder of the raw data files (only it is "
+                                           "searched when given)")
     parser.add_argument("--split", default="val", help="split to evaluate (default val)")
     parser.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass")
     parser.add_argument("--max-batches", type=int, help="stop after N batches (default: all)")
@@ -40,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{folder} does not record its dataset; pass --dataset NAME")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    ds = open_dataset(TrainConfig(dataset=dataset_name, data_dir=args.data_dir))
+    # a named dataset is read as prepared with the checkpoint's tokenizer kind
+    kind = meta.get("tokenizer") if dataset_name in DATASETS else None
+    ds = open_dataset(TrainConfig(dataset=dataset_name, data_dir=args.data_dir, tokenizer=kind),
+                      progress=False)
     check_tokenizer(meta, ds, folder)
     loss_fn, block_size = load_loss_fn(args, folder)
     total, count = 0.0, 0

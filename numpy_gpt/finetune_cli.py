@@ -29,18 +29,14 @@ from .finetune import (
 )
 from .lora import TARGETS, LoRAConfig
 from .train import TrainingError, plot_log
-from .train_cli import (
-    FLAGS,
-    ConsoleReporter,
-    StopFlag,
-    add_backend_args,
-    prepare_out_dir,
-    resumed_config,
-)
+from .progress import ConsoleReporter
+from .train_cli import FLAGS, StopFlag, add_backend_args, prepare_out_dir
 from .train_config import TrainConfig
+from .train_plan import resume_line, resumed_config
 
 # train's flags that would change the model, or that finetune sets itself
-NOT_HERE = ("dataset", "n-layer", "n-head", "n-embd", "gelu", "init-from", "sample-tokens")
+NOT_HERE = ("dataset", "n-layer", "n-head", "n-embd", "gelu", "init-from", "sample-tokens",
+            "tokenizer")
 LORA_FLAGS = {  # flag -> (type, default, metavar, help)
     "lora-rank": (int, 8, "R", "rank r of each adapter's update B A"),
     "lora-alpha": (float, 16.0, "A", "the update is scaled by alpha / r"),
@@ -58,7 +54,9 @@ def add_args(parser: argparse.ArgumentParser, backend: str) -> None:
                              "made by `prepare` with the checkpoint's tokenizer")
     parser.add_argument("--out", metavar="DIR",
                         help="output folder (default out/finetune-<dataset>-<full|lora>-<twin>)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in OUT/last")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in OUT/last (OUT: --out, or the default folder "
+                             "of --dataset and --lora)")
     parser.add_argument("--overwrite", action="store_true",
                         help="start afresh in an OUT that already holds a run")
     parser.add_argument("--lora", action="store_true",
@@ -94,17 +92,57 @@ def lora_config(args: argparse.Namespace) -> LoRAConfig | None:
                       targets=targets)
 
 
+def default_out(args: argparse.Namespace) -> str:
+    kind = "lora" if args.lora else "full"
+    return f"out/finetune-{Path(args.dataset).name}-{kind}-{args.backend}"
+
+
+def resume_folder(args: argparse.Namespace) -> Path:
+    """The run to resume: --out, or the default folder of --dataset (and --lora)."""
+    if args.out is not None:
+        return Path(args.out)
+    if args.dataset is None:
+        raise ValueError("finetune --resume needs --out DIR, or the --dataset (and --lora) the "
+                         "run was started with, to find its default folder "
+                         "out/finetune-<dataset>-<full|lora>-<twin>")
+    return Path(default_out(args))
+
+
+def resumed_lora(out_dir: Path, args: argparse.Namespace) -> LoRAConfig | None:
+    """The run's stored LoRA config; --lora / --lora-* flags that contradict it are refused."""
+    stored = stored_lora(out_dir)
+    if args.lora and stored is None:
+        raise ValueError(f"--lora: the run in {out_dir} is a full fine-tune; drop --lora to "
+                         "resume it")
+    given = {f: getattr(args, f.replace("-", "_")) for f in LORA_FLAGS}
+    given = {f: v for f, v in given.items() if v is not None}
+    if given and stored is None:
+        raise ValueError(f"{', '.join(f'--{f}' for f in given)}: the run in {out_dir} is a full "
+                         "fine-tune; drop them to resume it")
+    now = {"lora-rank": stored.rank, "lora-alpha": stored.alpha, "lora-dropout": stored.dropout,
+           "lora-targets": ",".join(stored.targets)} if stored is not None else {}
+    wrong = [f for f, v in given.items() if v != now[f]]
+    if wrong:
+        raise ValueError(f"{', '.join(f'--{f} {given[f]}' for f in wrong)}: cannot change on "
+                         f"--resume (the run in {out_dir} has "
+                         f"{', '.join(f'{f} {now[f]}' for f in wrong)}); drop it")
+    return stored
+
+
 def run(args: argparse.Namespace) -> int:
     from .sample_cli import checkpoint_tokenizer
 
     overrides = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(TrainConfig)}
-    lcfg = lora_config(args)
+    lcfg = None if args.resume else lora_config(args)
+    state: dict = {}
     if args.resume:
-        if args.out is None:
-            raise ValueError("--resume needs --out DIR, the folder of the run to continue")
-        out_dir = Path(args.out)
-        tcfg = resumed_config(out_dir, overrides)
-        lcfg = stored_lora(out_dir)
+        out_dir = resume_folder(args)
+        overrides.pop("dataset")  # --dataset only names the default folder here
+        tcfg, state = resumed_config(out_dir, overrides)
+        lcfg = resumed_lora(out_dir, args)
+        if args.ckpt is not None and Path(args.ckpt) != Path(tcfg.init_from):
+            raise ValueError(f"--ckpt {args.ckpt}: the run in {out_dir} fine-tunes "
+                             f"{tcfg.init_from}; drop --ckpt to resume it")
         tokenizer = checkpoint_tokenizer(out_dir / "last")
         dataset = open_finetune_dataset(tcfg.dataset, tokenizer)
     else:
@@ -112,9 +150,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("give --ckpt DIR (the checkpoint to fine-tune) and --dataset "
                              "NAME|DIR (e.g. instruct or dialogue)")
         tokenizer = checkpoint_tokenizer(args.ckpt)  # a missing checkpoint says so here
-        kind = "lora" if lcfg is not None else "full"
-        out_dir = Path(args.out or f"out/finetune-{Path(args.dataset).name}-{kind}-"
-                                   f"{args.backend}")
+        out_dir = Path(args.out or default_out(args))
         dataset = open_finetune_dataset(args.dataset, tokenizer, data_dir=args.data_dir,
                                         progress=True)
         tcfg = finetune_config(args.ckpt, dataset.folder, overrides, lora=lcfg is not None)
@@ -125,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.backend} twin: {what} of {tcfg.init_from} on {dataset.folder} "
           f"(loss on {tcfg.loss_on}, lr {tcfg.learning_rate:g}, B={tcfg.batch_size}, "
           f"{tcfg.max_iters} iters, patience {tcfg.patience}) -> {out_dir}", flush=True)
+    if args.resume:
+        print(resume_line(out_dir, state, tcfg), flush=True)
     stop = StopFlag()
     t0 = time.perf_counter()
     with stop.installed():
@@ -140,8 +178,10 @@ def run(args: argparse.Namespace) -> int:
               f"continue with --resume --out {out_dir}")
         return 130
     before = "?" if result.val_loss_before is None else f"{result.val_loss_before:.4f}"
+    session = f" ({time.perf_counter() - t0:.1f} s of them in this session)" if args.resume else ""
     print(f"{status}: iter {result.train.iter}, val loss {before} before -> "
-          f"{result.val_loss_best:.4f} best, {time.perf_counter() - t0:.1f} s")
+          f"{result.val_loss_best:.4f} best, {result.train.elapsed_s:.1f} s of training"
+          f"{session}")
     if result.adapter_dir is not None:
         print(f"adapter: {result.adapter_dir}; merged model: {result.model_dir}")
     if result.model_dir is not None:

@@ -81,6 +81,7 @@ class TrainResult:
     best_val_loss: float
     status: str  # "done" | "early_stopped" | "interrupted"
     log: list[dict] = field(default_factory=list)
+    elapsed_s: float = 0.0  # training time in all, earlier sessions of a resumed run included
 
 
 # ---------------------------------------------------------------------------- NumPy backend
@@ -287,7 +288,8 @@ def train(
         close = getattr(backend, "close", None)
         if close is not None:
             close()
-    return TrainResult(out_dir, it, best_val, status, log)
+    return TrainResult(out_dir, it, best_val, status, log,
+                       elapsed_s=elapsed0 + time.perf_counter() - t_start)
 
 
 def estimate_loss(backend: Backend, dataset: TokenDataset, split: str, tcfg: TrainConfig

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import checkpoint as ckpt
-from .data import TokenDataset
+from . import train_plan as plan
 from .device import array_module
+from .progress import ConsoleReporter
 from .runtime import keep_freed_memory
 from .train import (
     LOG_FILE,
@@ -37,7 +37,9 @@ from .train_diagnostics import plot_training
 FLAGS: dict[str, tuple[Any, str]] = {
     "dataset": (str, ("named dataset (shakespeare_char, shakespeare, tinystories, instruct, "
                      "dialogue) or a folder made by `prepare`")),
-    "data-dir": (str, "where raw data files are looked up first"),
+    "tokenizer": (str, "a named dataset's tokenizer: char, word, bpe or gpt2 (default: the "
+                       "dataset's own); each is prepared in its own out/data/<name>-<kind>"),
+    "data-dir": (str, "the folder of the raw data files (only it is searched when given)"),
     "loss-on": (str, "examples datasets: compute the loss on 'response' tokens or 'all'"),
     "n-layer": (int, "transformer blocks"),
     "n-head": (int, "attention heads"),
@@ -73,7 +75,9 @@ def add_args(parser: argparse.ArgumentParser, backend: str) -> None:
                                          f"(default {DEFAULT_PRESET} when no --config)")
     parser.add_argument("--config", metavar="JSON", help="settings from a JSON file")
     parser.add_argument("--out", help="output folder (default out/<preset>-<backend>)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/last")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in OUT/last with its stored settings; only "
+                             f"these may change: {plan.resumable_flags()}")
     parser.add_argument("--overwrite", action="store_true",
                         help="start afresh in an OUT that already holds a run")
     for flag, (kind, help_text) in FLAGS.items():
@@ -105,31 +109,50 @@ def add_backend_args(parser: argparse.ArgumentParser, backend: str,
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(TrainConfig)}
+    given = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(TrainConfig)}
     preset = args.preset or (None if args.config else DEFAULT_PRESET)
     name = args.preset or (Path(args.config).stem if args.config else DEFAULT_PRESET)
     out_dir = Path(args.out or f"out/{name}-{args.backend}")
+    # Resolve and check everything before any file is written (train_plan's rule).
+    state: dict[str, Any] = {}
     if args.resume:
-        tcfg = resumed_config(out_dir, overrides)
+        plan.refuse_settings_files_on_resume(args.preset, args.config, out_dir)
+        plan.refuse_lora_run(out_dir)
+        tcfg, state = plan.resumed_config(out_dir, given)
+        name = out_dir.name
     else:
-        tcfg = resolve(preset, args.config, overrides)
-    if args.backend == "numpy":  # a device that cannot run fails here, before any file work
-        array_module(numpy_device(tcfg.device))
+        tcfg = resolve(preset, args.config, given)
+        check_out_dir(out_dir, args.overwrite)
+    on_cpu = device_is_cpu(args.backend, tcfg.device)  # an unusable device fails here
+    dataset = plan.open_dataset(tcfg)
+    tcfg = tcfg.replace(tokenizer=dataset.meta.get("tokenizer", tcfg.tokenizer))
+    if args.resume:
+        plan.check_tokenizer(out_dir / "last", dataset, "--resume from")
+    elif tcfg.init_from:
+        tcfg = plan.init_from_config(tcfg, given, dataset)
+    if on_cpu:
+        plan.check_memory(tcfg, dataset.vocab_size)
     if not args.resume:
-        prepare_out_dir(out_dir, args.overwrite)
+        clear_out_dir(out_dir)
     make_backend = backend_factory(args.backend)
     keep_freed_memory()  # reuse freed activations instead of page-faulting them back in
 
-    dataset = open_dataset(tcfg)
     stop = StopFlag()
     # under torchrun only rank 0 reports; the others train silently
     main_process = int(os.environ.get("RANK", "0")) == 0
     reporter = ConsoleReporter(tcfg.log_interval) if main_process else Reporter()
     say = print if main_process else (lambda *a, **k: None)
-    say(f"{args.backend} twin: training {name} on {tcfg.dataset} "
-          f"({tcfg.n_layer}L/{tcfg.n_head}H/{tcfg.n_embd}d, T={tcfg.block_size}, "
-          f"B={tcfg.batch_size}x{tcfg.gradient_accumulation_steps}, {tcfg.max_iters} iters) "
-          f"-> {out_dir}", flush=True)
+    say(f"{args.backend} twin: training {name} on {dataset.folder} "
+        f"({tcfg.n_layer}L/{tcfg.n_head}H/{tcfg.n_embd}d, {dataset.meta.get('tokenizer')} "
+        f"vocab {dataset.vocab_size:,}, T={tcfg.block_size}, "
+        f"B={tcfg.batch_size}x{tcfg.gradient_accumulation_steps}, {tcfg.max_iters} iters, "
+        f"{tcfg.dtype}) -> {out_dir}", flush=True)
+    if tcfg.init_from and not args.resume:
+        say(f"starting from the weights of {tcfg.init_from}")
+    if args.resume:
+        say(plan.resume_line(out_dir, state, tcfg), flush=True)
+    if main_process and on_cpu and tcfg.dtype in ("bfloat16", "float16"):  # torch only
+        warn_slow_autocast(tcfg, dataset.vocab_size)
     t0 = time.perf_counter()
     with stop.installed():
         try:
@@ -145,8 +168,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"interrupted at iter {result.iter}: saved {out_dir / 'last'}; "
               f"continue with --resume --out {out_dir}")
         return 130
+    session = f" ({wall:.1f} s of them in this session)" if args.resume else ""
     print(f"{result.status}: iter {result.iter}, best val loss {result.best_val_loss:.4f}, "
-          f"{wall:.1f} s; checkpoints in {out_dir}/best and {out_dir}/last")
+          f"{result.elapsed_s:.1f} s of training{session}; checkpoints in {out_dir}/best and "
+          f"{out_dir}/last")
     if not args.no_plot and result.log and plot_log(result.log, out_dir / "loss.png", name):
         print(f"loss curve: {out_dir / 'loss.png'}")
         if plot_training(result.log, out_dir / "diagnostics.png", name):  # train_diagnostics.py
@@ -154,6 +179,29 @@ def run(args: argparse.Namespace) -> int:
     if tcfg.sample_tokens and (out_dir / "best").is_dir():
         print_sample(args.backend, out_dir / "best", tcfg)
     return 0
+
+
+def device_is_cpu(backend: str, device: str) -> bool:
+    """Whether the run's device is the CPU; a device that cannot run is an error here."""
+    if backend == "numpy":
+        name = numpy_device(device)
+        array_module(name)
+        return name == "cpu"
+    from torch_gpt.precision import resolve_device
+
+    return resolve_device(device).type == "cpu"
+
+
+def warn_slow_autocast(tcfg: TrainConfig, vocab_size: int) -> None:
+    """bf16/fp16 autocast on a CPU is often several times slower than float32: say by how
+    much, measured on this model's shape (a few throwaway steps at batch 1)."""
+    from torch_gpt.precision import autocast_slowdown
+
+    factor = autocast_slowdown(tcfg.model_config(vocab_size), tcfg.dtype, batch_size=1)
+    advice = ("use --dtype float32 on a CPU (autocast pays off on GPUs)" if factor > 1.1
+              else "no slower than float32 here")
+    print(f"warning: --dtype {tcfg.dtype} on the CPU: a training step of this model measured "
+          f"{factor:.1f}x the time of float32; {advice}", file=sys.stderr, flush=True)
 
 
 def backend_factory(backend: str):
@@ -164,33 +212,27 @@ def backend_factory(backend: str):
     return torch_backend
 
 
-def open_dataset(tcfg: TrainConfig) -> TokenDataset:
-    """A prepared folder as given, or a named dataset prepared (once) under out/data/."""
-    folder = Path(tcfg.dataset)
-    if (folder / "meta.json").is_file():
-        return TokenDataset(folder)
-    from .datasets import prepare_dataset
-
-    return TokenDataset(prepare_dataset(tcfg.dataset, data_dir=tcfg.data_dir, progress=True))
-
-
-def resumed_config(out_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
-    """The stored TrainConfig of OUT/last, with the flags given now on top."""
-    state = ckpt.load_trainer_state(out_dir / "last")
-    stored = state["train_config"]
-    stored.update({k: v for k, v in overrides.items() if v is not None})
-    return TrainConfig.from_dict(stored)
-
-
 def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
     """Refuse to clobber an earlier run unless asked; with --overwrite clear its files."""
-    previous = [out_dir / n for n in ("last", "best", LOG_FILE, "loss.png")]
-    if any(p.exists() for p in previous):
-        if not overwrite:
-            raise ValueError(f"{out_dir} already holds a training run; pass --resume to continue "
-                             "it, --overwrite to start afresh, or --out DIR for a new folder")
-        for p in previous:
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    check_out_dir(out_dir, overwrite)
+    clear_out_dir(out_dir)
+
+
+def check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """ValueError if out_dir holds a run and --overwrite was not given (nothing is touched)."""
+    if any(p.exists() for p in _run_files(out_dir)) and not overwrite:
+        raise ValueError(f"{out_dir} already holds a training run; pass --resume to continue "
+                         "it, --overwrite to start afresh, or --out DIR for a new folder")
+
+
+def clear_out_dir(out_dir: Path) -> None:
+    """Remove an earlier run's files (after every check of the new run has passed)."""
+    for p in _run_files(out_dir):
+        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def _run_files(out_dir: Path) -> list[Path]:
+    return [out_dir / n for n in ("last", "best", LOG_FILE, "loss.png", "diagnostics.png")]
 
 
 def print_sample(backend: str, folder: Path, tcfg: TrainConfig) -> None:
@@ -233,38 +275,3 @@ class StopFlag:
         self.requested = True
         print("\nstopping after this step (Ctrl-C again to abort without saving)",
               file=sys.stderr, flush=True)
-
-
-class ConsoleReporter(Reporter):
-    """A tqdm bar (loss, lr, tokens/s) on stderr and one line per evaluation on stdout."""
-
-    def __init__(self, log_interval: int) -> None:
-        self.log_interval, self.bar = log_interval, None
-
-    def start(self, total: int, initial: int) -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True,
-                        file=sys.stderr, disable=None)
-
-    def step(self, it: int, loss: float, lr: float, tokens_per_s: float) -> None:
-        self.bar.update(1)
-        if it % self.log_interval == 0:
-            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:,.0f}",
-                                 refresh=False)
-
-    def evaluation(self, r: dict) -> None:
-        self.message(f"iter {r['iter']:>6}: train {r['train_loss']:.4f}, val {r['val_loss']:.4f}"
-                     f" (ppl {r['val_ppl']:.2f}), lr {r['lr']:.2e}, {r['elapsed_s']:.1f} s"
-                     + (" *best*" if r["best"] else ""))
-
-    def message(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.write(text, file=sys.stdout)
-        else:
-            print(text)
-        sys.stdout.flush()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()

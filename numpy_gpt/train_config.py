@@ -23,7 +23,8 @@ from .config import GPTConfig, unknown_fields
 class TrainConfig:
     # data
     dataset: str = "shakespeare_char"  # a named dataset (numpy_gpt.datasets) or a prepared folder
-    data_dir: str | None = None  # where raw files are looked up first (then $GPT_DATA_DIR, ...)
+    data_dir: str | None = None  # the folder of the raw files (else $GPT_DATA_DIR, ./data, ...)
+    tokenizer: str | None = None  # a named dataset's tokenizer kind; None = the dataset's own
     loss_on: str = "response"  # examples datasets: train on "response" tokens or "all"
     # model (GPTConfig fields; vocab_size comes from the tokenizer)
     n_layer: int = 4
@@ -83,6 +84,12 @@ class TrainConfig:
             raise ValueError(f"--threads must be >= 1, got {self.threads}")
         if self.loss_on not in ("response", "all"):
             raise ValueError(f"--loss-on must be 'response' or 'all', got {self.loss_on!r}")
+        if self.tokenizer is not None:
+            from .tokenizers import TOKENIZERS
+
+            if self.tokenizer not in TOKENIZERS:
+                raise ValueError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}, "
+                                 f"got {self.tokenizer!r}")
 
     @property
     def decay_iters(self) -> int:
@@ -92,6 +99,9 @@ class TrainConfig:
         return GPTConfig(vocab_size=vocab_size, block_size=self.block_size, n_layer=self.n_layer,
                          n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout,
                          bias=self.bias, tie_weights=self.tie_weights, gelu=self.gelu)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -272,6 +272,7 @@ def test_download_checks_sha256(isolated, monkeypatch):
             return body["b"]
 
     monkeypatch.setattr(datasets.urllib.request, "urlopen", Response)
+    (isolated / "dd").mkdir()  # an explicit --data-dir must exist; the download goes into it
     with pytest.raises(DataError, match="sha256"):
         datasets.dataset_file("shakespeare", data_dir=isolated / "dd")
     assert not (isolated / "dd" / "tinyshakespeare" / "input.txt").exists()

@@ -17,10 +17,15 @@ Ref: PyTorch AMP docs (torch.amp); nanoGPT train.py (ctx, scaler, compile).
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 
 import torch
 from torch import nn
+
+from numpy_gpt.config import GPTConfig
+
+from .model import GPT
 
 AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -76,3 +81,30 @@ def tf32(enabled: bool) -> Iterator[None]:
 def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
     """torch.compile(model) when enabled (the compiled module shares the parameters)."""
     return torch.compile(model) if enabled else model
+
+
+def autocast_slowdown(config: GPTConfig, dtype: str, batch_size: int, device: str | torch.device = "cpu",
+                      repeats: int = 2) -> float:
+    """How many times longer a forward+backward of a `config` GPT takes under `dtype` autocast
+    than in float32 on `device`: best of `repeats` after a warm-up, on a seeded throwaway model
+    in eval mode (no dropout, so the global RNG is untouched). On CPUs without fast bf16/fp16
+    kernels autocast is several times slower (fp16 often tens of times); the train command
+    warns with this figure."""
+
+    model = GPT(config, device=device).eval()
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, config.vocab_size, (batch_size, config.block_size), generator=gen)
+    idx = idx.to(device)
+
+    def timed(half: str | None) -> float:
+        t0 = time.perf_counter()
+        with autocast(device, half):
+            _, loss = model(idx, idx)
+        loss.backward()
+        float(loss.detach())  # waits for the device
+        model.zero_grad(set_to_none=True)
+        return time.perf_counter() - t0
+
+    timed(None), timed(dtype)  # warm-up: first calls pay for allocation and kernel choice
+    full = min(timed(None) for _ in range(repeats))
+    return min(timed(dtype) for _ in range(repeats)) / max(full, 1e-9)

@@ -134,8 +134,9 @@ def _main_twin(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
     elapsed = time.perf_counter() - t0
     print_report(report.rows, failures_only=args.failures_only)
     print("\n" + "\n".join(format_twin_report(report)))
-    print(f"({elapsed:.1f} s; config {args.config}: {config.to_dict()}, B={batch_size}, "
-          f"T={seq_len}, seed {args.seed})")
+    config = report.config  # with the head and bias read from the model
+    print(f"({elapsed:.1f} s; config {args.config} as the model has it: {config.to_dict()}, "
+          f"B={batch_size}, T={seq_len}, seed {args.seed})")
     if args.json:
         env = env_info() | {"config": config.to_dict(), "batch_size": batch_size,
                             "seq_len": seq_len, "seed": args.seed, "tf32": False,

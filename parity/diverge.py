@@ -108,16 +108,19 @@ def first_divergence(rows: list[Row]) -> tuple[str | None, str]:
     return None, f"forward: every compared tensor agrees (worst {_agree_to(forward):.0e})"
 
 
-def nearest_loss_gradient(rows: list[Row]) -> str | None:
-    """The failing gradient nearest the loss (rows are in forward order), or None."""
+def nearest_loss_gradient(rows: list[Row], forward_ok: bool) -> str | None:
+    """The failing gradient nearest the loss (rows are in forward order), or None. With a
+    diverging forward every gradient downstream inherits it, which the line says."""
     grads = [r for r in rows if r.name.startswith("grad:")]
     bad = [r for r in grads if not r.ok]
     if not bad:
         return None
     r = bad[-1]
     what = f"error {r.error:.1e}" if not r.note else r.note
+    why = ("; the forward agrees, so the backward itself is wrong there" if forward_ok
+           else "; the forward diverges first, so fix that before reading these")
     return (f"gradients: {len(bad)} of {len(grads)} outside tolerance; nearest the loss: "
-            f"{r.name.removeprefix('grad:')}, {what}")
+            f"{r.name.removeprefix('grad:')}, {what}{why}")
 
 
 def rounding_hint(rows: list[Row], float32_tol: float) -> str | None:

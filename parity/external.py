@@ -54,6 +54,7 @@ class TwinReport:
     notes: list[str] = field(default_factory=list)
     findings: list[str] = field(default_factory=list)
     first_divergence: str | None = None  # the first disagreeing probe, e.g. "logits"
+    config: GPTConfig | None = None  # the suite's config with the detected head and bias
 
     @property
     def ok(self) -> bool:
@@ -93,7 +94,7 @@ def check_twin(
         notes.append("not compared: the gradients of the tensors held at zero")
     ctx = Context(dtype, device, config, batch_size, seq_len, seed=seed, case=f"twin/{label}")
     first, findings = _compare(ctx, model, placement, conv, params, idx, targets)
-    return TwinReport(label, ctx.rows, notes, findings, first)
+    return TwinReport(label, ctx.rows, notes, findings, first, config)
 
 
 def _prepare(model: nn.Module, placement: Placement, params: dict[str, np.ndarray],
@@ -165,7 +166,7 @@ def _compare(ctx: Context, model: nn.Module, placement: Placement, conv: Convent
                 ctx.fail(f"grad:{name}", "no gradient: the loss does not reach it", "grad")
             else:
                 ctx.check(f"grad:{name}", g, ref_grads[name], "grad")
-    nearest = nearest_loss_gradient(ctx.rows)
+    nearest = nearest_loss_gradient(ctx.rows, forward_ok=first is None)
     if nearest:
         findings.append(nearest)
     return first, findings

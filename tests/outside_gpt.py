@@ -13,6 +13,7 @@ targets) and an untied head. NAME_MAP places the reference's tensors in it.
     no_activation  the MLP without its GELU
     pos_slice      position embeddings of positions 1..T instead of 0..T-1
     tied_forward   the logits use tok_emb although the head has its own weight
+    gelu_backward  a hand-written GELU backward 0.1 % off (the forward is right)
 
 GPTLanguageModel below is a second outside style: the model of Karpathy's "Let's build GPT"
 lecture (one Linear per head, ReLU, a biased lm_head), placed by LECTURE_MAP.
@@ -27,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 BUGS = ("scale_n_embd", "mask_leak", "ln_eps", "no_residual", "no_activation", "pos_slice",
-        "tied_forward")
+        "tied_forward", "gelu_backward")
 
 NAME_MAP = {
     "names": {
@@ -74,6 +75,23 @@ class Attention(nn.Module):
         return self.out((weights @ v).transpose(1, 2).reshape(B, T, D))
 
 
+class WrongGeluBackward(torch.autograd.Function):
+    """The exact GELU with its gradient scaled by 1.001: a backward bug, forward intact."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return F.gelu(x)
+
+    @staticmethod
+    def backward(ctx, dout: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        with torch.enable_grad():
+            x = x.detach().requires_grad_()
+            (dx,) = torch.autograd.grad(F.gelu(x), x, dout)
+        return dx * 1.001
+
+
 class FeedForward(nn.Module):
     def __init__(self, dim: int, bug: str | None):
         super().__init__()
@@ -81,6 +99,8 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.up(x)
+        if self.bug == "gelu_backward":
+            return self.down(WrongGeluBackward.apply(h))
         return self.down(h if self.bug == "no_activation" else F.gelu(h))
 
 

@@ -139,6 +139,15 @@ def test_planted_bug_is_caught_and_localised(bug: str, first: str, mismatch: str
     assert any(f.startswith("gradients:") for f in report.findings)
 
 
+def test_a_backward_bug_is_localised_to_the_gradient_nearest_the_loss() -> None:
+    report = _outside("gelu_backward")
+    assert report.first_divergence is None  # the forward is right
+    assert not report.ok
+    assert report.findings[-1].startswith("gradients: 24 of 29 outside tolerance; nearest the "
+                                          "loss: transformer.h.1.mlp.c_fc.bias")
+    assert report.findings[-1].endswith("the backward itself is wrong there")
+
+
 def test_other_gelu_is_named_as_a_config_mismatch() -> None:
     report = _outside(config=CONFIG)  # the suite says tanh, the model uses the exact GELU
     assert report.first_divergence == "transformer.h.0.mlp.c_proj input"

@@ -164,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
     ap.add_argument("--threads", type=int, help="BLAS threads (re-executes with "
                                                 "OPENBLAS_NUM_THREADS set; default: all)")
+    ap.add_argument("--vs-torch", action="store_true",
+                    help="also profile torch_gpt's eager CPU train step (torch.profiler) on "
+                         "the same weights, inputs and threads, and print both side by side")
     ap.add_argument("--json", metavar="PATH", help="also write the breakdown as JSON")
     args = ap.parse_args(argv)
     if args.size not in SIZES:
@@ -181,6 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     result["env"] = env_info(args.threads or int(os.environ.get("OPENBLAS_NUM_THREADS", "0"))
                              or os.cpu_count() or 1)
     print(format_profile(result))
+    if args.vs_torch:
+        from .torch_profile import format_side_by_side, profile_torch_train_step
+
+        result["torch"] = profile_torch_train_step(args.size, args.steps, args.warmup, KINDS,
+                                                   threads=args.threads)
+        print()
+        print(format_side_by_side(result, result["torch"]))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         print(f"\nwrote {args.json}")

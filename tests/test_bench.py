@@ -315,3 +315,25 @@ def test_profile_breakdown_sums_to_the_step():
     assert sum(r["pct"] for r in p["rows"]) == pytest.approx(100.0)
     by = {r["kind"]: r for r in p["rows"]}
     assert by["linear/matmul"]["forward_ms"] > 0 and by["AdamW"]["total_ms"] > 0
+
+
+def test_torch_profile_puts_every_op_in_a_kind_and_phase():
+    """--vs-torch: torch's step by the same kinds (nested ops counted once, by the nearest
+    kind of their callers), phases from record_function marks, and the side-by-side table."""
+    from bench.torch_profile import classify_op, format_side_by_side, profile_torch_train_step
+
+    assert classify_op("aten::addmm") == "linear/matmul"
+    assert classify_op("aten::_scaled_dot_product_flash_attention_for_cpu") == "attention"
+    assert classify_op("aten::native_layer_norm_backward") == "layernorm"
+    assert classify_op("aten::gelu_backward") == "gelu"
+    assert classify_op("aten::nll_loss_forward") == "softmax/loss"
+    assert classify_op("aten::empty") == "other"
+    t = profile_torch_train_step("tiny", steps=2, warmup=1, kinds=KINDS)
+    by = {r["kind"]: r for r in t["rows"]}
+    assert list(by) == [*KINDS, "other"]
+    assert by["linear/matmul"]["forward_ms"] > 0 and by["linear/matmul"]["backward_ms"] > 0
+    assert by["layernorm"]["backward_ms"] > 0 and by["AdamW"]["optimizer_ms"] > 0
+    assert by["clipping"]["optimizer_ms"] > 0 and by["AdamW"]["forward_ms"] == 0
+    assert sum(r["pct"] for r in t["rows"]) == pytest.approx(100.0)
+    table = format_side_by_side(profile_train_step("tiny", steps=1, warmup=1), t)
+    assert "numpy/torch" in table and all(k in table for k in KINDS)

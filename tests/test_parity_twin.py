@@ -148,6 +148,18 @@ def test_a_backward_bug_is_localised_to_the_gradient_nearest_the_loss() -> None:
     assert report.findings[-1].endswith("the backward itself is wrong there")
 
 
+def test_float32_rounding_inside_a_float64_model_is_named() -> None:
+    def factory(config):
+        model = torch_gpt.GPT(config, init=False)
+        model.transformer.ln_f.register_forward_hook(lambda m, i, out: out.float().double())
+        return model
+
+    report = check_twin(factory, CONFIG, B, T)
+    assert report.first_divergence == "transformer.ln_f output"
+    assert any(f.startswith("every forward error is at float32 rounding") for f in
+               report.findings), report.findings
+
+
 def test_other_gelu_is_named_as_a_config_mismatch() -> None:
     report = _outside(config=CONFIG)  # the suite says tanh, the model uses the exact GELU
     assert report.first_divergence == "transformer.h.0.mlp.c_proj input"

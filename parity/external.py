@@ -93,7 +93,13 @@ def check_twin(
     if placement.absent or placement.zero:
         notes.append("not compared: the gradients of the tensors held at zero")
     ctx = Context(dtype, device, config, batch_size, seq_len, seed=seed, case=f"twin/{label}")
-    first, findings = _compare(ctx, model, placement, conv, params, idx, targets)
+    try:
+        first, findings = _compare(ctx, model, placement, conv, params, idx, targets)
+    except TwinError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- e.g. a backward the model cannot run
+        raise TwinError(f"--twin {label}: running the model failed: {type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''}") from None
     return TwinReport(label, ctx.rows, notes, findings, first, config)
 
 

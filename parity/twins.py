@@ -83,17 +83,17 @@ class _NumpyFunction(torch.autograd.Function):
                                 dtype=str(params[0].dtype).removeprefix("torch."))
         logits, loss, cache = model.forward(idx.cpu().numpy(), None if targets is None
                                             else targets.cpu().numpy())
-        ctx.grads = (model, cache)
+        ctx.grads = (model, cache, params[0].device)
         loss_t = torch.tensor(np.nan if loss is None else loss, dtype=params[0].dtype)
-        return torch.from_numpy(logits), loss_t
+        return torch.from_numpy(logits).to(params[0].device), loss_t.to(params[0].device)
 
     @staticmethod
     def backward(ctx, dlogits: torch.Tensor, dloss: torch.Tensor):
         if dlogits is not None and bool(dlogits.abs().sum() > 0):
             raise RuntimeError("the numpy twin differentiates the loss only, not the logits")
-        model, cache = ctx.grads
+        model, cache, device = ctx.grads
         grads = model.backward(cache, float(dloss))
-        return (None, None, None, *(torch.from_numpy(grads[k]) for k in model.params))
+        return (None, None, None, *(torch.from_numpy(grads[k]).to(device) for k in model.params))
 
 
 class NumpyTwin(nn.Module):
@@ -142,15 +142,15 @@ def resolve_twin(spec: str) -> tuple[Factory, str]:
         module_name = f"parity_twin_{abs(hash(str(path.resolve())))}"
         loader_spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(loader_spec)
-        sys.modules[module_name] = module  # dataclasses and pickle-free typing look it up
-        sys.path.insert(0, str(path.resolve().parent))  # its sibling imports
+        sys.modules[module_name] = module  # dataclasses and typing look it up by name
+        folder = str(path.resolve().parent)
+        if folder not in sys.path:  # its sibling imports, also those the factory makes later
+            sys.path.insert(0, folder)
         try:
             loader_spec.loader.exec_module(module)
         except Exception as e:  # noqa: BLE001 -- any error in user code becomes one line
             raise TwinError(f"--twin {spec!r}: importing {where} failed: "
                             f"{type(e).__name__}: {e}") from None
-        finally:
-            sys.path.remove(str(path.resolve().parent))
     else:
         try:
             module = importlib.import_module(where)

@@ -259,6 +259,15 @@ def test_cli_bad_twin_is_one_line_exit_2(spec: str, message: str, tmp_path: Path
     assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
 
 
+def test_hf_twin_without_transformers_says_why(monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers fails
+    with pytest.raises(SystemExit) as e:
+        main(["--twin", "hf"])
+    assert e.value.code == 2
+    assert "--twin hf needs the optional package transformers" in capsys.readouterr().err
+
+
 def test_cli_bad_twin_has_no_traceback_in_a_real_process(tmp_path: Path) -> None:
     spec = _write(tmp_path / "f.py", "def make(config):\n    return 1 / 0\n") + ":make"
     proc = subprocess.run([sys.executable, "-m", "parity", "--twin", spec], cwd=ROOT,

@@ -30,7 +30,7 @@ from .train import (
     plot_log,
     train,
 )
-from .train_config import DEFAULT_PRESET, PRESETS, TrainConfig, resolve
+from .train_config import DEFAULT_PRESET, PRESETS, TrainConfig, read_settings_file, resolve
 from .train_diagnostics import plot_training
 
 # flag -> (type, help); names are nanoGPT's, in kebab-case. Defaults come from TrainConfig.
@@ -128,8 +128,10 @@ def run(args: argparse.Namespace) -> int:
     tcfg = tcfg.replace(tokenizer=dataset.meta.get("tokenizer", tcfg.tokenizer))
     if args.resume:
         plan.check_tokenizer(out_dir / "last", dataset, "--resume from")
-    elif tcfg.init_from:
-        tcfg = plan.init_from_config(tcfg, given, dataset)
+    elif tcfg.init_from:  # the flags and --config file: what was asked for, not the preset
+        asked = read_settings_file(args.config) if args.config else {}
+        asked.update({k: v for k, v in given.items() if v is not None})
+        tcfg = plan.init_from_config(tcfg, asked, dataset)
     if on_cpu:
         plan.check_memory(tcfg, dataset.vocab_size)
     if not args.resume:

@@ -165,18 +165,23 @@ def resolve(preset: str | None, config_file: str | None, overrides: dict[str, An
             raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
         settings.update(PRESETS[preset])
     if config_file is not None:
-        path = Path(config_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"--config file {path} does not exist")
-        try:
-            loaded = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"--config {path} is not valid JSON: {e}") from None
-        if not isinstance(loaded, dict):
-            raise ValueError(f"--config {path} must hold a JSON object of settings")
-        settings.update({k.replace("-", "_"): v for k, v in loaded.items()})
+        settings.update(read_settings_file(config_file))
     settings.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig.from_dict(settings)
+
+
+def read_settings_file(config_file: str) -> dict[str, Any]:
+    """The settings of a --config JSON file (keys in snake_case)."""
+    path = Path(config_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"--config file {path} does not exist")
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--config {path} is not valid JSON: {e}") from None
+    if not isinstance(loaded, dict):
+        raise ValueError(f"--config {path} must hold a JSON object of settings")
+    return {k.replace("-", "_"): v for k, v in loaded.items()}
 
 
 def _flag(name: str) -> str:

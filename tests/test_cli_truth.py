@@ -198,6 +198,10 @@ def test_init_from_uses_and_prints_the_checkpoint_shape(run, char_data, capsys, 
     assert line == (f"error: --n-embd 32: --init-from {run / 'last'} is a model with n_embd=16; "
                     "drop the flag (the checkpoint's shape is used) or train from scratch "
                     "without --init-from")
+    (tmp_path / "c.json").write_text('{"n_layer": 3}')  # a --config file asks as a flag does
+    assert "error: --n-layer 3: --init-from" in refused(
+        capsys, "train", "--dataset", str(char_data), "--init-from", str(run / "last"),
+        "--config", str(tmp_path / "c.json"), "--out", str(tmp_path / "z"))
     assert not (tmp_path / "z").exists()
 
 

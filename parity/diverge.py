@@ -151,7 +151,9 @@ def variants(config: GPTConfig) -> list[Variant]:
         out.append(Variant("the logits use wte although lm_head is its own parameter "
                            "(tied in the forward, untied in the parameters)", head="wte"))
     if config.bias:
-        out.append(Variant("biases are created but not applied", zero_bias=True))
+        out += [Variant(f"{which} biases are created but not applied", zero_bias=kind)
+                for kind, which in (("all", "all"), ("linear", "the Linear layers'"),
+                                    ("layernorm", "the LayerNorms'"))]
     return out
 
 

@@ -58,7 +58,7 @@ class Variant:
     eps: float | None = None
     scale: float | None = None  # attention scale instead of 1/sqrt(hs)
     head: str | None = None  # "wte" | "lm_head": which weight the logits use
-    zero_bias: bool = False  # biases ignored (read as 0)
+    zero_bias: str = ""  # biases ignored (read as 0): "linear" | "layernorm" | "all"
 
 
 def probe_params(config: GPTConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -90,7 +90,9 @@ def reference_trace(params: dict[str, np.ndarray], config: GPTConfig, idx: np.nd
 
     def get(name: str) -> np.ndarray | None:
         if name.endswith(".bias") and variant.zero_bias:
-            return None
+            is_ln = name.endswith(("ln_1.bias", "ln_2.bias", "ln_f.bias"))
+            if variant.zero_bias == "all" or (variant.zero_bias == "layernorm") == is_ln:
+                return None
         return P.get(name)
 
     def ln(x: np.ndarray, key: str) -> np.ndarray:

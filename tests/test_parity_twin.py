@@ -160,6 +160,13 @@ def test_float32_rounding_inside_a_float64_model_is_named() -> None:
                report.findings), report.findings
 
 
+def test_linear_biases_not_applied_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outside_gpt.Dense, "forward", lambda self, x: x @ self.weight)
+    report = _outside()
+    assert report.first_divergence == "transformer.h.0.attn.c_attn[q] output"
+    assert "the Linear layers' biases are created but not applied" in report.findings[1]
+
+
 def test_other_gelu_is_named_as_a_config_mismatch() -> None:
     report = _outside(config=CONFIG)  # the suite says tanh, the model uses the exact GELU
     assert report.first_divergence == "transformer.h.0.mlp.c_proj input"

@@ -145,6 +145,10 @@ def run(args: argparse.Namespace) -> int:
                              f"{tcfg.init_from}; drop --ckpt to resume it")
         tokenizer = checkpoint_tokenizer(out_dir / "last")
         dataset = open_finetune_dataset(tcfg.dataset, tokenizer)
+        if args.dataset is not None and args.dataset not in (tcfg.dataset,
+                                                             dataset.meta.get("name")):
+            raise ValueError(f"--dataset {args.dataset}: the run in {out_dir} fine-tunes on "
+                             f"{dataset.folder}; drop --dataset to resume it")
     else:
         if not args.ckpt or not args.dataset:
             raise ValueError("give --ckpt DIR (the checkpoint to fine-tune) and --dataset "

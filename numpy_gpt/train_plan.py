@@ -55,6 +55,9 @@ def resumed_config(out_dir: Path, overrides: dict[str, Any]
     """(the run's TrainConfig with the RESUMABLE flags given now applied, its trainer state).
     A flag that would change anything else is a ValueError naming it. `out` is where the run
     is now (it may have been moved), not a setting."""
+    if not (out_dir / "last").is_dir():
+        raise ValueError(f"--resume: there is no run in {out_dir} (no {out_dir / 'last'}); pass "
+                         "--out DIR, the folder of the run to continue")
     state = ckpt.load_trainer_state(out_dir / "last")
     stored = TrainConfig.from_dict(state["train_config"])
     given = {k: v for k, v in overrides.items() if v is not None and k != "out"}

@@ -312,6 +312,11 @@ def test_resume_of_fine_tunes(tiny_chat, capsys, tmp_path, monkeypatch):
         capsys, "finetune", "--resume", "--out", str(out_dir), "--lora-rank", "4")
     assert refused(capsys, "finetune", "--resume").startswith(
         "error: finetune --resume needs --out DIR, or the --dataset (and --lora)")
+    assert refused(capsys, "finetune", "--resume", "--out", str(out_dir), "--dataset",
+                   "instruct").startswith("error: --dataset instruct: the run in ")
+    assert refused(capsys, "train", "--resume", "--out", "elsewhere") == (
+        "error: --resume: there is no run in elsewhere (no elsewhere/last); pass --out DIR, "
+        "the folder of the run to continue")
     assert snapshot(out_dir) == before
     # no --out: the default folder of --dataset and --lora, as the first run chose it
     code, out, _ = cli(capsys, "finetune", "--resume", "--dataset", str(folder), "--lora",

@@ -75,7 +75,7 @@ def plot_attention(maps: np.ndarray, labels: list[str], path: str | Path,
                 ax.set_xticks([])
                 ax.set_yticks([])
     fig.suptitle(title or "attention weights (row: query token, column: key token)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # room for the title
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.png")

@@ -127,7 +127,7 @@ def plot_training(records: list[dict], path: str | Path, title: str = "") -> boo
     axes[0].legend()
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.94 if title else 1))
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp)

@@ -254,3 +254,9 @@ def test_cli_list_start_check_hint(tmp_path, capsys):
     assert "PASSED: dropout" in out and "progress: 1/9 passed (dropout); next: linear" in out
     assert "level 1:" in out and "level 3:" in out and "dS = P * (dP" in out
     assert len(hint("linear", 1)) == 1 and len(hint("linear", 3)) == 3
+
+
+def test_the_model_exercise_says_which_layer_file_is_missing(tmp_path):
+    start("model", tmp_path)
+    with pytest.raises(ExerciseError, match="model.py uses your attention.py, which is not in"):
+        check("model", tmp_path)

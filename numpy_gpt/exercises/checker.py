@@ -110,6 +110,12 @@ def load_learner(path: Path, functions: tuple[str, ...]) -> types.ModuleType:
     module.__file__ = str(path)
     try:
         exec(code, module.__dict__)
+    except ModuleNotFoundError as e:
+        if e.name in ORDER:  # model.py imports the learner's own layer files
+            raise ExerciseError(f"{path.name} uses your {e.name}.py, which is not in "
+                                f"{path.parent}: exercise start {e.name} --dir "
+                                f"{path.parent}") from None
+        raise one_line_error(e, path.parent, f"importing {path}") from None
     except Exception as e:  # the learner's code: anything can happen
         raise one_line_error(e, path.parent, f"importing {path}") from None
     for name in functions:

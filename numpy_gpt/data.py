@@ -139,7 +139,7 @@ def collate_examples(
 class TokenDataset:
     """A prepared folder opened for reading; splits are memory-mapped, never loaded whole.
 
-        ds = TokenDataset("out/data/shakespeare_char")
+        ds = TokenDataset("out/data/shakespeare_char-char")
         x, y = ds.get_batch("train", 12, 64, rng)      # windows or padded examples by layout
         tok = ds.tokenizer()
     """

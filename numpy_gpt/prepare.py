@@ -334,7 +334,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              f"(default: every word), special tokens included")
     parser.add_argument("--min-freq", type=int, default=1, metavar="N",
                         help="word tokenizer: drop words seen fewer than N times")
-    parser.add_argument("--out", metavar="DIR", help="output folder (default out/data/<name>)")
+    parser.add_argument("--out", metavar="DIR",
+                        help="output folder (default out/data/<name>-<tokenizer>, plus each "
+                             "option that is not its default, e.g. chats-bpe-v1024)")
     parser.add_argument("--val-fraction", type=float, default=0.1, metavar="P",
                         help="share of the data for validation (default 0.1)")
     parser.add_argument("--test-fraction", type=float, default=0.0, metavar="P",
@@ -342,8 +344,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1337, metavar="S",
                         help="seed of the document/example split (default 1337)")
     parser.add_argument("--data-dir", metavar="DIR",
-                        help="folder with the raw data (searched before $GPT_DATA_DIR, ./data, "
-                             "../shared/data)")
+                        help="the folder of the raw data, the only one searched when given "
+                             "(default: $GPT_DATA_DIR, ./data, ../shared/data)")
     parser.add_argument("--name", help="name of an --input dataset (default: the file's stem)")
     parser.add_argument("--force", action="store_true",
                         help="prepare again even if the output folder is up to date")
@@ -352,7 +354,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run `prepare` from parsed arguments; prints one summary line, or `error: ...` and
     returns 1 on bad input."""
-    from .datasets import prepare_dataset
+    from .datasets import DATASETS, prepare_dataset, prepared_folder
 
     try:
         if args.dataset and args.dataset_flag and args.dataset != args.dataset_flag:
@@ -371,9 +373,14 @@ def run(args: argparse.Namespace) -> int:
         else:
             path = Path(args.input)
             name = args.name or path.stem
-            out = prepare(path, args.out or Path("out") / "data" / name, fmt=args.format,
-                          tokenizer=args.tokenizer or "gpt2", data_dir=args.data_dir,
-                          name=name, progress=True, reuse=not args.force, **common)
+            kind = args.tokenizer or "gpt2"
+            if args.out is None and name in DATASETS:  # out/data/<name>-* is that dataset's
+                raise DataError(f"--input {path}: {name!r} is the name of a named dataset, "
+                                f"whose preparations live in out/data/{name}-*; pass --name "
+                                "NAME or --out DIR")
+            out = prepare(path, args.out or prepared_folder(name, kind, **common), fmt=args.format,
+                          tokenizer=kind, data_dir=args.data_dir, name=name, progress=True,
+                          reuse=not args.force, **common)
         meta = json.loads((out / META_FILE).read_text(encoding="utf-8"))
     except (DataError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -232,6 +232,15 @@ def test_prepared_folders_are_keyed_and_train_tokenizer_picks_one(raw, capsys, t
     assert snapshot(char) == before  # the char preparation was not touched
     line = refused(capsys, "train", "--dataset", str(char), "--tokenizer", "word", "--out", "q")
     assert line.startswith(f"error: --tokenizer word: {char} is prepared with the char tokenizer")
+    # files given with --input are keyed the same way; a named dataset's name is not theirs
+    (tmp_path / "chats.txt").write_text(TEXT)
+    for kind in ("char", "word"):
+        code, out, _ = cli(capsys, "prepare", "--input", "chats.txt", "--tokenizer", kind)
+        assert code == 0 and out.startswith(f"out/data/chats-{kind}: {kind} tokenizer")
+    (tmp_path / "dialogue.txt").write_text(TEXT)
+    assert refused(capsys, "prepare", "--input", "dialogue.txt", "--tokenizer", "char") == (
+        "error: --input dialogue.txt: 'dialogue' is the name of a named dataset, whose "
+        "preparations live in out/data/dialogue-*; pass --name NAME or --out DIR")
 
 
 # ---- case 6: sizes that cannot fit, missing folders, an authoritative --data-dir --------------

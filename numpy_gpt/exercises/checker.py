@@ -74,12 +74,13 @@ def learner_imports(folder: Path):
         for name in ORDER:
             sys.modules.pop(name, None)
 
+    saved = list(sys.path)  # restored whole: model.py adds its own folder too
     purge()
     sys.path.insert(0, str(folder))
     try:
         yield
     finally:
-        sys.path.remove(str(folder))
+        sys.path[:] = saved
         purge()
 
 

@@ -7,6 +7,7 @@ import textwrap
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import numpy_gpt
@@ -260,3 +261,26 @@ def test_the_model_exercise_says_which_layer_file_is_missing(tmp_path):
     start("model", tmp_path)
     with pytest.raises(ExerciseError, match="model.py uses your attention.py, which is not in"):
         check("model", tmp_path)
+
+
+def test_diagnose_names_each_generic_mistake():
+    from numpy_gpt.exercises.diagnosis import diagnose
+
+    rng = np.random.default_rng(0)
+    dims = {"B": 2, "T": 3, "C": 4}
+    w = rng.standard_normal((4, 4))
+    per_row = rng.standard_normal((2, 3, 4))
+    factors = {"1/N": (1 / 6, "a mean, not a sum")}
+    assert diagnose(w.copy(), w, dims=dims) is None
+    assert "transposed" in diagnose(w.T, w, dims=dims)
+    assert "wrong sign" in diagnose(-w, w, dims=dims)
+    assert "0.1667 = 1/N: a mean" in diagnose(w / 6, w, dims=dims, factors=factors)
+    assert "off by a constant factor 3" in diagnose(3 * w, w, dims=dims)
+    assert "missing the sum over B=2, T=3" in diagnose(per_row, per_row.sum((0, 1)), dims=dims)
+    assert "missing the sum over B=2" in diagnose(per_row, per_row.sum(0), dims=dims)
+    diag_only = w.copy()
+    diag_only[~np.eye(4, dtype=bool)] += 1.0
+    assert "right only on the diagonal" in diagnose(diag_only, w, dims=dims)
+    assert "this is dw's value" in diagnose(w, w + 1, dims=dims, others={"dw": w})
+    assert "wrong shape (C=4, B=2), expected (C=4, C=4)" in diagnose(w[:, :2], w, dims=dims)
+    assert "returned None" in diagnose(None, w, dims=dims)

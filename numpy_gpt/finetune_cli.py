@@ -157,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir = Path(args.out or default_out(args))
         dataset = open_finetune_dataset(args.dataset, tokenizer, data_dir=args.data_dir,
                                         progress=True)
+        overrides.pop("dataset")  # the run's data is the prepared folder, not the name given
         tcfg = finetune_config(args.ckpt, dataset.folder, overrides, lora=lcfg is not None)
         prepare_out_dir(out_dir, args.overwrite)
 

@@ -127,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
     dataset = plan.open_dataset(tcfg)
     tcfg = tcfg.replace(tokenizer=dataset.meta.get("tokenizer", tcfg.tokenizer))
     if args.resume:
-        plan.check_tokenizer(out_dir / "last", dataset, "--resume from")
+        plan.check_tokenizer(out_dir / "last", dataset, "--resume from",
+                             "the data has changed since the run started (a fine-tune "
+                             f"continues with finetune --resume --out {out_dir})")
     elif tcfg.init_from:  # the flags and --config file: what was asked for, not the preset
         asked = read_settings_file(args.config) if args.config else {}
         asked.update({k: v for k, v in given.items() if v is not None})

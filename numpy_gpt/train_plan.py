@@ -111,7 +111,9 @@ def init_from_config(tcfg: TrainConfig, given: dict[str, Any], dataset: TokenDat
     differs, or a dataset encoded with another tokenizer, is a ValueError."""
     init = Path(tcfg.init_from)
     stored = GPTConfig.from_dict(ckpt.read_meta(init)["model"])
-    check_tokenizer(init, dataset, "--init-from")
+    check_tokenizer(init, dataset, "--init-from",
+                    f"train on data encoded with the checkpoint's tokenizer (finetune --ckpt "
+                    f"{init} --dataset NAME prepares it) or drop --init-from")
     wrong = [f for f in SHAPE_FIELDS if given.get(f) is not None
              and given[f] != getattr(stored, f)]
     if wrong:
@@ -127,9 +129,9 @@ def init_from_config(tcfg: TrainConfig, given: dict[str, Any], dataset: TokenDat
     return tcfg.replace(**shape, block_size=block or stored.block_size)
 
 
-def check_tokenizer(folder: Path, dataset: TokenDataset, what: str) -> None:
+def check_tokenizer(folder: Path, dataset: TokenDataset, what: str, fix: str) -> None:
     """ValueError unless `dataset` was encoded with exactly the tokenizer of checkpoint
-    `folder` (the ids would mean other tokens)."""
+    `folder` (the ids would mean other tokens); `fix` says what to do instead."""
     from .sample_cli import checkpoint_tokenizer
 
     model_tok, data_tok = checkpoint_tokenizer(folder), dataset.tokenizer()
@@ -138,9 +140,7 @@ def check_tokenizer(folder: Path, dataset: TokenDataset, what: str) -> None:
     raise ValueError(
         f"{what} {folder} has a {model_tok.kind} tokenizer with vocab_size "
         f"{model_tok.vocab_size} but the dataset {dataset.folder} is encoded with a "
-        f"{data_tok.kind} tokenizer with vocab_size {data_tok.vocab_size}; train on data "
-        f"encoded with the checkpoint's tokenizer (finetune --ckpt {folder} --dataset NAME "
-        "prepares it) or drop --init-from")
+        f"{data_tok.kind} tokenizer with vocab_size {data_tok.vocab_size}; {fix}")
 
 
 # ---------------------------------------------------------------------------- the dataset

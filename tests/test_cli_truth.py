@@ -332,3 +332,33 @@ def test_resume_of_fine_tunes(tiny_chat, capsys, tmp_path, monkeypatch):
                        "--max-iters", "4", "--no-plot")
     assert code == 0 and f"resuming {out_dir / 'last'} from iteration 2 of 4 (" in out
     assert json.loads((out_dir / "last" / "trainer_state.json").read_text())["iter"] == 4
+
+
+def test_train_resume_continues_a_full_fine_tune_of_a_named_dataset(capsys, tmp_path,
+                                                                   monkeypatch):
+    """The run records the folder it trained on (not the name given), so `train --resume`
+    reads the same data with the same tokenizer instead of a GPT-2 preparation."""
+    from numpy_gpt import GPT, GPTConfig
+    from numpy_gpt.chat_format import EOT
+    from numpy_gpt.tokenizers import BPETokenizer
+
+    monkeypatch.chdir(tmp_path)
+    examples = [{"instruction": f"add {a} and {b}", "input": "", "output": f"{a + b}."}
+                for a in range(5) for b in range(4)]
+    (tmp_path / "raw" / "instruct").mkdir(parents=True)
+    (tmp_path / "raw" / "instruct" / "instruction-data.json").write_text(json.dumps(examples))
+    tok = BPETokenizer.train(json.dumps(examples), 270, special_tokens=[EOT])
+    GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=256, n_layer=1, n_head=2, n_embd=16),
+        seed=0).save(tmp_path / "base", tokenizer=tok)
+    common = ["--eval-interval", "2", "--eval-iters", "1", "--batch-size", "2", "--no-plot"]
+    code, _, err = cli(capsys, "finetune", "--ckpt", "base", "--dataset", "instruct",
+                       "--data-dir", "raw", "--max-iters", "2", *common)
+    assert code == 0, err
+    run_dir = Path("out") / "finetune-instruct-full-numpy"
+    code, out, err = cli(capsys, "train", "--resume", "--out", str(run_dir), "--max-iters", "4",
+                         "--no-plot")
+    assert code == 0, err
+    assert f"resuming {run_dir / 'last'} from iteration 2 of 4 (" in out
+    state = json.loads((run_dir / "last" / "trainer_state.json").read_text())
+    assert state["iter"] == 4
+    assert state["train_config"]["dataset"].startswith("out/data/instruct-bpe-")

@@ -2,7 +2,10 @@
 
 With no arguments it trains the `shakespeare-char-cpu` preset on Tiny Shakespeare, prints
 evaluations as it goes, saves checkpoints and loss.png under out/, and prints a sample.
-Ctrl-C saves OUT/last and exits; `--resume` continues from it bit-identically.
+Ctrl-C saves OUT/last and exits; `--resume` continues from it bit-identically. Before anything
+is written the run is resolved and checked (numpy_gpt.train_plan: what may change on resume,
+--init-from's shape and tokenizer, the dataset, memory) and printed; progress is
+numpy_gpt.progress.
 """
 
 from __future__ import annotations

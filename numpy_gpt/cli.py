@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "gradcheck": ("numpy_gpt.gradcheck_cli", "check every hand-written gradient numerically"),
     "exercise": ("numpy_gpt.exercise_cli", "write the backward passes yourself, checked"),
     "plot": ("numpy_gpt.plot_cli", "attention maps of a checkpoint; a run's training diagnostics"),
+    "export": ("numpy_gpt.export_cli", "write a checkpoint as a Hugging Face GPT-2 folder"),
 }
 NUMPY_ONLY = {"gradcheck", "exercise", "plot"}
 

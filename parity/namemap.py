@@ -154,9 +154,11 @@ def place(model: nn.Module, config: GPTConfig, name_map: str | dict | None = Non
     own = dict(model.named_parameters(remove_duplicate=False))
     prefix = _prefix(set(own), full, names)
     wanted = {k: names.get(k, k.removeprefix(prefix)) for k in full}
-    notes = ["names: " + ("your name map" + (" (identity for the rest)" if len(names) < len(full)
-                                             else "") if names else
-                          "GPT-2/nanoGPT" + (" without 'transformer.'" if prefix else ""))]
+    if names:
+        scheme = "your name map" + (" (identity for the rest)" if len(names) < len(full) else "")
+    else:
+        scheme = "GPT-2/nanoGPT" + (" without 'transformer.'" if prefix else "")
+    notes = [f"names: {scheme}"]
     config, cfg_notes = _detect_head_and_bias(config, own, wanted)
     notes += cfg_notes
     shapes = param_shapes(config)
@@ -189,8 +191,8 @@ def place(model: nn.Module, config: GPTConfig, name_map: str | dict | None = Non
                 raise TwinError(f"{k}: the model's {t} has shape {tuple(own[t].shape)}, the "
                                 f"reference needs {want} for this config")
         slots.append(Slot(k, targets, transposed=bool(targets) and targets[0] in transposed))
-    placement = Placement(slots, config, _modules(config, wanted, _expand(user["modules"],
-                                                                          config)), notes, zero)
+    modules = _modules(config, wanted, _expand(user["modules"], config))
+    placement = Placement(slots, config, modules, notes, zero)
     if placement.absent:
         notes.append(f"absent from the model, held at zero: {_short(placement.absent)}")
     if zero:

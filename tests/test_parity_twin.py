@@ -96,6 +96,26 @@ def test_bias_off_and_untied_head_are_detected_from_the_model() -> None:
     assert "bias: off" in notes and "head: untied" in notes
 
 
+def test_gpt2_names_without_the_transformer_prefix() -> None:
+    class NoPrefix(nn.Module):  # torch_gpt's modules at the root: wte.weight, h.0.ln_1...
+        def __init__(self, config):
+            super().__init__()
+            for name, child in torch_gpt.GPT(config, init=False).transformer.items():
+                self.add_module(name, child)
+
+        def forward(self, idx, targets=None):
+            x = self.wte(idx) + self.wpe(torch.arange(idx.size(1)))
+            for block in self.h:
+                x = block(x)
+            logits = torch.nn.functional.linear(self.ln_f(x), self.wte.weight)
+            return logits, None if targets is None else torch.nn.functional.cross_entropy(
+                logits.flatten(0, 1), targets.flatten())
+
+    report = check_twin(NoPrefix, CONFIG, B, T)
+    assert report.ok, _failures(report)
+    assert "names: GPT-2/nanoGPT without 'transformer.'" in report.notes
+
+
 def test_float32_when_float64_fails() -> None:
     class Float32Only(outside_gpt.OutsideGPT):
         def forward(self, tokens, targets=None):

@@ -128,7 +128,8 @@ BUILTIN_TWINS: dict[str, Factory] = {"torch": torch_twin, "numpy": NumpyTwin, "h
 
 
 def resolve_twin(spec: str) -> tuple[Factory, str]:
-    """'hf' | 'torch' | 'numpy' | 'FILE.py:NAME' | 'package.module:NAME' -> (factory, label)."""
+    """'hf' | 'torch' | 'numpy' | 'FILE.py:NAME' | 'package.module:NAME' -> (factory, label);
+    the label (rows' case "twin/<label>") names a file by its base name."""
     if spec in BUILTIN_TWINS:
         return BUILTIN_TWINS[spec], spec
     where, sep, name = spec.rpartition(":")
@@ -163,7 +164,7 @@ def resolve_twin(spec: str) -> tuple[Factory, str]:
     if not callable(factory):
         raise TwinError(f"--twin {spec!r}: {name!r} is not callable (a factory taking a "
                         "GPTConfig)")
-    return factory, spec
+    return factory, f"{Path(where).name}:{name}" if where.endswith(".py") else spec
 
 
 def build_twin(factory: Factory, config: GPTConfig, label: str) -> nn.Module:

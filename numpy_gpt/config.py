@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 GELU_KINDS = ("tanh", "exact")
+ATTENTION_KINDS = ("auto", "full", "tiled")
+# "auto" runs the tiled attention (numpy_gpt/layers/flash_attention.py) for sequences longer
+# than this, the full one (layers/attention.py) up to it; measured in the README
+AUTO_TILED_ABOVE_T = 256
 
 
 class ConfigError(ValueError):
@@ -33,6 +37,13 @@ class GPTConfig:
     tie_weights: bool = True  # lm_head shares transformer.wte.weight (GPT-2: True)
     gelu: str = "tanh"  # "tanh": GPT-2's approximation; "exact": erf GELU, as nanoGPT
     layer_norm_eps: float = 1e-5  # epsilon inside LayerNorm's square root
+    # numpy_gpt's attention kernel (the same function, to rounding): "full" keeps the (T, T)
+    # probabilities (layers/attention.py), "tiled" keeps O(T) (layers/flash_attention.py; no
+    # attention dropout), "auto" tiles when T > AUTO_TILED_ABOVE_T and no dropout is applied.
+    # torch_gpt runs F.scaled_dot_product_attention for every value. Older checkpoints
+    # without these fields load with the defaults.
+    attention: str = "auto"
+    attention_tile: int = 128  # query and key rows per tile of the tiled kernel
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -59,6 +70,25 @@ class GPTConfig:
             raise ConfigError(
                 f"GPTConfig.layer_norm_eps must be > 0, got {self.layer_norm_eps!r}"
             )
+        if self.attention not in ATTENTION_KINDS:
+            raise ConfigError(f"GPTConfig.attention must be one of {ATTENTION_KINDS}, "
+                              f"got {self.attention!r}")
+        if (isinstance(self.attention_tile, bool) or not isinstance(self.attention_tile, int)
+                or self.attention_tile < 1):
+            raise ConfigError(f"GPTConfig.attention_tile must be an integer >= 1, "
+                              f"got {self.attention_tile!r}")
+        if self.attention == "tiled" and self.dropout > 0:
+            raise ConfigError(
+                f"GPTConfig.attention='tiled' cannot apply dropout ({self.dropout}): the tiled "
+                "kernel keeps no (T, T) attention-dropout mask; use attention='auto' (full "
+                "attention while dropout is on) or dropout=0"
+            )
+
+    def tiled_attention(self, T: int, p: float = 0.0) -> bool:
+        """Whether numpy_gpt runs the tiled kernel for a length-T forward with dropout p."""
+        if self.attention == "auto":
+            return T > AUTO_TILED_ABOVE_T and p == 0.0
+        return self.attention == "tiled"
 
     @property
     def head_size(self) -> int:

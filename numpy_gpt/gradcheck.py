@@ -18,6 +18,7 @@ axis cannot hide. Ref: CS231n "gradient checking"; llm.c test_gpt2.c.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +34,8 @@ from .layers import (
     dropout_forward,
     embedding_backward,
     embedding_forward,
+    flash_attention_backward,
+    flash_attention_forward,
     gelu_exact_backward,
     gelu_exact_forward,
     gelu_tanh_backward,
@@ -124,6 +127,14 @@ def layer_cases(rng: np.random.Generator) -> dict[str, LayerCase]:
     cases["attention_T1"] = LayerCase(
         lambda qkv: attention_forward(qkv, NH), lambda d, c: (attention_backward(d, c),),
         {"qkv": randn((1, 1, 3 * C))})
+    # the tiled kernel: odd T not a multiple of the tile (a short last tile, diagonal tiles
+    # and skipped ones), one row per tile, T = 1, and a tile larger than T
+    for name, (Bt, Tt, tile) in {"attention_tiled": (B, 7, 3), "attention_tiled_tile1": (1, 5, 1),
+                                 "attention_tiled_T1": (1, 1, 4),
+                                 "attention_tiled_big_tile": (B, T, 16)}.items():
+        cases[name] = LayerCase(
+            functools.partial(flash_attention_forward, n_head=NH, tile=tile),
+            lambda d, c: (flash_attention_backward(d, c),), {"qkv": randn((Bt, Tt, 3 * C))})
     cases["lora"] = LayerCase(
         lambda x, A, B_: lora_forward(x, A, B_, 2.0), lora_backward,
         {"x": randn((B, T, C)), "A": randn((3, C)), "B": randn((5, 3))})
@@ -222,6 +233,7 @@ def model_variants() -> dict[str, tuple[GPTConfig, dict]]:
         "model_untied_nobias": (base.replace(tie_weights=False, bias=False), {}),
         "model_gelu_exact": (base.replace(gelu="exact", n_layer=1), {}),
         "model_dropout": (base.replace(dropout=0.2, n_layer=1), {"dropout_masks": True}),
+        "model_tiled": (base.replace(n_layer=1, attention="tiled", attention_tile=3), {}),
         "model_smoothing_ignore": (base.replace(n_layer=1), {"label_smoothing": 0.1,
                                                              "ignore": True}),
         "model_lora": (base.replace(n_layer=1, dropout=0.1), {

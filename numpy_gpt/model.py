@@ -15,6 +15,10 @@ Parameters live in `self.params`, a flat dict keyed by the canonical GPT-2/nanoG
 CuPy, see device.py): token ids and dropout masks may come from the host; logits, caches
 and gradients stay on the model's device.
 
+Attention runs layers/attention.py (the (T, T) probabilities kept for backward) or the tiled
+layers/flash_attention.py (O(T) memory, the same function to rounding), as config.attention
+and config.tiled_attention(T, p) decide per forward.
+
 Deliberately omits: KV-cache decoding (generate.py), the optimizer (optim.py).
 Ref: nanoGPT model.py; llm.c train_gpt2.c gpt2_forward/gpt2_backward.
 """
@@ -31,6 +35,7 @@ from . import checkpoint
 from .config import GPTConfig, dropout_mask_shapes, param_shapes
 from .device import DEVICES, array_module, to_numpy
 from .layers import (
+    FlashAttentionCache,
     attention_backward,
     attention_forward,
     cross_entropy_backward,
@@ -39,6 +44,8 @@ from .layers import (
     dropout_forward,
     embedding_backward,
     embedding_forward,
+    flash_attention_backward,
+    flash_attention_forward,
     gelu_exact_backward,
     gelu_exact_forward,
     gelu_recompute,
@@ -168,6 +175,7 @@ class GPT:
                 dropout_masks = make_dropout_masks(cfg, B, T, rng, self.lora)
             masks = {k: xp.asarray(m) for k, m in dropout_masks.items()}
         gelu_forward = gelu_tanh_forward if cfg.gelu == "tanh" else gelu_exact_forward
+        tiled = cfg.tiled_attention(T, p)  # config.attention: O(T) or O(T^2) attention memory
 
         x, emb = embedding_forward(idx, P["transformer.wte.weight"], P["transformer.wpe.weight"])
         x, emb_drop = dropout_forward(x, masks.get("transformer.drop"), p)
@@ -177,7 +185,10 @@ class GPT:
             a, ln_1 = layernorm_forward(x, P[h + "ln_1.weight"], P.get(h + "ln_1.bias"),
                                         cfg.layer_norm_eps)
             a, c_attn = self._linear(a, h + "attn.c_attn", masks, p_lora)
-            a, attn = attention_forward(a, cfg.n_head, masks.get(h + "attn.attn_dropout"), p)
+            if tiled:
+                a, attn = flash_attention_forward(a, cfg.n_head, cfg.attention_tile)
+            else:
+                a, attn = attention_forward(a, cfg.n_head, masks.get(h + "attn.attn_dropout"), p)
             a, attn_proj = self._linear(a, h + "attn.c_proj", masks, p_lora)
             a, attn_drop = dropout_forward(a, masks.get(h + "attn.resid_dropout"), p)
             x += a  # residual 1, in place: no cache holds the residual stream x
@@ -238,7 +249,10 @@ class GPT:
             # residual 1: x_mid = x_in + a
             da = dropout_backward(dx, c.attn_drop)
             da = self._linear_backward(da, c.attn_proj, h + "attn.c_proj", grads)
-            da = attention_backward(da, c.attn)
+            if isinstance(c.attn, FlashAttentionCache):  # forward ran the tiled kernel
+                da = flash_attention_backward(da, c.attn)
+            else:
+                da = attention_backward(da, c.attn)
             da = self._linear_backward(da, c.c_attn, h + "attn.c_attn", grads)
             da, grads[h + "ln_1.weight"], grads[h + "ln_1.bias"] = layernorm_backward(da, c.ln_1)
             dx += da  # fan-out of x_in: skip path + attention branch

@@ -61,6 +61,7 @@ def test_the_fake_refuses_what_cupy_refuses(cupy):
 @pytest.mark.parametrize("variant", [
     {},
     {"gelu": "exact", "bias": False, "tie_weights": False},
+    {"dropout": 0.0, "attention": "tiled", "attention_tile": 3},  # flash_attention.py
 ])
 def test_forward_backward_on_device_equal_cpu(cupy, dtype, variant):
     """Logits, loss and every gradient, with dropout, label smoothing and ignored targets."""

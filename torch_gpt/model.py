@@ -12,6 +12,10 @@ and so stores it twice). Gradients come from autograd: nothing here reuses numpy
 
 Attention is either F.scaled_dot_product_attention (`attn="sdpa"`, fast) or written out
 (`attn="manual"`); only the manual path can apply an injected attention-dropout mask.
+GPTConfig.attention ("auto" | "full" | "tiled", numpy_gpt's choice between its full and its
+tiled kernel) maps to SDPA here whatever its value: on the CPU SDPA is itself a tiled
+online-softmax kernel (torch's flash-attention CPU path), so `attn="sdpa"` is the twin of
+both; `attn="manual"` is the twin of numpy_gpt's full layers/attention.py.
 
 Dropout: in train mode, random dropout draws from torch's default generator (as nanoGPT;
 seed it in the training script). For exact comparisons pass `dropout_masks` (bool keep-masks

@@ -22,6 +22,11 @@ Ref: karpathy/llm.c train_gpt2.c (the same layers in C, one forward/backward pai
 from .attention import attention_backward, attention_forward
 from .dropout import dropout_backward, dropout_forward
 from .embedding import embedding_backward, embedding_forward
+from .flash_attention import (
+    FlashAttentionCache,
+    flash_attention_backward,
+    flash_attention_forward,
+)
 from .gelu import (
     gelu_exact_backward,
     gelu_exact_forward,
@@ -35,6 +40,7 @@ from .lora import lora_backward, lora_forward
 from .loss import cross_entropy_backward, cross_entropy_forward
 
 __all__ = [
+    "FlashAttentionCache",
     "attention_backward",
     "attention_forward",
     "cross_entropy_backward",
@@ -43,6 +49,8 @@ __all__ = [
     "dropout_forward",
     "embedding_backward",
     "embedding_forward",
+    "flash_attention_backward",
+    "flash_attention_forward",
     "gelu_exact_backward",
     "gelu_exact_forward",
     "gelu_recompute",

@@ -156,6 +156,28 @@ def run_attention(ctx: Context, attn: str, dropout: bool) -> None:
         _compare(ctx, _tag(s), out, {"qkv": dqkv}, fn, {"qkv": qkv, "mask": mask}, dout)
 
 
+TILED_SIZES: list[tuple[Sizes, int]] = [((2, 7, 8, 2, 11), 3), ((1, 1, 8, 2, 11), 4),
+                                        ((2, 3, 8, 2, 11), 16)]  # (sizes, tile)
+
+
+def run_tiled_attention(ctx: Context) -> None:
+    """numpy_gpt's tiled kernel (flash_attention.py) against torch's SDPA, which is what
+    torch_gpt runs for every GPTConfig.attention: odd T over several tiles, T=1, tile > T,
+    and the --config size with its own attention_tile."""
+    rng = ctx.rng()
+    cfg = ctx.config
+    own = (ctx.batch_size, ctx.seq_len, cfg.n_embd, cfg.n_head, cfg.vocab_size)
+    for s, tile in TILED_SIZES + [(own, cfg.attention_tile)]:
+        B, T, C, NH, _ = s
+        qkv = _randn(rng, ctx, B, T, 3 * C)
+        out, cache = L.flash_attention_forward(qkv, NH, tile)
+        dout = _randn(rng, ctx, *out.shape)
+        dqkv = L.flash_attention_backward(dout, cache)
+        fn = functools.partial(_torch_attention, n_head=NH, attn="sdpa", drop=Dropout(0.0))
+        _compare(ctx, f"{_tag(s)} tile{tile}", out, {"qkv": dqkv}, fn,
+                 {"qkv": qkv, "mask": None}, dout)
+
+
 def run_dropout(ctx: Context) -> None:
     rng = ctx.rng()
     for s in sizes(ctx):
@@ -206,6 +228,7 @@ register(Case("layer/attention-manual", functools.partial(run_attention, attn="m
                                                           dropout=False)))
 register(Case("layer/attention-manual-dropout",
               functools.partial(run_attention, attn="manual", dropout=True)))
+register(Case("layer/attention-tiled-sdpa", run_tiled_attention, cupy=True))
 register(Case("layer/dropout", run_dropout))
 register(Case("layer/cross_entropy", functools.partial(run_cross_entropy, label_smoothing=0.0,
                                                        ignore=False)))

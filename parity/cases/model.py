@@ -3,8 +3,9 @@
 numpy_gpt's params are loaded into torch_gpt by key (the key sets and every shape must be
 equal, STYLE.md P5); then logits, loss and every gradient by name are compared. Variants
 cover tied/untied head, bias on/off, both GELUs, both attention implementations, label
-smoothing, ignored targets (-100), no targets, the B=1, T=1 edge, and train mode with
-dropout > 0 using identical masks from numpy_gpt.model.make_dropout_masks.
+smoothing, ignored targets (-100), no targets, the B=1, T=1 edge, train mode with
+dropout > 0 using identical masks from numpy_gpt.model.make_dropout_masks, and numpy_gpt's
+tiled attention kernel (GPTConfig.attention="tiled") against torch's SDPA.
 
 Under bf16/fp16 autocast the torch side keeps float32 weights and is compared with the
 float64 reference; fp16 scales the loss by a constant 1024 before backward (what GradScaler
@@ -41,6 +42,8 @@ class Variant:
     targets: str = "all"  # "all" | "ignored" (about a third set to -100) | "none"
     dropout: float = 0.0  # > 0: train mode, identical dropout masks in both twins
     edge: bool = False  # B=1, T=1 instead of the context's sizes
+    attention: str | None = None  # GPTConfig.attention for numpy_gpt; None: the context's
+    attention_tile: int | None = None  # GPTConfig.attention_tile; None: the context's
 
 
 VARIANTS = [
@@ -58,6 +61,11 @@ VARIANTS = [
     Variant("train-dropout-untied-nobias-exact-manual-smooth-ignore", tie_weights=False,
             bias=False, gelu="exact", attn="manual", label_smoothing=0.1, targets="ignored",
             dropout=0.2),
+    # numpy_gpt on its tiled kernel (tiles of 2 rows: several per sequence) vs torch SDPA
+    Variant("tiled-tied-bias-tanh-sdpa", attention="tiled", attention_tile=2),
+    Variant("tiled-untied-nobias-exact-sdpa-smooth-ignore", tie_weights=False, bias=False,
+            gelu="exact", label_smoothing=0.1, targets="ignored", attention="tiled",
+            attention_tile=2),
 ]
 
 
@@ -126,6 +134,9 @@ def compare_model(
 def run_variant(ctx: Context, v: Variant) -> None:
     config = ctx.config.replace(tie_weights=v.tie_weights, bias=v.bias, gelu=v.gelu,
                                 dropout=v.dropout)
+    if v.attention is not None:
+        config = config.replace(attention=v.attention,
+                                attention_tile=v.attention_tile or config.attention_tile)
     compare_model(ctx, config, attn=v.attn, batch_size=1 if v.edge else None,
                   seq_len=1 if v.edge else None, label_smoothing=v.label_smoothing,
                   targets=v.targets, train=v.dropout > 0)

@@ -1,0 +1,169 @@
+"""Tiled causal self-attention (FlashAttention's algorithm, in NumPy): exact, memory linear in T.
+
+The same function as attention.py (read that file first: it is the readable version), computed
+without ever holding the (T, T) probability matrix. Queries are cut into tiles of `tile` rows,
+keys/values into tiles of `tile` rows; one (tile, tile) block of scores exists at a time, for
+all B*NH heads at once (a batched matmul per tile pair, so Python loops run only over tiles).
+
+Forward, per query tile, visiting key tiles left to right ("online softmax"). For each row i:
+
+    m   running max of the scores seen so far        l   running sum of exp(S - m)
+    acc running sum of exp(S - m) v                  (acc / l is the output so far)
+    a new key tile with scores s:  m' = max(m, max_j s_j)
+                                   l   = l e^(m - m') + sum_j e^(s_j - m')
+                                   acc = acc e^(m - m') + sum_j e^(s_j - m') v_j
+
+  Why the rescaling is exact: every term kept in l and acc was e^(S_ij - m) for the m of its
+  time; multiplying by e^(m - m') turns it into e^(S_ij - m'), exactly what it would have been
+  had m' been known from the start. So after the last tile l = sum_j e^(S_ij - M) and
+  acc = sum_j e^(S_ij - M) v_j with M the row's true max: y_i = acc / l is softmax(S_i) V,
+  the same algebra as the full softmax (only the rounding order differs). The forward keeps
+  y and one log-sum-exp per row, lse_i = M + log l = log sum_j e^(S_ij): O(T) extra memory.
+
+Backward, per key tile, visiting the query tiles at or below it. With P_ij = e^(S_ij - lse_i),
+each tile's probabilities are recomputed exactly from q, k and lse (no normalisation pass):
+
+    dv_j = sum_i P_ij dy_i            dP_ij = dy_i . v_j
+    dS_ij = P_ij (dP_ij - D_i)        D_i = rowsum_j(dP_ij P_ij) = dy_i . y_i
+    dq_i = scale sum_j dS_ij k_j      dk_j = scale sum_i dS_ij q_i
+
+  Why D replaces the P-row sum: the softmax backward needs sum_j dP_ij P_ij over the whole row,
+  which attention.py reads off the stored P. But dP_ij = dy_i . v_j, so
+  sum_j P_ij (dy_i . v_j) = dy_i . (sum_j P_ij v_j) = dy_i . y_i: one dot product per row of
+  two (T, hs) arrays the backward has anyway. It is computed once, before the tile loops.
+
+Causality: a tile pair whose keys all lie after its queries (key start > last query) is
+skipped (about half the pairs); a pair crossing the diagonal is masked with -inf; pairs wholly
+below it need no mask. Each row's first key tile holds key 0 <= every query, so the running max
+is finite after the first tile (no e^(-inf + inf)).
+
+Deliberately omits: attention dropout. Dropping P_ij would need the same mask in forward and
+backward (FlashAttention regenerates it from the RNG state per tile); the mask both twins
+could share is (B, NH, T, T) bools, the memory this layer exists to avoid. GPTConfig refuses
+attention="tiled" with dropout > 0, and "auto" falls back to attention.py while dropout is on.
+
+Ref: Dao et al. 2022, "FlashAttention" (Alg. 1-2, and the D_i identity, eq. in App. B.2);
+     Dao 2023, "FlashAttention-2" (the loop order used here); Milakov & Gimelshein 2018,
+     "Online normalizer calculation for softmax".
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from ..device import get_array_module
+from .attention import split_heads
+
+
+class FlashAttentionCache(NamedTuple):
+    q: np.ndarray  # (B, NH, T, hs) q * scale, contiguous
+    k: np.ndarray  # (B, NH, T, hs) contiguous
+    v: np.ndarray  # (B, NH, T, hs) contiguous
+    out: np.ndarray  # (B, NH, T, hs) view of the output y (the forward's return value)
+    lse: np.ndarray  # (B, NH, T) log sum_j exp(S_ij), one per row
+    scale: float  # 1 / sqrt(hs)
+    tile: int  # rows per query tile and per key tile
+
+
+def tiles(T: int, tile: int) -> list[tuple[int, int]]:
+    """[(start, stop), ...] covering 0..T in steps of `tile` (the last one may be shorter)."""
+    return [(a, min(a + tile, T)) for a in range(0, T, tile)]
+
+
+def _mask_diagonal(s: np.ndarray, q0: int, k0: int, xp) -> None:
+    """In place: -inf where key position k0+c > query position q0+r in the (.., r, c) block."""
+    tq, tk = s.shape[-2:]
+    future = xp.arange(k0, k0 + tk)[None, :] > xp.arange(q0, q0 + tq)[:, None]  # (tq, tk)
+    s[..., future] = -np.inf
+
+
+def flash_attention_forward(qkv: np.ndarray, n_head: int, tile: int = 128
+                            ) -> tuple[np.ndarray, FlashAttentionCache]:
+    """Shapes: qkv (B,T,3C) -> out (B,T,C). Equal to attention_forward(qkv, n_head) up to
+    rounding; the cache holds q, k, v, out and lse: O(T) per head, never (T, T)."""
+    xp = get_array_module(qkv)
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    hs = C // n_head
+    scale = 1.0 / math.sqrt(hs)
+    q, k, v = split_heads(qkv, n_head)  # (B,T,3C) -> 3 x (B,NH,T,hs) strided views
+    # contiguous copies (O(T C) each): every tile slice is then one dense block for BLAS
+    q = xp.ascontiguousarray(q * scale)  # S = (q * scale) k^T, as attention.py scales q
+    k, v = xp.ascontiguousarray(k), xp.ascontiguousarray(v)
+    # y is written straight into the merged-heads layout, as attention.py does
+    out = xp.empty((B, T, n_head, hs), dtype=qkv.dtype)
+    y = out.transpose(0, 2, 1, 3)  # (B,NH,T,hs) view
+    lse = xp.empty((B, n_head, T), dtype=qkv.dtype)
+    for q0, q1 in tiles(T, tile):
+        qi = q[:, :, q0:q1]  # (B,NH,tq,hs)
+        m = xp.full((B, n_head, q1 - q0), -np.inf, dtype=qkv.dtype)  # running max
+        l = xp.zeros((B, n_head, q1 - q0), dtype=qkv.dtype)  # running sum of exp(s - m)
+        acc = xp.zeros((B, n_head, q1 - q0, hs), dtype=qkv.dtype)  # running sum of exp(s-m) v
+        for k0, k1 in tiles(T, tile):
+            if k0 > q1 - 1:  # every key after every query: wholly masked, skipped
+                break
+            s = qi @ k[:, :, k0:k1].swapaxes(-1, -2)  # (B,NH,tq,hs) @ (B,NH,hs,tk) -> (tq,tk)
+            if k1 - 1 > q0:  # the tile crosses the diagonal
+                _mask_diagonal(s, q0, k0, xp)
+            m_new = xp.maximum(m, s.max(axis=-1))
+            alpha = xp.exp(m - m_new)  # e^(m - m'): rescales what l and acc hold so far
+            s -= m_new[..., None]
+            xp.exp(s, out=s)  # p = e^(s - m'), 0 where masked
+            l *= alpha
+            l += s.sum(axis=-1)
+            acc *= alpha[..., None]
+            acc += s @ v[:, :, k0:k1]  # (B,NH,tq,tk) @ (B,NH,tk,hs) -> (B,NH,tq,hs)
+            m = m_new
+        xp.divide(acc, l[..., None], out=y[:, :, q0:q1])  # y = acc / l
+        lse[:, :, q0:q1] = m + xp.log(l)
+    return out.reshape(B, T, C), FlashAttentionCache(q, k, v, y, lse, scale, tile)
+
+
+def flash_attention_backward(dout: np.ndarray, cache: FlashAttentionCache) -> np.ndarray:
+    """Backward of the tiled attention core, from the merged heads back to the fused qkv.
+
+    Shapes: dout (B,T,C) -> dqkv (B,T,3C)
+    Math:   P_ij = exp(q_i . k_j * scale - lse_i), recomputed per tile (0 above the diagonal)
+            D_i = dy_i . y_i   (= sum_j dP_ij P_ij, since dP_ij = dy_i . v_j)
+            dv_j = sum_i P_ij dy_i;  dS_ij = P_ij (dy_i . v_j - D_i)
+            dq_i = scale sum_j dS_ij k_j;  dk_j = scale sum_i dS_ij q_i
+    Ref:    Dao et al. 2022, FlashAttention Alg. 2 / App. B.2; Dao 2023, FlashAttention-2 Alg. 2.
+    """
+    q, k, v, y, lse, scale, tile = cache
+    xp = get_array_module(dout)
+    B, NH, T, hs = q.shape
+    dy = xp.ascontiguousarray(dout.reshape(B, T, NH, hs).transpose(0, 2, 1, 3))  # (B,NH,T,hs)
+    D = xp.einsum("bhtd,bhtd->bht", dy, y)  # rowsum(dP * P) without P: (B,NH,T)
+    # accumulators: dq sums over key tiles, dk/dv over query tiles; q holds q*scale, so
+    # dk_j = sum_i dS_ij (q_i * scale) needs no further scaling, dq gets it once at the end
+    dq = xp.zeros((B, NH, T, hs), dtype=dout.dtype)
+    dk = xp.zeros_like(dq)
+    dv = xp.zeros_like(dq)
+    for k0, k1 in tiles(T, tile):
+        kj, vj = k[:, :, k0:k1], v[:, :, k0:k1]  # (B,NH,tk,hs)
+        for q0, q1 in tiles(T, tile):
+            if k0 > q1 - 1:  # wholly above the diagonal: P = 0, nothing flows
+                continue
+            # forward: P = exp(S - lse), S = (q * scale) k^T, masked above the diagonal
+            p = q[:, :, q0:q1] @ kj.swapaxes(-1, -2)  # (B,NH,tq,tk)
+            if k1 - 1 > q0:
+                _mask_diagonal(p, q0, k0, xp)
+            p -= lse[:, :, q0:q1, None]
+            xp.exp(p, out=p)
+            dyi = dy[:, :, q0:q1]
+            dv[:, :, k0:k1] += p.swapaxes(-1, -2) @ dyi  # forward: y = P v
+            dp = dyi @ vj.swapaxes(-1, -2)  # (B,NH,tq,hs) @ (B,NH,hs,tk) -> (tq,tk)
+            dp -= D[:, :, q0:q1, None]  # forward: P = softmax(S); dS = P (dP - D)
+            dp *= p
+            dq[:, :, q0:q1] += dp @ kj  # forward: S = (q * scale) k^T
+            dk[:, :, k0:k1] += dp.swapaxes(-1, -2) @ q[:, :, q0:q1]
+    dq *= scale
+    dqkv = xp.empty((B, T, 3 * NH * hs), dtype=dout.dtype)
+    dq_v, dk_v, dv_v = split_heads(dqkv, NH)  # views into dqkv: (B,NH,T,hs) each
+    dq_v[...] = dq
+    dk_v[...] = dk
+    dv_v[...] = dv
+    return dqkv

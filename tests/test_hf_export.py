@@ -219,6 +219,9 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     badjson = tmp_path / "badjson"
     model.save(badjson)
     (badjson / "config.json").write_text("{not json")
+    badtok = tmp_path / "badtok"
+    model.save(badtok, tokenizer=CharTokenizer.train("abc"))
+    (badtok / "tokenizer.json").write_text('{"kind": "mystery"}')
     lcfg = LoRAConfig(rank=2)
     lora = init_lora_params(CFG, lcfg, np.dtype("float32"), np.random.default_rng(0))
     save_adapter(tmp_path / "adapter", lcfg, lora)
@@ -232,6 +235,7 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "missing": (["--ckpt", str(tmp_path / "nope"), "--out", out], "no checkpoint folder"),
         "corrupt": (["--ckpt", str(corrupt), "--out", out], "truncated or corrupt"),
         "bad json": (["--ckpt", str(badjson), "--out", out], "not valid JSON"),
+        "bad tokenizer": (["--ckpt", str(badtok), "--out", out], "unknown tokenizer kind"),
         "adapter": (["--ckpt", str(tmp_path / "adapter"), "--out", out], "LoRA adapter only"),
         "lora best": (["--ckpt", str(lora_best), "--out", out], "frozen base weights"),
         "format": (["--ckpt", str(good), "--format", "onnx", "--out", out], "only format"),

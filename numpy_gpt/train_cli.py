@@ -127,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         tcfg = resolve(preset, args.config, given)
         check_out_dir(out_dir, args.overwrite)
     on_cpu = device_is_cpu(args.backend, tcfg.device)  # an unusable device fails here
+    if on_cpu:  # without the vocabulary first, so a hopeless size prepares no data either
+        plan.check_memory(tcfg, vocab_size=0)
     dataset = plan.open_dataset(tcfg)
     tcfg = tcfg.replace(tokenizer=dataset.meta.get("tokenizer", tcfg.tokenizer))
     if args.resume:

@@ -257,6 +257,12 @@ def test_a_size_that_cannot_fit_in_memory_is_refused_before_work(char_data, caps
     check_memory(TrainConfig(), 65, ram=2**30)  # the default run fits in 1 GiB
 
 
+def test_a_hopeless_size_prepares_no_data_either(raw, capsys, tmp_path):
+    line = refused(capsys, "train", "--data-dir", str(raw), "--block-size", "100000")
+    assert line.startswith("error: this run needs about ")
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_dataset_folder_and_data_dir_say_so(raw, capsys, tmp_path, monkeypatch):
     line = refused(capsys, "train", "--dataset", "out/data/nonexistent", "--out", "o")
     assert line.startswith("error: dataset folder out/data/nonexistent does not exist; prepare "

@@ -111,7 +111,8 @@ MISTAKES = [
      "dw", "transposed"),
     ("linear", lin("(d2 @ w).reshape(x.shape), d2.T @ x2, dout if has_bias else None"),
      "db", "missing the sum over B=2, T=3"),
-    ("linear", lin("(d2 @ w).reshape(x.shape), d2.T @ x2 / len(d2), d2.sum(0) if has_bias else None"),
+    ("linear", lin("(d2 @ w).reshape(x.shape), d2.T @ x2 / len(d2), d2.sum(0) if has_bias "
+                   "else None"),
      "dw", "constant factor 0.1667 = 1/N"),
     ("linear", lin("-(d2 @ w).reshape(x.shape), d2.T @ x2, d2.sum(0) if has_bias else None"),
      "dx", "wrong sign"),

@@ -308,7 +308,8 @@ def _embedding_cases(rng: np.random.Generator) -> list[Case]:
                        ("B=3 T=2, one id everywhere", np.full((3, 2), 6))):
         B, T = idx.shape
         tensors = {"wte": rng.standard_normal((V, C)), "wpe": rng.standard_normal((block, C))}
-        c = Case(label, tensors, {"idx": idx}, {"B": B, "T": T, "V": V, "C": C, "block_size": block})
+        c = Case(label, tensors, {"idx": idx},
+                 {"B": B, "T": T, "V": V, "C": C, "block_size": block})
         c.factors = _n_factors(c)
         cases.append(c)
     return cases

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 HEADER = '''"""Exercise {number}/{total}: {title}.
 
-Read docs/backprop.md, section "{section}". Then write {backward} below: replace the
-`raise NotImplementedError` with your code. Leave the forward as it is.
+Read docs/backprop.md, section "{section}".
+Then write {backward} below: replace its `raise NotImplementedError` with your
+code. Leave the forward as it is.
 
-    python -m numpy_gpt exercise check {name} --dir {folder}     # is it right? what is wrong?
-    python -m numpy_gpt exercise hint {name} --level 1           # a nudge (levels 1 to 3)
+    python -m numpy_gpt exercise check {name} --dir {folder}   # is it right? what is wrong?
+    python -m numpy_gpt exercise hint {name} --level 1   # a nudge (levels 1 to 3)
 
 Convention: for a scalar loss L and any array z, dz = dL/dz has the shape of z. A backward
 gets dout = dL/d(out) and returns the gradient of every input of the forward, in the forward's
@@ -300,4 +301,4 @@ BODIES = {
 def render(body: str, **fields: str) -> str:
     """The learner's file: the header (fields: number, total, title, section, backward, name,
     folder) then the exercise's body."""
-    return HEADER.format(**fields) + body.lstrip("\n")
+    return HEADER.format(**fields) + "\n" + body.lstrip("\n")

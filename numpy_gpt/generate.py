@@ -25,7 +25,8 @@ sliding window is only exact with relative positions such as RoPE, which GPT-2 l
 Sampling follows the contract in numpy_gpt/sampling.py, written here with NumPy ops;
 torch_gpt/generate.py writes the same steps with torch ops.
 
-Deliberately omits: batched generation, beam search, speculative decoding.
+Several prompts decoded together: batch_generate.py (per-row positions over this cache).
+Deliberately omits: beam search, speculative decoding.
 Ref: nanoGPT model.py generate(); Pope et al. 2022, "Efficiently Scaling Transformer
 Inference" (KV cache); HF transformers generation/logits_process.py.
 """
@@ -33,7 +34,7 @@ Inference" (KV cache); HF transformers generation/logits_process.py.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -77,6 +78,14 @@ class KVCache:
     def reset(self) -> None:
         """Forget every position (the arrays are reused, not cleared)."""
         self.length = 0
+
+    def row(self, b: int) -> KVCache:
+        """A one-row cache whose arrays are views of row b of this one (writes go through),
+        empty (length 0): batch_generate.py rebuilds one row with it after a crop."""
+        view = KVCache.__new__(KVCache)
+        view.k, view.v = [k[b:b + 1] for k in self.k], [v[b:b + 1] for v in self.v]
+        view.batch_size, view.block_size, view.length = 1, self.block_size, 0
+        return view
 
 
 def cached_attention_forward(
@@ -147,16 +156,30 @@ def forward_cached(
             f"forward_cached: {B}x{T} new tokens do not fit a cache of batch "
             f"{cache.batch_size} holding {L} of {cfg.block_size} positions"
         )
-    gelu_forward = gelu_tanh_forward if cfg.gelu == "tanh" else gelu_exact_forward
     # positions L..L+T-1: embedding_forward adds wpe[:T] of the table it is given
     x, _ = embedding_forward(idx, P["transformer.wte.weight"],
                              P["transformer.wpe.weight"][L:L + T])
+    x = forward_blocks(model, x, P, lambda i, qkv: cached_attention_forward(
+        qkv, cfg.n_head, cache.k[i], cache.v[i], L))
+    if last_only:
+        x = x[:, -1:]
+    logits = head_logits(model, x, P)  # (B,T,C) -> (B,T,V)
+    cache.length = L + T
+    return logits
+
+
+def forward_blocks(model: Any, x: np.ndarray, P: dict[str, np.ndarray],
+                   attend: Callable[[int, np.ndarray], np.ndarray]) -> np.ndarray:
+    """The n_layer blocks of GPT.forward in eval mode, with `attend(layer, qkv) -> (B,T,C)`
+    in place of the attention core (attention over a KV cache). x (B,T,C) -> (B,T,C)."""
+    cfg = model.config
+    gelu_forward = gelu_tanh_forward if cfg.gelu == "tanh" else gelu_exact_forward
     for i in range(cfg.n_layer):
         h = f"transformer.h.{i}."
         a, _ = layernorm_forward(x, P[h + "ln_1.weight"], P.get(h + "ln_1.bias"),
                                  cfg.layer_norm_eps)
         a, _ = linear_forward(a, P[h + "attn.c_attn.weight"], P.get(h + "attn.c_attn.bias"))
-        a = cached_attention_forward(a, cfg.n_head, cache.k[i], cache.v[i], L)
+        a = attend(i, a)
         a, _ = linear_forward(a, P[h + "attn.c_proj.weight"], P.get(h + "attn.c_proj.bias"))
         x = x + a  # residual 1
         m, _ = layernorm_forward(x, P[h + "ln_2.weight"], P.get(h + "ln_2.bias"),
@@ -165,14 +188,16 @@ def forward_cached(
         m, _ = gelu_forward(m)
         m, _ = linear_forward(m, P[h + "mlp.c_proj.weight"], P.get(h + "mlp.c_proj.bias"))
         x = x + m  # residual 2
-    if last_only:
-        x = x[:, -1:]
+    return x
+
+
+def head_logits(model: Any, x: np.ndarray, P: dict[str, np.ndarray]) -> np.ndarray:
+    """ln_f, then the (tied or untied) head: x (B,T,C) -> logits (B,T,V)."""
+    cfg = model.config
     x, _ = layernorm_forward(x, P["transformer.ln_f.weight"], P.get("transformer.ln_f.bias"),
                              cfg.layer_norm_eps)
     head = P["transformer.wte.weight" if cfg.tie_weights else "lm_head.weight"]
-    logits, _ = linear_forward(x, head, None)  # (B,T,C) -> (B,T,V)
-    cache.length = L + T
-    return logits
+    return linear_forward(x, head, None)[0]
 
 
 class Decoder:

@@ -31,6 +31,9 @@ from .sampling import (
     encode_prompt,
     generate_text,
     resolve_config,
+    row_rngs,
+    special_stop_ids,
+    stream_text,
 )
 from .tokenizers import Tokenizer, load_tokenizer
 
@@ -67,7 +70,9 @@ def add_args(parser: argparse.ArgumentParser, backend: str = "numpy") -> None:
                         help="stop when the text contains STR (trimmed from the output), "
                              "e.g. --stop '<|endoftext|>'; repeatable")
     parser.add_argument("--num-samples", type=int, default=1, metavar="N",
-                        help="number of samples (default: %(default)s)")
+                        help="number of samples, decoded together as one batch; sample i "
+                             "draws from its own generator (the first is the --num-samples "
+                             "1 sample) (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, metavar="S",
                         help="seed of the sampling random numbers (default: %(default)s)")
     parser.add_argument("--no-kv-cache", action="store_true",
@@ -98,13 +103,16 @@ def run(args: argparse.Namespace) -> int:
                            dtype=getattr(args, "dtype", None))
     text = default_prompt(sampler.tokenizer) if prompt is None else prompt
     encode_prompt(sampler.tokenizer, text)  # a bad prompt fails before anything is printed
-    rng = np.random.default_rng(args.seed)
-    for i in range(args.num_samples):
+    if args.num_samples == 1:  # streamed as it is generated
+        pieces = [sampler.text(text, config, np.random.default_rng(args.seed))]
+    else:  # decoded together (batch_generate.py), each printed when all are done
+        pieces = sampler.texts(text, config, row_rngs(args.seed, args.num_samples))
+    for i, sample in enumerate(pieces):
         if i:
             print(SEPARATOR, flush=True)
         if prompt is not None:
             print(prompt, end="", flush=True)  # the default start token is not echoed
-        for piece in sampler.text(text, config, rng):
+        for piece in sample:
             print(piece, end="", flush=True)
         print(flush=True)
     return 0
@@ -143,6 +151,7 @@ class Sampler:
     generate: Any  # numpy_gpt.generate.generate or torch_gpt.generate.generate
     generate_kwargs: dict[str, Any]
     vocab_limit: int | None  # tokenizer.vocab_size when the model's vocabulary is padded
+    generate_batch: Any = None  # numpy_gpt/torch_gpt batch_generate.generate_batch, or None
 
     @classmethod
     def load(cls, backend: str, ckpt: str | Path, *, device: str | None = None,
@@ -150,11 +159,13 @@ class Sampler:
         tokenizer = checkpoint_tokenizer(ckpt)
         kwargs: dict[str, Any] = {}
         if backend == "numpy":
+            from .batch_generate import generate_batch
             from .generate import generate
             from .model import GPT
 
             model = GPT.load(ckpt)
         else:  # torch is imported only for the torch twin
+            from torch_gpt.batch_generate import generate_batch
             from torch_gpt.generate import generate
             from torch_gpt.model import GPT as TorchGPT
             from torch_gpt.precision import AUTOCAST_DTYPES, resolve_device
@@ -167,7 +178,7 @@ class Sampler:
         if n > V:
             raise CheckpointError(f"{ckpt}: the tokenizer has {n} tokens but the model's "
                                   f"vocab_size is {V}; they do not belong together")
-        return cls(model, tokenizer, generate, kwargs, n if n < V else None)
+        return cls(model, tokenizer, generate, kwargs, n if n < V else None, generate_batch)
 
     def text(self, prompt: str, config: SamplingConfig,
              rng: np.random.Generator | None = None) -> Iterator[str]:
@@ -175,6 +186,21 @@ class Sampler:
         config = dataclasses.replace(config, vocab_limit=self.vocab_limit)
         return generate_text(self.generate, self.model, self.tokenizer, prompt, config, rng,
                              **self.generate_kwargs)
+
+
+    def texts(self, prompt: str, config: SamplingConfig,
+              rngs: list[np.random.Generator]) -> list[list[str]]:
+        """len(rngs) samples after `prompt`, decoded together: sample i is what text() gives
+        with rngs[i]. Each as its list of text pieces (stop strings trimmed)."""
+        if self.generate_batch is None:  # no batched twin given: one after the other
+            return [list(self.text(prompt, config, rng)) for rng in rngs]
+        ids = encode_prompt(self.tokenizer, prompt)
+        stop_ids = tuple(dict.fromkeys(config.stop_ids + special_stop_ids(
+            self.tokenizer, config.stop_strings)))
+        config = dataclasses.replace(config, vocab_limit=self.vocab_limit, stop_ids=stop_ids)
+        rows = self.generate_batch(self.model, [ids] * len(rngs), config, rngs=rngs,
+                                   **self.generate_kwargs)
+        return [list(stream_text(row, self.tokenizer, config.stop_strings)) for row in rows]
 
 
 def sample_text(

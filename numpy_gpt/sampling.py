@@ -26,8 +26,8 @@ The sampling contract both twins implement (so that one seed gives one sample in
     9. the one random number per token: u ~ U[0, 1) from a np.random.Generator; the token is
        the first index i, in vocabulary order, with cumsum(p)[i] > u * sum(p)
 
-Deliberately omits: beam search, min-p, typical sampling, frequency/presence penalties,
-batched generation of several prompts at once.
+Deliberately omits: beam search, min-p, typical sampling, frequency/presence penalties.
+Several prompts at once: each twin's batch_generate.py, with one Generator per row (row_rngs).
 Ref: nanoGPT sample.py and model.py generate(); HF transformers generation/logits_process.py.
 """
 
@@ -134,6 +134,64 @@ def check_generation_inputs(
             raise SamplingError(f"{what} contains token id {bad[0]} outside the model's "
                                 f"vocabulary [0, {vocab_size})")
     return ids.tolist()
+
+
+def row_rngs(seed: int | None, n: int) -> list[np.random.Generator]:
+    """One Generator per row of a batched generation (or per sample of `sample
+    --num-samples`): row 0's is default_rng(seed), what a single seeded generate() uses, and
+    row i's default_rng([seed, i]); fresh OS entropy for each when seed is None."""
+    if seed is None:
+        return [np.random.default_rng() for _ in range(n)]
+    return [np.random.default_rng(seed if i == 0 else [seed, i]) for i in range(n)]
+
+
+def advance_contexts(contexts: list[list[int]], tokens: Sequence[int | None],
+                     block_size: int) -> tuple[list[int], list[int]]:
+    """Append tokens[b] to contexts[b] (None: row b is finished, unchanged), cropping a context
+    that passes block_size from the left. Returns (rows that grew by one position, rows that
+    were cropped: every position shifted, so their KV cache must be rebuilt)."""
+    grow = [b for b, t in enumerate(tokens) if t is not None]
+    crop = []
+    for b in grow:
+        contexts[b].append(int(tokens[b]))
+        if len(contexts[b]) > block_size:
+            contexts[b] = contexts[b][1:]
+            crop.append(b)
+    return [b for b in grow if b not in crop], crop
+
+
+def decode_rows(decoder: Any, seen: Any, next_token: Callable[..., int],
+                config: SamplingConfig, rngs: Sequence[np.random.Generator]
+                ) -> list[list[int]]:
+    """The token loop of batched generation, shared by both twins' batch_generate.py (it is
+    bookkeeping: the logits math is each twin's `next_token` and `decoder`).
+
+    decoder.logits[b] are row b's next-token logits; decoder.append(tokens) advances the rows
+    whose token is not None. seen (B, V) bool marks each row's prompt and tokens (the
+    repetition penalty). Per row, exactly generate()'s rules: one uniform from rngs[b] per
+    token when sampling, a stop id ends the row unreturned, at most max_new_tokens.
+    """
+    B = len(rngs)
+    out: list[list[int]] = [[] for _ in range(B)]
+    stop = set(config.stop_ids)
+    done = [False] * B
+    for n in range(config.max_new_tokens):
+        tokens: list[int | None] = [None] * B
+        for b in range(B):
+            if done[b]:
+                continue
+            u = None if config.is_greedy else rngs[b].random()  # as generate(): one per token
+            token = next_token(decoder.logits[b], seen[b], config, u)
+            if token in stop:
+                done[b] = True
+                continue
+            out[b].append(token)
+            seen[b, token] = True
+            tokens[b] = token
+        if n + 1 == config.max_new_tokens or all(done):
+            break  # the last tokens need no forward after them
+        decoder.append(tokens)
+    return out
 
 
 def crop_context(ids: Sequence[int], block_size: int) -> list[int]:

@@ -24,7 +24,8 @@ PCG64, so a torch draw would make a seeded sample depend on the framework and th
 One float64 uniform per token from the same Generator makes the twins' samples identical
 whenever their probabilities agree away from the draw's boundaries.
 
-Deliberately omits: batched generation, beam search, CUDA graphs, torch.compile of the step.
+Several prompts decoded together: batch_generate.py. Deliberately omits: beam search, CUDA
+graphs, torch.compile of the step.
 Ref: nanoGPT model.py generate(); HF transformers generation/logits_process.py and its
 DynamicCache.
 """
@@ -32,7 +33,7 @@ DynamicCache.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,13 @@ class KVCache:
 
     def reset(self) -> None:
         self.length = 0
+
+    def row(self, b: int) -> KVCache:
+        """A one-row cache of views of row b's tensors (writes go through), empty (length 0):
+        batch_generate.py rebuilds one row with it after a crop. Needs allocated tensors."""
+        view = KVCache(len(self.k), self.block_size)
+        view.k, view.v = [k[b:b + 1] for k in self.k], [v[b:b + 1] for v in self.v]
+        return view
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,26 +122,44 @@ def forward_cached(
     if L + T > cfg.block_size:
         raise ValueError(f"forward_cached: {T} new tokens do not fit a cache holding {L} of "
                          f"{cfg.block_size} positions")
-    C, NH = cfg.n_embd, cfg.n_head
     tr = model.transformer
     pos = torch.arange(L, L + T, dtype=torch.long, device=idx.device)
     x = tr.wte(idx) + tr.wpe(pos)  # (B,T,C) + (T,C)
-    for i, block in enumerate(tr.h):
+
+    def attend(i: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        K, V = cache.append(i, k, v)  # (B,NH,L+T,hs)
+        return cached_attention(q, K, V, L)
+
+    x = forward_blocks(model, x, attend)
+    if last_only:
+        x = x[:, -1:]
+    cache.length = L + T
+    return head_logits(model, x)  # (B,T,C) -> (B,T,V)
+
+
+def forward_blocks(model: GPT, x: torch.Tensor, attend: Callable[..., torch.Tensor]
+                   ) -> torch.Tensor:
+    """The blocks of GPT.forward in eval mode, with `attend(layer, q, k, v) -> (B,NH,T,hs)`
+    (q, k, v (B,NH,T,hs) of the new positions) in place of the attention over the sequence."""
+    cfg = model.config
+    B, T, C = x.shape
+    NH = cfg.n_head
+    for i, block in enumerate(model.transformer.h):
         q, k, v = block.attn.c_attn(block.ln_1(x)).split(C, dim=2)
         # (B,T,C) -> (B,NH,T,hs)
         q, k, v = (t.view(B, T, NH, C // NH).transpose(1, 2) for t in (q, k, v))
-        K, V = cache.append(i, k, v)  # (B,NH,L+T,hs)
-        y = cached_attention(q, K, V, L)
+        y = attend(i, q, k, v)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-merge heads
         x = x + block.attn.c_proj(y)  # residual 1
         m = F.gelu(block.mlp.c_fc(block.ln_2(x)), approximate=block.mlp.approximate)
         x = x + block.mlp.c_proj(m)  # residual 2
-    if last_only:
-        x = x[:, -1:]
-    x = tr.ln_f(x)
-    head = tr.wte.weight if model.lm_head is None else model.lm_head.weight
-    cache.length = L + T
-    return F.linear(x, head)  # (B,T,C) -> (B,T,V)
+    return x
+
+
+def head_logits(model: GPT, x: torch.Tensor) -> torch.Tensor:
+    """ln_f, then the (tied or untied) head: (B,T,C) -> (B,T,V)."""
+    head = model.transformer.wte.weight if model.lm_head is None else model.lm_head.weight
+    return F.linear(model.transformer.ln_f(x), head)
 
 
 class Decoder:

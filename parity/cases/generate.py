@@ -9,6 +9,10 @@
     generate/greedy       greedy tokens: numpy with cache == numpy without == torch
     generate/sampled-*    seeded sampled tokens (temperature, top-k, top-p, penalty): torch
                           == numpy, and cache == no cache
+    generate/batched-*    B prompts of different lengths (one longer than block_size) decoded
+                          together: each row's logits vs its own Decoder [kv_cache], and its
+                          tokens (greedy, sampled with a stop id) vs generate() alone with
+                          the row's Generator, in each twin and across them
 
 Token rows compare id sequences and must be identical (bound 0: "identical tokens" is the
 DESIGN's contract, not a tolerance); they are filed under kv_cache. A sampled token can only
@@ -30,10 +34,13 @@ import numpy as np
 import torch
 
 import torch_gpt
+from numpy_gpt import batch_generate as np_batch
 from numpy_gpt import generate as np_gen
 from numpy_gpt.config import GPTConfig
 from numpy_gpt.model import GPT as NumpyGPT
 from numpy_gpt.sampling import SamplingConfig
+from numpy_gpt.sampling import row_rngs
+from torch_gpt import batch_generate as t_batch
 from torch_gpt import generate as t_gen
 
 from ..harness import Context, compare
@@ -149,3 +156,54 @@ register(Case("generate/greedy", functools.partial(
 for _name, _cfg in SAMPLED.items():
     register(Case(f"generate/sampled-{_name}", functools.partial(tokens_case, config=_cfg),
                   cupy=True))
+
+
+BATCH_PROMPT_LENGTHS = (1, 3, 2, 9)  # different lengths; 9 > the tiny block_size: cropped
+
+
+def batched_case(ctx: Context, config: SamplingConfig) -> None:
+    """generate_batch vs generate() per prompt (numpy alone = the reference), both twins."""
+    ref, model = make_twins(ctx, ctx.config, decisive=True)
+    S, V = ctx.config.block_size, ctx.config.vocab_size
+    rng = ctx.rng(6)
+    prompts = [rng.integers(0, V, n).tolist() for n in BATCH_PROMPT_LENGTHS]
+    config = dataclasses.replace(config, max_new_tokens=2 * S + 2, seed=ctx.seed)
+
+    # logits: the batch decoder's rows against one Decoder per prompt, fed the same tokens
+    forced = rng.integers(0, V, (len(prompts), S + 2))
+    for twin, batch, single, m in (("numpy", np_batch.BatchDecoder, np_gen.Decoder, ref),
+                                   ("torch", t_batch.BatchDecoder, t_gen.Decoder, model)):
+        dec = batch(m, prompts)
+        steps = [dec.logits.copy() if twin == "numpy" else dec.logits.clone()]
+        for t in forced.T:
+            steps.append(dec.append(t.tolist()).copy() if twin == "numpy"
+                         else dec.append(t.tolist()).clone())
+        for b, p in enumerate(prompts):
+            alone = decode_logits(single(m, p), forced[b].tolist())
+            got = [st[b] for st in steps]
+            stack = np.stack if twin == "numpy" else torch.stack
+            ctx.check(f"{twin} batch row {b} (prompt {len(p)}) logits vs alone",
+                      stack(got), stack(alone), "kv_cache")
+
+    # tokens: every row vs generate() alone with the same Generator
+    alone = [list(np_gen.generate(ref, p, config, rng=r))
+             for p, r in zip(prompts, row_rngs(config.seed, len(prompts)))]
+    if not config.is_greedy:  # a stop id that the reference does produce, so rows stop early
+        config = dataclasses.replace(config, stop_ids=(alone[1][len(alone[1]) // 2],))
+        alone = [list(np_gen.generate(ref, p, config, rng=r))
+                 for p, r in zip(prompts, row_rngs(config.seed, len(prompts)))]
+    for twin, gen, m in (("numpy", np_batch.generate_batch, ref),
+                         ("torch", t_batch.generate_batch, model)):
+        for cache in (True, False):
+            rows = gen(m, prompts, config, use_kv_cache=cache)
+            for b, got in enumerate(rows):
+                name = (f"{twin} batch {'with' if cache else 'without'} cache row {b} tokens "
+                        "vs numpy alone")
+                ctx.rows.append(compare(ctx.case, name, np.array(got), np.array(alone[b]),
+                                        ctx.dtype, ctx.device, IDENTICAL, category="kv_cache"))
+
+
+register(Case("generate/batched-greedy", functools.partial(
+    batched_case, config=SamplingConfig(greedy=True)), cupy=True))
+register(Case("generate/batched-sampled-stop", functools.partial(
+    batched_case, config=SAMPLED["all"]), cupy=True))

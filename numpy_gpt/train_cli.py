@@ -135,9 +135,13 @@ def run(args: argparse.Namespace) -> int:
         plan.check_tokenizer(out_dir / "last", dataset, "--resume from",
                              "the data has changed since the run started (a fine-tune "
                              f"continues with finetune --resume --out {out_dir})")
-    elif tcfg.init_from:  # the flags and --config file: what was asked for, not the preset
-        asked = read_settings_file(args.config) if args.config else {}
-        asked.update({k: v for k, v in given.items() if v is not None})
+    elif tcfg.init_from:  # what was asked for: an explicit --preset, the --config file, flags
+        # (not the default preset, which nobody asked for when only --init-from is given)
+        asked = {k: (v, f"--preset {args.preset}") for k, v in PRESETS.get(args.preset, {}).items()}
+        if args.config:
+            asked.update({k: (v, f"--config {args.config}")
+                          for k, v in read_settings_file(args.config).items()})
+        asked.update({k: (v, None) for k, v in given.items() if v is not None})
         tcfg = plan.init_from_config(tcfg, asked, dataset)
     if on_cpu:
         plan.check_memory(tcfg, dataset.vocab_size)

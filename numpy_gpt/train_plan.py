@@ -43,6 +43,13 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def setting(name: str, value: Any) -> str:
+    """A setting as its flag would be written: --n-embd 128, --bias, --no-tie-weights."""
+    if isinstance(value, bool):
+        return flag(name) if value else "--no-" + name.replace("_", "-")
+    return f"{flag(name)} {value}"
+
+
 def resumable_flags() -> str:
     return ", ".join(flag(n) for n in RESUMABLE)
 
@@ -107,21 +114,25 @@ def resume_line(out_dir: Path, state: dict[str, Any], tcfg: TrainConfig) -> str:
 
 def init_from_config(tcfg: TrainConfig, given: dict[str, Any], dataset: TokenDataset
                      ) -> TrainConfig:
-    """`tcfg` with the shape of its --init-from checkpoint; a shape flag in `given` that
-    differs, or a dataset encoded with another tokenizer, is a ValueError."""
+    """`tcfg` with the shape of its --init-from checkpoint. `given` maps each setting that was
+    asked for to (value, where it came from: "--preset NAME", "--config FILE" or None for a
+    flag); a shape setting that differs, or a dataset encoded with another tokenizer, is a
+    ValueError."""
     init = Path(tcfg.init_from)
     stored = GPTConfig.from_dict(ckpt.read_meta(init)["model"])
     check_tokenizer(init, dataset, "--init-from",
                     f"train on data encoded with the checkpoint's tokenizer (finetune --ckpt "
                     f"{init} --dataset NAME prepares it) or drop --init-from")
-    wrong = [f for f in SHAPE_FIELDS if given.get(f) is not None
-             and given[f] != getattr(stored, f)]
+    wrong = [f for f in SHAPE_FIELDS if f in given and given[f][0] != getattr(stored, f)]
     if wrong:
+        asked = ", ".join(setting(f, given[f][0])
+                          + (f" (from {given[f][1]})" if given[f][1] else "") for f in wrong)
         raise ValueError(
-            f"{', '.join(f'{flag(f)} {given[f]}' for f in wrong)}: --init-from {init} is a "
+            f"{asked}: --init-from {init} is a "
             f"model with {', '.join(f'{f}={getattr(stored, f)!r}' for f in wrong)}; drop the "
-            "flag (the checkpoint's shape is used) or train from scratch without --init-from")
-    block = given.get("block_size")
+            "setting (the checkpoint's shape is used) or train from scratch without "
+            "--init-from")
+    block = given.get("block_size", (None, None))[0]
     if block is not None and block > stored.block_size:
         raise ValueError(f"--block-size {block} exceeds the block_size {stored.block_size} of "
                          f"--init-from {init}; pass --block-size {stored.block_size} or less")

@@ -196,12 +196,19 @@ def test_init_from_uses_and_prints_the_checkpoint_shape(run, char_data, capsys, 
     line = refused(capsys, "train", "--dataset", str(char_data), "--init-from",
                    str(run / "last"), "--n-embd", "32", "--out", str(tmp_path / "z"))
     assert line == (f"error: --n-embd 32: --init-from {run / 'last'} is a model with n_embd=16; "
-                    "drop the flag (the checkpoint's shape is used) or train from scratch "
+                    "drop the setting (the checkpoint's shape is used) or train from scratch "
                     "without --init-from")
     (tmp_path / "c.json").write_text('{"n_layer": 3}')  # a --config file asks as a flag does
-    assert "error: --n-layer 3: --init-from" in refused(
+    assert f"error: --n-layer 3 (from --config {tmp_path / 'c.json'}): --init-from" in refused(
         capsys, "train", "--dataset", str(char_data), "--init-from", str(run / "last"),
         "--config", str(tmp_path / "c.json"), "--out", str(tmp_path / "z"))
+    # an explicit --preset asks for its shape too (the default preset, unnamed, does not)
+    assert refused(capsys, "train", "--dataset", str(char_data), "--init-from",
+                   str(run / "last"), "--preset", "shakespeare-char-cpu", "--out",
+                   str(tmp_path / "z")).startswith(
+        "error: --n-layer 4 (from --preset shakespeare-char-cpu), --n-head 4 (from --preset "
+        "shakespeare-char-cpu), --n-embd 128 (from --preset shakespeare-char-cpu), --no-bias "
+        "(from --preset shakespeare-char-cpu): --init-from")
     assert not (tmp_path / "z").exists()
 
 

@@ -15,7 +15,8 @@ The attention term counts the full T x T score matrix although half of it is mas
 as fwd+bwd: clipping and AdamW add ~15 FLOPs per parameter (< 0.5 % at every size here) and
 are left out, as in both references.
 
-Generation counts what the twins' generate.py perform (greedy, one sequence):
+Generation counts what the twins' generate.py perform (greedy, one sequence; generate-b4 and
+generate-b16 decode 4 and 16 prompts together with batch_generate.py: B times the work):
     without a KV cache, each new token re-runs the full forward over its whole context
     (prompt + tokens so far, lm_head on every position), so the cost grows with the square
     of the length;
@@ -31,7 +32,9 @@ from __future__ import annotations
 from numpy_gpt.config import GPTConfig
 
 TRAIN_WORKLOADS = ("forward", "fwdbwd", "train")
-GEN_WORKLOADS = ("generate", "generate-nocache")
+GEN_WORKLOADS = ("generate", "generate-nocache", "generate-b4", "generate-b16")
+# rows decoded together (batch_generate.py) by each generation workload; the rest decode one
+GEN_BATCH = {"generate-b4": 4, "generate-b16": 16}
 WORKLOADS = TRAIN_WORKLOADS + GEN_WORKLOADS
 
 

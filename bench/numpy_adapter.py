@@ -22,6 +22,9 @@ single-threaded BLAS, their gradients summed (with threads=1, one plain model.fo
     generate  numpy_gpt.generate.generate, greedy, with the KV cache: `generation_shape()`
               new tokens after a prompt of the first T/4 benchmark tokens, one sequence
     generate-nocache   the same with use_kv_cache=False (a full forward per new token)
+    generate-b4, generate-b16   numpy_gpt.batch_generate.generate_batch, greedy, with the KV
+              cache: 4 or 16 prompts (`generation_prompts`) decoded together, as many new
+              tokens each as `generate`; tokens/s counts every row's tokens
 
 The weights are numpy_gpt's own seeded init (GPT(config, dtype, seed)); torch backends load
 the same arrays, so every backend computes the same model as the float64 reference.
@@ -39,6 +42,7 @@ from numpy_gpt.optim import AdamW, clip_coef, grad_norm
 from numpy_gpt.parallel import ShardedStep
 
 from .backends import Backend
+from .flops import GEN_BATCH
 from .sizes import Size, make_inputs
 
 FAULT_PARAM = "transformer.ln_f.weight"  # --plant-fault scales it by 1.5: logits change ~50 %
@@ -51,6 +55,16 @@ def generation_prompt(idx: np.ndarray, size: Size) -> tuple[list[int], int]:
     T = size.seq_len
     P = max(1, T // 4)
     return [int(t) for t in idx[0, :P]], T - P
+
+
+def generation_prompts(idx: np.ndarray, size: Size, n: int) -> tuple[list[list[int]], int]:
+    """(n prompts, new tokens) for the batched generation workloads: row b is the first T/4
+    tokens of benchmark sequence b (cycled when n > B, each repeat shifted by one token, so no
+    two rows are the same), each followed by the same number of new tokens as `generate`."""
+    prompt, new = generation_prompt(idx, size)
+    P, B = len(prompt), idx.shape[0]
+    rows = [np.roll(idx[b % B], b // B)[:P] for b in range(n)]
+    return [[int(t) for t in r] for r in rows], new
 
 
 def plant_fault(params: dict[str, np.ndarray]) -> None:
@@ -107,14 +121,23 @@ class NumpyAdapter:
                                   use_kv_cache=kv):
                     pass
             return gen
+        if workload in GEN_BATCH:
+            from numpy_gpt.batch_generate import generate_batch
+
+            prompts, n = generation_prompts(self.idx, self.size, GEN_BATCH[workload])
+
+            def gen_batch() -> None:
+                generate_batch(model, prompts, max_new_tokens=n, greedy=True)
+            return gen_batch
         raise ValueError(f"numpy backend has no workload {workload!r}")
 
     def prompt_and_new_tokens(self) -> tuple[list[int], int]:
         return generation_prompt(self.idx, self.size)
 
-    def generation_shape(self) -> dict[str, int]:
+    def generation_shape(self, workload: str = "generate") -> dict[str, int]:
         prompt, n = self.prompt_and_new_tokens()
-        return {"gen_batch": 1, "prompt_len": len(prompt), "new_tokens": n}
+        return {"gen_batch": GEN_BATCH.get(workload, 1), "prompt_len": len(prompt),
+                "new_tokens": n}
 
     def sync(self) -> None:
         synchronize(self.model.xp)

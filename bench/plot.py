@@ -5,6 +5,8 @@
 Panels, each drawn only when the run has the rows for it:
     time vs n_embd    (sweep "n_embd"): ms per step, one line per backend, log-log axes
     time vs T         (sweep "T"): same, over the sequence length
+    memory vs T       (sweep "T"): peak memory of the step, MiB, log-log (attention memory
+                      linear in T shows as slope 1 once it dominates; a (T, T) matrix as 2)
     MFU               bars per backend at each named size (train workload if measured,
                       else the first workload with MFU numbers)
 On log-log axes a slope of 2 means cost grows with the square of the swept quantity (the
@@ -42,6 +44,9 @@ def plot(rows: list[dict[str, Any]], path: str | Path) -> bool:
         pts = [r for r in ok if r["sweep"] == sweep]
         if pts:
             panels.append(("sweep", (sweep, label, pts)))
+    mem = [r for r in ok if r["sweep"] == "T" and r.get("peak_mem_mb")]
+    if mem:
+        panels.append(("mem", mem))
     named = [r for r in ok if r["sweep"] is None and r["mfu"] is not None]
     if named:
         panels.append(("mfu", named))
@@ -49,11 +54,12 @@ def plot(rows: list[dict[str, Any]], path: str | Path) -> bool:
         return False
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     for ax, (kind, data) in zip(axes[0], panels):
-        if kind == "sweep":
-            sweep, label, pts = data
+        if kind in ("sweep", "mem"):
+            sweep, label, pts = data if kind == "sweep" else ("T", "sequence length T", data)
+            key = "ms_median" if kind == "sweep" else "peak_mem_mb"
             workload = _pick_workload(pts)
             for backend in dict.fromkeys(r["backend"] for r in pts):
-                line = sorted((r["sweep_value"], r["ms_median"]) for r in pts
+                line = sorted((r["sweep_value"], r[key]) for r in pts
                               if r["backend"] == backend and r["workload"] == workload)
                 ax.plot([x for x, _ in line], [y for _, y in line], "o-", label=backend)
             ax.set_xscale("log", base=2)
@@ -64,8 +70,12 @@ def plot(rows: list[dict[str, Any]], path: str | Path) -> bool:
             ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
             ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel(label)
-            ax.set_ylabel(f"ms per {workload} step (median)")
-            ax.set_title(f"{workload} time vs {sweep}")
+            if kind == "sweep":
+                ax.set_ylabel(f"ms per {workload} step (median)")
+                ax.set_title(f"{workload} time vs {sweep}")
+            else:
+                ax.set_ylabel(f"peak memory of a {workload} step, MiB")
+                ax.set_title(f"{workload} peak memory vs T")
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=8)
         else:

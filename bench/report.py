@@ -74,10 +74,18 @@ def _find(rows: list[dict[str, Any]], backend: str, size: str, workload: str
     return None
 
 
+def _ratio_sizes(rows: list[dict[str, Any]]) -> list[str]:
+    """The sizes whose numpy/torch time and memory ratios are targets: the named ones, every
+    point of the T sweep (DESIGN.md: "at every T of the T sweep up to 2048") and GPT-2 at
+    T=1024 (issue 16), in that order, those absent from `rows` answering nothing."""
+    sweep_t = [r["size"] for r in rows if r.get("sweep") == "T"]
+    return list(dict.fromkeys([*TARGET_SIZES, *sweep_t, "gpt2-124m-T1024"]))
+
+
 def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """DESIGN.md's performance targets that this run's rows can answer, as ratios."""
     out = []
-    for size in TARGET_SIZES:
+    for size in _ratio_sizes(rows):
         a, b = _find(rows, "numpy-f32", size, "train"), _find(rows, "torch-cpu", size, "train")
         if a and b:
             v = a["ms_median"] / b["ms_median"]
@@ -95,7 +103,7 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "size": "6L-384", "value": a["mfu"], "goal": ">= 0.75",
                     "met": a["mfu"] >= 0.75,
                     "detail": f"{a['gflops']:.1f} of {a['peak_gflops']:.1f} GFLOP/s{best}"})
-    for size in TARGET_SIZES:
+    for size in _ratio_sizes(rows):
         a, b = _find(rows, "numpy-f32", size, "train"), _find(rows, "torch-cpu", size, "train")
         if a and b and a["peak_mem_mb"] and b["peak_mem_mb"]:
             v = a["peak_mem_mb"] / b["peak_mem_mb"]
@@ -103,6 +111,15 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         "size": size, "value": v, "goal": "<= 1", "met": v <= 1.0,
                         "detail": f"{a['peak_mem_mb']:.1f} / {b['peak_mem_mb']:.1f} MiB "
                                   "RSS growth"})
+    for backend in ("numpy-f32", "torch-cpu"):  # issue 16: batched generation
+        a, b = (_find(rows, backend, "6L-384", "generate-b16"),
+                _find(rows, backend, "6L-384", "generate"))
+        if a and b:
+            v = a["tokens_per_s"] / b["tokens_per_s"]
+            out.append({"target": f"{backend} generation tokens/s, B=16 / B=1",
+                        "size": "6L-384", "value": v, "goal": ">= 8", "met": v >= 8.0,
+                        "detail": f"{a['tokens_per_s']:.0f} / {b['tokens_per_s']:.0f} "
+                                  "new tokens/s (greedy, KV cache)"})
     for backend in ("torch-cuda-bf16", "torch-cuda-compile"):
         a = _find(rows, backend, "gpt2-124m", "train")
         if a and a["mfu"] is not None:

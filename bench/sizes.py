@@ -64,13 +64,20 @@ SIZES: dict[str, Size] = {
     # GPT-2 small; block_size stays 1024 so the parameter count is GPT-2's
     "gpt2-124m": Size("gpt2-124m", GPTConfig(vocab_size=50257, block_size=1024, n_layer=12,
                                              n_head=12, n_embd=768), 4, 64, warmup=1, iters=3),
+    # GPT-2 small at its full context, one sequence: where numpy_gpt needs its tiled attention
+    # (GPTConfig.attention "auto" tiles T > 256). Named, not in DEFAULT_SIZES: each of its
+    # train steps takes several seconds on 2 cores (see bench/README.md)
+    "gpt2-124m-T1024": Size("gpt2-124m-T1024", GPTConfig(vocab_size=50257, block_size=1024,
+                                                         n_layer=12, n_head=12, n_embd=768),
+                            1, 1024, warmup=1, iters=3),
     # --quick: small enough that a whole run takes seconds (timings mean nothing)
     "tiny": Size("tiny", _cfg(2, 2, 32, 16), 2, 16, warmup=1, iters=2),
 }
 DEFAULT_SIZES = ("baby", "6L-384", "gpt2-124m")
 
 SWEEP_N_EMBD = (64, 128, 256, 384, 512)  # at 4L/4H, T=64, B=8
-SWEEP_T = (32, 64, 128, 256, 512)  # at 4L/4H/128d, B=8
+SWEEP_T = (32, 64, 128, 256, 512, 1024, 2048)  # at 4L/4H/128d, B=8
+LONG_T = 1024  # sweep points from here on time fewer iterations (a step takes seconds)
 
 
 def sweep_sizes(sweep: str, quick: bool = False) -> list[Size]:
@@ -84,7 +91,8 @@ def sweep_sizes(sweep: str, quick: bool = False) -> list[Size]:
         values = (8, 16) if quick else SWEEP_T
         C, B = (32, 2) if quick else (128, 8)
         return [Size(f"T{t}", _cfg(2 if quick else 4, 4, C, t), B, t, warmup=1,
-                     iters=2 if quick else 8, sweep="T", sweep_value=t) for t in values]
+                     iters=2 if quick else (3 if t >= LONG_T else 8), sweep="T",
+                     sweep_value=t) for t in values]
     raise ValueError(f"unknown sweep {sweep!r}; one of {SWEEPS}")
 
 

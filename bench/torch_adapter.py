@@ -7,6 +7,8 @@ Workloads mirror numpy_adapter.py, in idiomatic PyTorch:
               configure_optimizer: PyTorch's default implementation, fused on CUDA)
     generate, generate-nocache   torch_gpt.generate.generate, greedy, with and without its KV
               cache, under the backend's autocast; the same prompt and length as numpy's
+    generate-b4, generate-b16   torch_gpt.batch_generate.generate_batch: numpy_adapter's
+              generation_prompts, 4 or 16 prompts decoded together
 
 Precision: the parameters are float32 (or float64); "tf32" turns TF32 matmuls on for the whole
 worker process (a fresh process per measurement, so no flag leaks); "bfloat16" wraps the
@@ -31,7 +33,8 @@ from torch_gpt.optim import configure_optimizer
 from torch_gpt.precision import autocast
 
 from .backends import Backend
-from .numpy_adapter import LR, MAX_NORM, generation_prompt, plant_fault
+from .flops import GEN_BATCH
+from .numpy_adapter import LR, MAX_NORM, generation_prompt, generation_prompts, plant_fault
 from .sizes import Size, make_inputs
 
 
@@ -123,11 +126,21 @@ class TorchAdapter:
                                   use_kv_cache=kv, autocast_dtype=self.backend.autocast):
                     pass
             return gen
+        if workload in GEN_BATCH:
+            from torch_gpt.batch_generate import generate_batch
+
+            prompts, n = generation_prompts(self.idx_np, self.size, GEN_BATCH[workload])
+
+            def gen_batch() -> None:
+                generate_batch(model, prompts, max_new_tokens=n, greedy=True,
+                               autocast_dtype=self.backend.autocast)
+            return gen_batch
         raise ValueError(f"torch backend has no workload {workload!r}")
 
-    def generation_shape(self) -> dict[str, int]:
+    def generation_shape(self, workload: str = "generate") -> dict[str, int]:
         prompt, n = generation_prompt(self.idx_np, self.size)
-        return {"gen_batch": 1, "prompt_len": len(prompt), "new_tokens": n}
+        return {"gen_batch": GEN_BATCH.get(workload, 1), "prompt_len": len(prompt),
+                "new_tokens": n}
 
     def release(self) -> None:
         """Drop the .grad tensors a fwdbwd/train workload leaves on the parameters."""

@@ -92,7 +92,7 @@ def measure_workload(adapter: Any, workload: str, spec: dict[str, Any]) -> dict[
            "host_rss_peak_mb": host_peak, "rss_base_mb": tracker.base_mb,
            "mem_method": tracker.method, "device_peak_mb": device_peak}
     if gen:
-        out.update(adapter.generation_shape())
+        out.update(adapter.generation_shape(workload))
     return out
 
 

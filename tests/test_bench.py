@@ -230,6 +230,29 @@ def test_sizes():
         assert get_size(pts[1].name) == pts[1]
 
 
+def test_long_context_sizes_and_batched_generation_workloads():
+    """Issue 16: the T sweep reaches 2048, GPT-2 at T=1024 is a named size outside the
+    defaults, and generate-b4/-b16 decode 4/16 distinct prompts in both twins."""
+    from bench.numpy_adapter import generation_prompts
+    from bench.sizes import DEFAULT_SIZES
+    from bench.torch_adapter import TorchAdapter
+
+    assert [p.sweep_value for p in sweep_sizes("T")][-2:] == [1024, 2048]
+    g = SIZES["gpt2-124m-T1024"]
+    assert (g.batch_size, g.seq_len, g.config.n_embd) == (1, 1024, 768)
+    assert "gpt2-124m-T1024" not in DEFAULT_SIZES
+    size = get_size("tiny", quick=True)
+    a = NumpyAdapter(BACKENDS["numpy-f32"], size, seed=0)
+    prompts, n = generation_prompts(a.idx, size, 16)
+    assert len({tuple(p) for p in prompts}) == 16 and n > 0
+    t = TorchAdapter(BACKENDS["torch-cpu"], size, seed=0)
+    for w, B in (("generate-b4", 4), ("generate-b16", 16)):
+        a.step(w)()
+        t.step(w)()
+        assert a.generation_shape(w)["gen_batch"] == t.generation_shape(w)["gen_batch"] == B
+    assert a.generation_shape("generate")["gen_batch"] == 1
+
+
 def test_time_steps_counts_calls():
     calls = []
     t = time_steps(lambda: calls.append(1), warmup=2, iters=3)
@@ -293,7 +316,8 @@ def test_cupy_adapter_runs_numpy_gpt_on_the_device():
         logits, loss = a.check()
         assert type(logits) is np.ndarray and loss == ref[1]
         np.testing.assert_array_equal(logits, ref[0])
-        for workload in ("forward", "fwdbwd", "train", "generate", "generate-nocache"):
+        for workload in ("forward", "fwdbwd", "train", "generate", "generate-nocache",
+                         "generate-b4"):
             a.device_mem_start()
             a.step(workload)()
             a.sync()

@@ -65,7 +65,7 @@ SIZES: dict[str, Size] = {
     "gpt2-124m": Size("gpt2-124m", GPTConfig(vocab_size=50257, block_size=1024, n_layer=12,
                                              n_head=12, n_embd=768), 4, 64, warmup=1, iters=3),
     # GPT-2 small at its full context, one sequence: where numpy_gpt needs its tiled attention
-    # (GPTConfig.attention "auto" tiles T > 256). Named, not in DEFAULT_SIZES: each of its
+    # (GPTConfig.attention "auto" tiles T > 128). Named, not in DEFAULT_SIZES: each of its
     # train steps takes several seconds on 2 cores (see bench/README.md)
     "gpt2-124m-T1024": Size("gpt2-124m-T1024", GPTConfig(vocab_size=50257, block_size=1024,
                                                          n_layer=12, n_head=12, n_embd=768),

@@ -17,8 +17,11 @@ from typing import Any
 GELU_KINDS = ("tanh", "exact")
 ATTENTION_KINDS = ("auto", "full", "tiled")
 # "auto" runs the tiled attention (numpy_gpt/layers/flash_attention.py) for sequences longer
-# than this, the full one (layers/attention.py) up to it; measured in the README
-AUTO_TILED_ABOVE_T = 256
+# than this, the full one (layers/attention.py) up to it; with attention_tile None the tiles
+# are AUTO_TILE_SHORT rows up to T = AUTO_TILE_SHORT_MAX_T, AUTO_TILE_LONG above (measured:
+# README, "Long context: tiled attention")
+AUTO_TILED_ABOVE_T = 128
+AUTO_TILE_SHORT, AUTO_TILE_SHORT_MAX_T, AUTO_TILE_LONG = 64, 512, 128
 
 
 class ConfigError(ValueError):
@@ -43,7 +46,7 @@ class GPTConfig:
     # torch_gpt runs F.scaled_dot_product_attention for every value. Older checkpoints
     # without these fields load with the defaults.
     attention: str = "auto"
-    attention_tile: int = 128  # query and key rows per tile of the tiled kernel
+    attention_tile: int | None = None  # rows per query/key tile; None: by T (see above)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -73,10 +76,11 @@ class GPTConfig:
         if self.attention not in ATTENTION_KINDS:
             raise ConfigError(f"GPTConfig.attention must be one of {ATTENTION_KINDS}, "
                               f"got {self.attention!r}")
-        if (isinstance(self.attention_tile, bool) or not isinstance(self.attention_tile, int)
+        if self.attention_tile is not None and (
+                isinstance(self.attention_tile, bool) or not isinstance(self.attention_tile, int)
                 or self.attention_tile < 1):
-            raise ConfigError(f"GPTConfig.attention_tile must be an integer >= 1, "
-                              f"got {self.attention_tile!r}")
+            raise ConfigError(f"GPTConfig.attention_tile must be an integer >= 1 or None "
+                              f"(by T), got {self.attention_tile!r}")
         if self.attention == "tiled" and self.dropout > 0:
             raise ConfigError(
                 f"GPTConfig.attention='tiled' cannot apply dropout ({self.dropout}): the tiled "
@@ -89,6 +93,12 @@ class GPTConfig:
         if self.attention == "auto":
             return T > AUTO_TILED_ABOVE_T and p == 0.0
         return self.attention == "tiled"
+
+    def attention_tile_for(self, T: int) -> int:
+        """Rows per tile of the tiled kernel for a length-T forward."""
+        if self.attention_tile is not None:
+            return self.attention_tile
+        return AUTO_TILE_SHORT if T <= AUTO_TILE_SHORT_MAX_T else AUTO_TILE_LONG
 
     @property
     def head_size(self) -> int:

@@ -151,8 +151,12 @@ class GPT:
         train: bool = False,
         rng: np.random.Generator | None = None,
         dropout_masks: dict[str, np.ndarray] | None = None,
+        attention: str | None = None,
     ) -> tuple[np.ndarray, float | None, GPTCache]:
         """idx (B,T) int token ids, targets (B,T) int or None -> (logits (B,T,V), loss, cache).
+
+        `attention` ("full" | "tiled" | "auto") overrides config.attention for this pass, e.g.
+        "full" for a cache that holds the attention probabilities (attention_maps.py).
 
         Train mode with config.dropout > 0 applies dropout, with `dropout_masks` when given
         (names from config.dropout_mask_shapes) or masks drawn from `rng`. Eval mode (the
@@ -175,6 +179,8 @@ class GPT:
                 dropout_masks = make_dropout_masks(cfg, B, T, rng, self.lora)
             masks = {k: xp.asarray(m) for k, m in dropout_masks.items()}
         gelu_forward = gelu_tanh_forward if cfg.gelu == "tanh" else gelu_exact_forward
+        if attention is not None and attention != cfg.attention:
+            cfg = cfg.replace(attention=attention)  # validated: "tiled" refuses dropout
         tiled = cfg.tiled_attention(T, p)  # config.attention: O(T) or O(T^2) attention memory
 
         x, emb = embedding_forward(idx, P["transformer.wte.weight"], P["transformer.wpe.weight"])
@@ -186,7 +192,7 @@ class GPT:
                                         cfg.layer_norm_eps)
             a, c_attn = self._linear(a, h + "attn.c_attn", masks, p_lora)
             if tiled:
-                a, attn = flash_attention_forward(a, cfg.n_head, cfg.attention_tile)
+                a, attn = flash_attention_forward(a, cfg.n_head, cfg.attention_tile_for(T))
             else:
                 a, attn = attention_forward(a, cfg.n_head, masks.get(h + "attn.attn_dropout"), p)
             a, attn_proj = self._linear(a, h + "attn.c_proj", masks, p_lora)

@@ -15,7 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from numpy_gpt import GPT, GPTConfig
-from numpy_gpt.config import AUTO_TILED_ABOVE_T, ConfigError
+from numpy_gpt.config import (
+    AUTO_TILE_LONG,
+    AUTO_TILE_SHORT,
+    AUTO_TILE_SHORT_MAX_T,
+    AUTO_TILED_ABOVE_T,
+    ConfigError,
+)
 from numpy_gpt.layers import (
     FlashAttentionCache,
     attention_backward,
@@ -109,6 +115,9 @@ def test_auto_tiles_only_long_sequences_without_dropout():
     assert not cfg.tiled_attention(AUTO_TILED_ABOVE_T + 1, p=0.1)  # dropout: the full path
     assert cfg.replace(attention="tiled").tiled_attention(1)
     assert not cfg.replace(attention="full").tiled_attention(10**6)
+    assert cfg.attention_tile_for(AUTO_TILE_SHORT_MAX_T) == AUTO_TILE_SHORT
+    assert cfg.attention_tile_for(AUTO_TILE_SHORT_MAX_T + 1) == AUTO_TILE_LONG
+    assert cfg.replace(attention_tile=7).attention_tile_for(10**6) == 7
     model = GPT(GPTConfig(vocab_size=5, block_size=AUTO_TILED_ABOVE_T + 1, n_layer=1,
                           n_head=1, n_embd=4), dtype="float64")
     short = model.forward(np.zeros((1, 4), dtype=np.int64))[2]
@@ -134,10 +143,26 @@ def test_attention_fields_round_trip_and_old_checkpoints_load_as_default(tmp_pat
     GPT(cfg, dtype="float64").save(tmp_path / "new")
     assert GPT.load(tmp_path / "new").config == cfg
     # a checkpoint written before the fields existed: config.json without them
-    GPT(cfg.replace(attention="auto", attention_tile=128)).save(tmp_path / "old")
+    GPT(cfg.replace(attention="auto", attention_tile=None)).save(tmp_path / "old")
     meta_path = tmp_path / "old" / "config.json"
     meta = json.loads(meta_path.read_text())
     del meta["model"]["attention"], meta["model"]["attention_tile"]
     meta_path.write_text(json.dumps(meta))
     loaded = GPT.load(tmp_path / "old").config
-    assert (loaded.attention, loaded.attention_tile) == ("auto", 128)
+    assert (loaded.attention, loaded.attention_tile) == ("auto", None)
+
+
+def test_attention_override_and_maps_of_a_long_prompt():
+    """forward(attention="full") keeps P even where "auto" tiles; attention maps need it."""
+    from numpy_gpt.attention_maps import attention_maps
+
+    T = AUTO_TILED_ABOVE_T + 3
+    model = GPT(GPTConfig(vocab_size=5, block_size=T, n_layer=1, n_head=2, n_embd=4),
+                dtype="float64")
+    ids = np.arange(T) % 5
+    assert isinstance(model.forward(ids[None])[2].blocks[0].attn, FlashAttentionCache)
+    maps = attention_maps(model, ids)
+    assert maps.shape == (1, 2, T, T)
+    np.testing.assert_allclose(maps.sum(-1), 1.0, rtol=1e-12)
+    with pytest.raises(ConfigError, match="dropout"):
+        GPT(GPTConfig(dropout=0.1)).forward(np.zeros((1, 2), dtype=np.int64), attention="tiled")

@@ -167,7 +167,7 @@ def run_tiled_attention(ctx: Context) -> None:
     rng = ctx.rng()
     cfg = ctx.config
     own = (ctx.batch_size, ctx.seq_len, cfg.n_embd, cfg.n_head, cfg.vocab_size)
-    for s, tile in TILED_SIZES + [(own, cfg.attention_tile)]:
+    for s, tile in TILED_SIZES + [(own, cfg.attention_tile_for(ctx.seq_len))]:
         B, T, C, NH, _ = s
         qkv = _randn(rng, ctx, B, T, 3 * C)
         out, cache = L.flash_attention_forward(qkv, NH, tile)

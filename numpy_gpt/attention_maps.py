@@ -33,7 +33,7 @@ def attention_maps(model: Any, ids: Any) -> np.ndarray:
     if ids.size == 0:
         raise ValueError("the prompt is empty: attention maps need at least one token")
     ids = ids[-model.config.block_size:]
-    _, _, cache = model.forward(ids[None, :])
+    _, _, cache = model.forward(ids[None, :], attention="full")  # the kernel that keeps P
     return np.stack([to_numpy(block.attn.att)[0] for block in cache.blocks]).astype(np.float64)
 
 

@@ -36,7 +36,7 @@ from .train_plan import resume_line, resumed_config
 
 # train's flags that would change the model, or that finetune sets itself
 NOT_HERE = ("dataset", "n-layer", "n-head", "n-embd", "gelu", "init-from", "sample-tokens",
-            "tokenizer")
+            "tokenizer", "pad-vocab-to")
 LORA_FLAGS = {  # flag -> (type, default, metavar, help)
     "lora-rank": (int, 8, "R", "rank r of each adapter's update B A"),
     "lora-alpha": (float, 16.0, "A", "the update is scaled by alpha / r"),

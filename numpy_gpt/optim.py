@@ -1,4 +1,4 @@
-"""Optimization: AdamW, global-norm gradient clipping, warmup + cosine learning rate.
+"""Optimization: AdamW, global-norm gradient clipping, the learning-rate schedules.
 
 The arithmetic follows PyTorch's torch.optim.AdamW (single-tensor path) step for step, so the
 two twins stay within float rounding of each other over many steps:
@@ -14,7 +14,19 @@ Which parameters decay follows nanoGPT's configure_optimizers: every tensor with
 Gradient accumulation needs no code here: the training loop scales each micro-batch's loss by
 1/n_micro (backward's dloss) and sums the gradients, i.e. their mean.
 
-Ref: Loshchilov & Hutter 2019 (AdamW); torch/optim/adamw.py; nanoGPT train.py get_lr.
+Schedules (`--lr-schedule`), each a pure function of the iteration, so a resumed run gets
+exactly the rates of an uninterrupted one:
+
+    cosine            linear warmup, one cosine down to min_lr at lr_decay_iters, then flat
+                      (nanoGPT's get_lr)
+    cosine-restarts   the same warmup, then cosine cycles that restart at learning_rate:
+                      the first lasts restart_period steps, each next one restart_mult times
+                      longer (PyTorch's CosineAnnealingWarmRestarts with T_0, T_mult and
+                      eta_min = min_lr, stepped once per iteration after the warmup)
+
+Ref: Loshchilov & Hutter 2019 (AdamW); Loshchilov & Hutter 2017 (SGDR, warm restarts);
+torch/optim/adamw.py; torch/optim/lr_scheduler.py CosineAnnealingWarmRestarts; nanoGPT
+train.py get_lr.
 """
 
 from __future__ import annotations
@@ -209,3 +221,35 @@ def get_lr(
     decay_ratio = (it - warmup_iters) / max(lr_decay_iters - warmup_iters, 1)
     coeff = 0.5 * (1.0 + math.cos(math.pi * min(decay_ratio, 1.0)))
     return min_lr + coeff * (learning_rate - min_lr)
+
+
+LR_SCHEDULES = ("cosine", "cosine-restarts")
+
+
+def get_lr_restarts(
+    it: int, *, learning_rate: float, warmup_iters: int, restart_period: int,
+    restart_mult: int, min_lr: float
+) -> float:
+    """Linear warmup as get_lr, then cosine cycles from learning_rate down towards min_lr,
+    restarting at learning_rate: the first cycle lasts restart_period steps, each next one
+    restart_mult times as long.
+
+    After the warmup this is PyTorch's CosineAnnealingWarmRestarts(T_0=restart_period,
+    T_mult=restart_mult, eta_min=min_lr) after (it - warmup_iters) calls of step(), to the
+    bit: T_cur and T_i are found with the same integer arithmetic as its step() (not its
+    float logarithm, which can land one cycle off at a boundary), and the rate is its
+    expression, term for term.
+    """
+    if restart_period < 1 or restart_mult < 1:
+        raise ValueError(f"restart period and multiplier must be >= 1, got {restart_period} "
+                         f"and {restart_mult}")
+    if it < warmup_iters:
+        return learning_rate * (it + 1) / (warmup_iters + 1)
+    t_cur, t_i = it - warmup_iters, restart_period  # steps into this cycle, its length
+    if restart_mult == 1:
+        t_cur %= t_i
+    else:  # at most log_mult(it / period) cycles to skip
+        while t_cur >= t_i:
+            t_cur -= t_i
+            t_i *= restart_mult
+    return min_lr + (learning_rate - min_lr) * (1 + math.cos(math.pi * t_cur / t_i)) / 2

@@ -2,7 +2,7 @@
 
     for it in start..max_iters:
         every eval_interval (and at max_iters): estimate train/val loss, log, checkpoint
-        lr = warmup + cosine schedule(it)
+        lr = schedule(it): warmup, then cosine (or cosine with warm restarts)
         repeat gradient_accumulation_steps: batch -> forward+backward (loss / n_micro)
         clip the global grad norm; AdamW step
 
@@ -36,7 +36,7 @@ from . import checkpoint as ckpt
 from .config import GPTConfig
 from .data import TokenDataset, rng_from_state, rng_state
 from .model import GPT
-from .optim import AdamW, clip_coef, get_lr, grad_norm
+from .optim import AdamW, clip_coef, get_lr, get_lr_restarts, grad_norm
 from .parallel import ShardedStep
 from .train_config import TrainConfig
 from .train_diagnostics import StepProbe, probe_due
@@ -306,6 +306,12 @@ def estimate_loss(backend: Backend, dataset: TokenDataset, split: str, tcfg: Tra
 
 
 def lr_at(it: int, tcfg: TrainConfig) -> float:
+    """The learning rate of iteration `it` under the run's --lr-schedule (optim.py)."""
+    if tcfg.lr_schedule == "cosine-restarts":
+        return get_lr_restarts(it, learning_rate=tcfg.learning_rate,
+                               warmup_iters=tcfg.warmup_iters,
+                               restart_period=tcfg.lr_restart_period,
+                               restart_mult=tcfg.lr_restart_mult or 1, min_lr=tcfg.min_lr)
     return get_lr(it, learning_rate=tcfg.learning_rate, warmup_iters=tcfg.warmup_iters,
                   lr_decay_iters=tcfg.decay_iters, min_lr=tcfg.min_lr)
 

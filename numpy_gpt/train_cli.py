@@ -51,6 +51,8 @@ FLAGS: dict[str, tuple[Any, str]] = {
     "dropout": (float, "dropout probability in training"),
     "gelu": (str, "'tanh' (GPT-2) or 'exact' (nanoGPT)"),
     "init-from": (str, "start from this checkpoint folder's weights instead of scratch"),
+    "pad-vocab-to": (int, "round the model's vocabulary up to a multiple of N (64: GPT-2's "
+                          "50257 -> 50304, as nanoGPT; padding ids are never sampled)"),
     "batch-size": (int, "sequences per micro-batch"),
     "gradient-accumulation-steps": (int, "micro-batches per optimizer step"),
     "max-iters": (int, "optimizer steps"),
@@ -58,6 +60,12 @@ FLAGS: dict[str, tuple[Any, str]] = {
     "min-lr": (float, "final learning rate of the cosine decay"),
     "warmup-iters": (int, "linear warmup steps"),
     "lr-decay-iters": (int, "step where the cosine reaches min-lr (default: max-iters)"),
+    "lr-schedule": (str, "'cosine' (warmup, one cosine to min-lr; the default) or "
+                         "'cosine-restarts' (warmup, then cosine cycles restarting at the "
+                         "learning rate: PyTorch's CosineAnnealingWarmRestarts)"),
+    "lr-restart-period": (int, "cosine-restarts: steps of the first cycle (T_0)"),
+    "lr-restart-mult": (int, "cosine-restarts: each next cycle this many times longer "
+                             "(T_mult; default 1)"),
     "weight-decay": (float, "AdamW decoupled weight decay (2-D weights only)"),
     "beta1": (float, "AdamW beta1"),
     "beta2": (float, "AdamW beta2"),

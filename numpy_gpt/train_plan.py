@@ -132,6 +132,13 @@ def init_from_config(tcfg: TrainConfig, given: dict[str, Any], dataset: TokenDat
             f"model with {', '.join(f'{f}={getattr(stored, f)!r}' for f in wrong)}; drop the "
             "setting (the checkpoint's shape is used) or train from scratch without "
             "--init-from")
+    pad, where = given.get("pad_vocab_to", (None, None))
+    if pad is not None and tcfg.model_vocab_size(dataset.vocab_size) != stored.vocab_size:
+        raise ValueError(
+            f"{setting('pad_vocab_to', pad)}{f' (from {where})' if where else ''}: --init-from "
+            f"{init} has vocab_size {stored.vocab_size}, not "
+            f"{tcfg.model_vocab_size(dataset.vocab_size)}; drop the setting (the checkpoint's "
+            "vocabulary is used)")
     block = given.get("block_size", (None, None))[0]
     if block is not None and block > stored.block_size:
         raise ValueError(f"--block-size {block} exceeds the block_size {stored.block_size} of "

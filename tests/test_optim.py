@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from numpy_gpt import GPT, GPTConfig, optim
-from numpy_gpt.optim import AdamW, clip_coef, clip_grad_norm, get_lr, grad_norm
+from numpy_gpt.optim import (
+    AdamW,
+    clip_coef,
+    clip_grad_norm,
+    get_lr,
+    get_lr_restarts,
+    grad_norm,
+)
 
 
 def test_one_adamw_step_matches_hand_computation():
@@ -116,6 +123,39 @@ def test_lr_schedule_warmup_cosine_floor():
     assert get_lr(60, **kw) == pytest.approx(0.55)  # half way down the cosine
     assert get_lr(110, **kw) == pytest.approx(0.1)
     assert get_lr(500, **kw) == 0.1
+
+
+def test_warm_restarts_known_answers():
+    """warmup 2, then cycles of 4, 8, 16 steps (period 4, mult 2) from 1.0 towards 0.1:
+    it 2 starts the first cycle (lr 1), it 4 is half way down it (cos(pi/2) = 0: 0.55),
+    it 6 restarts at 1.0, it 10 is half way down the 8-step cycle, it 14 restarts again."""
+    kw = {"learning_rate": 1.0, "warmup_iters": 2, "restart_period": 4, "restart_mult": 2,
+          "min_lr": 0.1}
+    assert get_lr_restarts(0, **kw) == get_lr(0, learning_rate=1.0, warmup_iters=2,
+                                              lr_decay_iters=10, min_lr=0.1)  # same warmup
+    assert [get_lr_restarts(it, **kw) for it in (2, 6, 14, 30)] == [1.0] * 4
+    assert get_lr_restarts(4, **kw) == pytest.approx(0.55)
+    assert get_lr_restarts(10, **kw) == pytest.approx(0.55)
+    assert get_lr_restarts(5, **kw) > 0.1 and get_lr_restarts(13, **kw) > 0.1
+    with pytest.raises(ValueError, match="restart period and multiplier must be >= 1"):
+        get_lr_restarts(3, **{**kw, "restart_period": 0})
+
+
+@pytest.mark.parametrize("period, mult", [(5, 1), (3, 2), (1, 2), (4, 3)])
+def test_warm_restarts_match_torch_at_every_step(period, mult):
+    """After the warmup, every rate equals torch's CosineAnnealingWarmRestarts stepped once
+    per iteration, exactly (same integer cycle bookkeeping, same expression)."""
+    torch = pytest.importorskip("torch")
+    warmup, peak, floor = 7, 3e-3, 2e-4
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=peak)
+    sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=period, T_mult=mult,
+                                                                 eta_min=floor)
+    for it in range(warmup, warmup + 300):
+        ours = get_lr_restarts(it, learning_rate=peak, warmup_iters=warmup,
+                               restart_period=period, restart_mult=mult, min_lr=floor)
+        assert ours == opt.param_groups[0]["lr"], it
+        opt.step()
+        sched.step()
 
 
 def test_adamw_drives_a_tiny_batch_to_near_zero_loss():

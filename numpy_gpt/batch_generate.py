@@ -63,11 +63,22 @@ from .sampling import (
 )
 
 
+def rows_bias(positions: np.ndarray) -> np.ndarray:
+    """(B,1,1,L) additive mask, L = max position + 1: 0 for keys j <= positions[b], -inf after
+    (one per decode step, shared by every layer)."""
+    xp = get_array_module(positions)
+    L = int(positions.max()) + 1
+    beyond = xp.arange(L)[None, :] > positions[:, None]  # (B, L): keys after the row's query
+    return xp.where(beyond, -np.inf, 0.0).astype(np.float32)[:, None, None, :]
+
+
 def rows_attention_forward(qkv: np.ndarray, n_head: int, k_cache: np.ndarray,
-                           v_cache: np.ndarray, positions: np.ndarray) -> np.ndarray:
+                           v_cache: np.ndarray, positions: np.ndarray,
+                           bias: np.ndarray | None = None) -> np.ndarray:
     """One new position per row, row b's at positions[b], attending to its keys 0..positions[b].
 
-    Shapes: qkv (B,1,3C), k_cache, v_cache (B,NH,S,hs), positions (B,) ints -> out (B,1,C).
+    Shapes: qkv (B,1,3C), k_cache, v_cache (B,NH,S,hs), positions (B,) ints, bias
+            rows_bias(positions) or None (computed here) -> out (B,1,C).
             Writes each row's key and value at its own position.
     Math:   S[b, j] = q_b . K[b, j] / sqrt(hs), = -inf for j > positions[b]
             y_b = sum_j softmax_j(S[b])_j V[b, j]       (the masked keys get weight exactly 0)
@@ -79,12 +90,12 @@ def rows_attention_forward(qkv: np.ndarray, n_head: int, k_cache: np.ndarray,
     rows = xp.arange(B)
     k_cache[rows, :, positions] = k[:, :, 0]  # (B,NH,hs) into row b, position positions[b]
     v_cache[rows, :, positions] = v[:, :, 0]
-    L = int(positions.max()) + 1
+    bias = rows_bias(positions) if bias is None else bias
+    L = bias.shape[-1]
     K, V = k_cache[:, :, :L], v_cache[:, :, :L]  # (B,NH,L,hs) views
     att = q @ K.swapaxes(-1, -2)  # (B,NH,1,hs) @ (B,NH,hs,L) -> (B,NH,1,L)
     att *= 1.0 / math.sqrt(C // n_head)
-    beyond = xp.arange(L)[None, :] > positions[:, None]  # (B, L): keys after the row's query
-    att = xp.where(beyond[:, None, None, :], -np.inf, att)
+    att += bias  # -inf after the row's position: exp gives exactly 0 there
     att -= att.max(axis=-1, keepdims=True)  # softmax along keys, as cached_attention_forward
     xp.exp(att, out=att)
     att /= att.sum(axis=-1, keepdims=True)
@@ -107,7 +118,7 @@ class BatchDecoder:
         self.contexts = [crop_context(p, self.block_size) for p in prompts]
         B = len(self.contexts)
         self.cache = KVCache(model.config, B, model.dtype, model.xp) if use_kv_cache else None
-        self.params = inference_params(model) if use_kv_cache else None
+        self.params = _batch_layout(inference_params(model), model.xp) if use_kv_cache else None
         self.logits = self._full()
 
     def append(self, tokens: Sequence[int | None]) -> np.ndarray:
@@ -158,8 +169,9 @@ class BatchDecoder:
         pos = np.array([min(len(c) - 1, self.block_size - 1) for c in self.contexts])
         tok_d, pos_d = xp.asarray(tok), xp.asarray(pos)
         x = (P["transformer.wte.weight"][tok_d] + P["transformer.wpe.weight"][pos_d])[:, None]
+        bias = rows_bias(pos_d)  # one mask for every layer of this step
         x = forward_blocks(self.model, x, P, lambda i, qkv: rows_attention_forward(
-            qkv, cfg.n_head, self.cache.k[i], self.cache.v[i], pos_d))
+            qkv, cfg.n_head, self.cache.k[i], self.cache.v[i], pos_d, bias))
         logits = to_numpy(head_logits(self.model, x, P)[:, 0])  # (B,V)
         self.logits[step] = logits[step]
 
@@ -168,6 +180,19 @@ class BatchDecoder:
         idx = np.array([self.contexts[b]])
         return to_numpy(forward_cached(self.model, idx, self.cache.row(b), last_only=True,
                                        params=self.params)[0, -1])
+
+
+def _batch_layout(params: dict[str, np.ndarray], xp: Any) -> dict[str, np.ndarray]:
+    """The weights of the Linear layers (and a tied or untied head) stored column-major: each
+    decode step multiplies only B rows by them, and OpenBLAS's small-M sgemm runs
+    x @ W.T about 2x faster when W.T is row-major ("NN") than on the (out, in) layout ("NT"):
+    at 6L-384, 16 rows, 1.1 vs 2.1 ms per block (one thread). A copy of each weight, once
+    per generation; the values, and so the logits, are unchanged."""
+    out = dict(params)
+    for k, v in params.items():
+        if v.ndim == 2 and k != "transformer.wpe.weight":
+            out[k] = xp.asfortranarray(v)
+    return out
 
 
 def generate_batch(

@@ -12,6 +12,10 @@ in model.py, as llm.c splits them. Per head h, with hs = C // NH:
 All heads and batch rows go through one batched matmul each (no Python loops). q, k, v are
 strided views into the fused qkv array, which BLAS reads without copying.
 
+This file keeps P, (B, NH, T, T), for the backward: the readable way, with memory quadratic in
+T. flash_attention.py computes the same function in tiles with O(T) memory (FlashAttention's
+online softmax and recomputing backward); GPTConfig.attention chooses between them.
+
 Ref: Vaswani et al. 2017; nanoGPT CausalSelfAttention; llm.c attention_forward/backward.
 """
 

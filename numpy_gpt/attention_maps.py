@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .device import to_numpy
+from .safe_io import save_figure
 
 MAX_LABELED_T = 40  # above this many tokens the axes are too crowded to label
 
@@ -78,8 +79,5 @@ def plot_attention(maps: np.ndarray, labels: list[str], path: str | Path,
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # room for the title
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)  # through a temporary file; a write fault is a WriteError
     return True

@@ -18,8 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from safetensors.numpy import load_file, save_file
 
 from .config import ConfigError, GPTConfig, param_shapes
 from .device import to_numpy
+from .safe_io import staged_dir, writing
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -51,18 +51,19 @@ def save_checkpoint(
     optimizer_state: dict[str, np.ndarray] | None = None,
     trainer_state: dict[str, Any] | None = None,
     extra_config: dict[str, Any] | None = None,
+    write_extra: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write a checkpoint folder atomically; returns its path.
 
     `tokenizer` is anything with `to_dict()` and a `kind` (numpy_gpt.tokenizers). The existing
-    folder at `path`, if any, is replaced only after the new one is completely on disk.
+    folder at `path`, if any, is replaced only after the new one is completely on disk;
+    `write_extra(tmp)` adds more files to the new folder before that. A write fault (disk
+    full) is a safe_io.WriteError naming the file, with `path` left as it was.
     """
     path = Path(path)
     expected = param_shapes(config)
     _check_params(params, expected, where="save_checkpoint")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
+    with staged_dir(path) as tmp:
         meta: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "model": config.to_dict(),
@@ -70,18 +71,21 @@ def save_checkpoint(
             "tokenizer": getattr(tokenizer, "kind", None),
         }
         meta.update(extra_config or {})
-        _write_json(tmp / CONFIG_FILE, meta)
-        save_file(host_tensors({k: params[k] for k in expected}), str(tmp / MODEL_FILE))
+        with writing(path / CONFIG_FILE):
+            _write_json(tmp / CONFIG_FILE, meta)
+        with writing(path / MODEL_FILE):
+            save_file(host_tensors({k: params[k] for k in expected}), str(tmp / MODEL_FILE))
         if tokenizer is not None:
-            _write_json(tmp / TOKENIZER_FILE, tokenizer.to_dict())
+            with writing(path / TOKENIZER_FILE):
+                _write_json(tmp / TOKENIZER_FILE, tokenizer.to_dict())
         if optimizer_state is not None:
-            save_file(host_tensors(optimizer_state), str(tmp / OPTIMIZER_FILE))
+            with writing(path / OPTIMIZER_FILE):
+                save_file(host_tensors(optimizer_state), str(tmp / OPTIMIZER_FILE))
         if trainer_state is not None:
-            _write_json(tmp / TRAINER_STATE_FILE, trainer_state)
-        _replace_dir(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            with writing(path / TRAINER_STATE_FILE):
+                _write_json(tmp / TRAINER_STATE_FILE, trainer_state)
+        if write_extra is not None:  # e.g. a LoRA run's adapter/, inside the same swap
+            write_extra(tmp)
     return path
 
 
@@ -190,15 +194,3 @@ def _check_params(
 
 def _write_json(file: Path, obj: Any) -> None:
     file.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move a finished folder into place; the old one is removed only after the swap."""
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)

@@ -35,6 +35,14 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (ValueError, FileNotFoundError, PermissionError, KeyError, ImportError, DeviceError)
 
 
+def machine_faults() -> tuple[type[BaseException], ...]:
+    """What the machine did (disk full, a read-only folder, a run lock held by another run):
+    one line too. safe_io.WriteError says which file and, where known, what is still safe."""
+    from .run_lock import RunLockError
+
+    return (OSError, RunLockError)
+
+
 def build_parser(backend: str) -> argparse.ArgumentParser:
     prog = "python -m numpy_gpt" if backend == "numpy" else "python -m torch_gpt"
     parser = argparse.ArgumentParser(
@@ -68,6 +76,11 @@ def main(argv: list[str] | None = None, backend: str = "numpy") -> int:
         return 130
     except user_errors() as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 1
+    except machine_faults() as e:  # a full disk, another run holding the folder, ...
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        cause = getattr(e, "strerror", None) or _one_line(e)  # not "[Errno 28] ..."
+        print(f"error: {where}{cause}", file=sys.stderr)
         return 1
 
 

@@ -210,6 +210,38 @@ class TokenDataset:
             [self.example(split, int(k)) for k in ks], block_size, self.pad_id, loss_on=loss_on
         )
 
+    def check(self) -> None:
+        """DataError unless every file of every split agrees with meta.json (sizes, example
+        offsets): a truncated or edited folder is refused before training, not met mid-run."""
+        for split in self.splits:
+            n = self.num_tokens(split)
+            self.tokens(split)
+            if self.layout != "examples":
+                continue
+            idx = self._array(split, "_idx", np.dtype(np.uint64))
+            self._array(split, "_mask", np.dtype(np.uint8))
+            if len(idx) and (int(idx[0]) != 0 or int(idx[-1]) != n
+                             or bool(np.any(np.diff(idx.astype(np.int64)) < 0))):
+                raise DataError(f"{self.folder / (split + '_idx.bin')}: example offsets do not "
+                                f"match meta.json's {n:,} tokens; {self.fix()}")
+
+    def fix(self) -> str:
+        """How to prepare this folder again, as a command when meta.json says how."""
+        source, settings = self.meta.get("source") or {}, self.meta.get("settings") or {}
+        kind = settings.get("tokenizer")
+        if not source.get("path") or not isinstance(kind, str):
+            return "prepare it again (or remove it: train and finetune prepare a named " \
+                   "dataset again when its folder is gone)"
+        flags = [f"--input {source['path']}", f"--format {source.get('format', 'text')}",
+                 f"--tokenizer {kind}", f"--out {self.folder}", "--force"]
+        for key, default in (("vocab_size", None), ("min_freq", 1), ("val_fraction", 0.1),
+                             ("test_fraction", 0.0), ("seed", 1337)):
+            if settings.get(key, default) != default:
+                flags.insert(-2, f"--{key.replace('_', '-')} {settings[key]}")
+        if self.meta.get("name"):
+            flags.insert(-2, f"--name {self.meta['name']}")
+        return f"prepare it again: python -m numpy_gpt prepare {' '.join(flags)}"
+
     def _split_meta(self, split: str) -> dict[str, Any]:
         splits = self.meta["splits"]
         if split not in splits:
@@ -226,11 +258,12 @@ class TokenDataset:
                 count = int(sm["tokens"])
             file = self.folder / f"{key}.bin"
             if not file.is_file():
-                raise DataError(f"missing {file}; prepare the dataset again")
+                raise DataError(f"missing {file}; {self.fix()}")
             if file.stat().st_size != count * dtype.itemsize:
                 raise DataError(
-                    f"{file} has {file.stat().st_size} bytes, meta.json expects "
-                    f"{count * dtype.itemsize}; the folder is corrupt, prepare it again"
+                    f"{file} has {file.stat().st_size:,} bytes but meta.json expects "
+                    f"{count * dtype.itemsize:,} ({count:,} x {dtype.itemsize}): the prepared "
+                    f"data is truncated or corrupt (changed since it was prepared); {self.fix()}"
                 )
             # np.memmap cannot map an empty file.
             self._open[key] = (

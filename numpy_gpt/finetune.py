@@ -161,9 +161,10 @@ class LoRANumpyBackend(NumpyBackend):
         self.grads = {k: self.grads[k] for k in self.model.lora_params}
         return super().step(lr, grad_clip)
 
-    def save(self, path: Path, tokenizer: Any, trainer_state: dict | None) -> None:
-        super().save(path, tokenizer, trainer_state)  # base params (+ the adapters' AdamW)
-        save_adapter(path / ADAPTER_DIR, self.model.lora, self.model.lora_params,
+    def write_extra(self, folder: Path) -> None:
+        # the checkpoint holds the base params (+ the adapters' AdamW); the adapter goes in
+        # the same temporary folder, so last/ never pairs one step's state with another's
+        save_adapter(folder / ADAPTER_DIR, self.model.lora, self.model.lora_params,
                      base=self.tcfg.init_from, base_fingerprint=self.base_fingerprint,
                      template=self.template)
 

@@ -27,10 +27,13 @@ from .finetune import (
     open_finetune_dataset,
     stored_lora,
 )
+from .data import TokenDataset
 from .lora import TARGETS, LoRAConfig
 from .train import TrainingError, plot_log
 from .progress import ConsoleReporter
-from .train_cli import FLAGS, StopFlag, add_backend_args, prepare_out_dir
+from .run_guard import Aborted, StopFlag, aborted_line, lock_run, saved_state
+from .safe_io import WriteError
+from .train_cli import FLAGS, add_backend_args, plot_fault, prepare_out_dir
 from .train_config import TrainConfig
 from .train_plan import resume_line, resumed_config
 
@@ -159,8 +162,20 @@ def run(args: argparse.Namespace) -> int:
                                         progress=True)
         overrides.pop("dataset")  # the run's data is the prepared folder, not the name given
         tcfg = finetune_config(args.ckpt, dataset.folder, overrides, lora=lcfg is not None)
-        prepare_out_dir(out_dir, args.overwrite)
+    stop = StopFlag()  # Ctrl-C, SIGTERM, SIGHUP: save after this step (run_guard)
+    with stop.installed(), lock_run(out_dir, "fine-tuning run"):  # one run per folder
+        if not args.resume:
+            prepare_out_dir(out_dir, args.overwrite)
+        try:
+            return finetune_locked(args, out_dir, tcfg, state, dataset, lcfg, stop)
+        except Aborted as e:  # a second signal: at once, without saving
+            print(aborted_line(e, out_dir), file=sys.stderr)
+            return 128 + e.signum
 
+
+def finetune_locked(args: argparse.Namespace, out_dir: Path, tcfg: TrainConfig, state: dict,
+                    dataset: TokenDataset, lcfg: LoRAConfig | None, stop: StopFlag) -> int:
+    """The fine-tune, with out_dir locked and the stop signals caught (run_guard)."""
     what = (f"LoRA r={lcfg.rank} alpha={lcfg.alpha:g} on {','.join(lcfg.targets)}"
             if lcfg is not None else "full fine-tune")
     print(f"{args.backend} twin: {what} of {tcfg.init_from} on {dataset.folder} "
@@ -168,20 +183,22 @@ def run(args: argparse.Namespace) -> int:
           f"{tcfg.max_iters} iters, patience {tcfg.patience}) -> {out_dir}", flush=True)
     if args.resume:
         print(resume_line(out_dir, state, tcfg), flush=True)
-    stop = StopFlag()
     t0 = time.perf_counter()
-    with stop.installed():
-        try:
-            result = finetune(tcfg, dataset, out_dir, args.backend, lcfg, resume=args.resume,
-                              reporter=ConsoleReporter(tcfg.log_interval), should_stop=stop)
-        except TrainingError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+    try:
+        result = finetune(tcfg, dataset, out_dir, args.backend, lcfg, resume=args.resume,
+                          reporter=ConsoleReporter(tcfg.log_interval), should_stop=stop)
+    except TrainingError as e:  # diverged, or a write failed (disk full): what is safe
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except WriteError as e:  # exporting OUT/adapter or OUT/merged after training
+        print(f"error: {e.with_advice(saved_state(out_dir) + ', which exports again')}",
+              file=sys.stderr)
+        return 1
     status = result.train.status
     if status == "interrupted":
-        print(f"interrupted at iter {result.train.iter}: saved {out_dir / 'last'}; "
-              f"continue with --resume --out {out_dir}")
-        return 130
+        print(f"interrupted by {stop.name} at iter {result.train.iter}: saved "
+              f"{out_dir / 'last'}; continue with --resume --out {out_dir}")
+        return stop.exit_status
     before = "?" if result.val_loss_before is None else f"{result.val_loss_before:.4f}"
     session = f" ({time.perf_counter() - t0:.1f} s of them in this session)" if args.resume else ""
     print(f"{status}: iter {result.train.iter}, val loss {before} before -> "
@@ -193,6 +210,10 @@ def run(args: argparse.Namespace) -> int:
         twin = "numpy_gpt" if args.backend == "numpy" else "torch_gpt"
         print(f"chat with it: python -m {twin} chat --ckpt {result.model_dir}")
     log = result.train.log
-    if not args.no_plot and log and plot_log(log, out_dir / "loss.png", f"finetune {what}"):
-        print(f"loss curve: {out_dir / 'loss.png'}")
+    try:
+        if not args.no_plot and log and plot_log(log, out_dir / "loss.png", f"finetune {what}"):
+            print(f"loss curve: {out_dir / 'loss.png'}")
+    except WriteError as e:
+        print(f"error: {plot_fault(e, out_dir)}", file=sys.stderr)
+        return 1
     return 0

@@ -42,8 +42,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +53,12 @@ from .checkpoint import (
     MODEL_FILE,
     TOKENIZER_FILE,
     CheckpointError,
-    _replace_dir,
     load_checkpoint,
 )
 from .config import GPTConfig, param_shapes
 from .hf_import import CONV1D_WEIGHTS
 from .lora import ADAPTER_CONFIG
+from .safe_io import WriteError, staged_dir, writing
 from .tokenizers import Tokenizer, TokenizerError, load_tokenizer
 from .tokenizers.bytelevel import GPT2_SPLIT_PATTERN
 from .tokenizers.gpt2 import bytes_to_unicode
@@ -109,17 +107,19 @@ def export_hf(ckpt: str | os.PathLike, out: str | os.PathLike, *,
     hf_config = gpt_config_to_hf(config, eot_id=eot, dtype=dtype)
     tensors = canonical_to_hf(params, config)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    existed = out.exists()
     try:
-        _write_json(tmp / CONFIG_FILE, hf_config)  # HF uses the same two file names
-        save_file(tensors, str(tmp / MODEL_FILE), metadata={"format": "pt"})
-        for name, text in files.items():
-            (tmp / name).write_text(text, encoding="utf-8")
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with staged_dir(out) as tmp:  # a fault leaves OUT as it was
+            with writing(out / CONFIG_FILE):
+                _write_json(tmp / CONFIG_FILE, hf_config)  # HF uses the same two file names
+            with writing(out / MODEL_FILE):
+                save_file(tensors, str(tmp / MODEL_FILE), metadata={"format": "pt"})
+            for name, text in files.items():
+                with writing(out / name):
+                    (tmp / name).write_text(text, encoding="utf-8")
+    except WriteError as e:
+        raise e.with_advice(f"{out} {'is unchanged' if existed else 'was not created'} and "
+                            f"{ckpt} is untouched; free space and export again") from None
     return notes
 
 

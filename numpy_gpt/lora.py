@@ -37,7 +37,6 @@ from .chat_format import TEMPLATE_KEY
 from .checkpoint import (
     CheckpointError,
     _load_tensors,
-    _replace_dir,
     checkpoint_fingerprint,
     host_tensors,
     params_fingerprint,
@@ -45,6 +44,7 @@ from .checkpoint import (
     read_meta,
 )
 from .config import GPTConfig
+from .safe_io import staged_dir, writing
 
 TARGETS = ("c_attn", "c_proj", "c_fc")
 ADAPTER_CONFIG = "adapter_config.json"
@@ -144,13 +144,13 @@ def save_adapter(path: str | os.PathLike, lcfg: LoRAConfig, lora_params: dict[st
     params_fingerprint (what check_adapter_fits compares); `template`: the prompt format
     trained on."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
     meta = {"format_version": 1, "lora": {**asdict(lcfg), "targets": list(lcfg.targets)},
             "base_checkpoint": base, BASE_KEY: base_fingerprint, TEMPLATE_KEY: template}
-    (tmp / ADAPTER_CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
-    save_file(host_tensors(lora_params), str(tmp / ADAPTER_FILE))
-    _replace_dir(tmp, path)
+    with staged_dir(path) as tmp:
+        with writing(path / ADAPTER_CONFIG):
+            (tmp / ADAPTER_CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
+        with writing(path / ADAPTER_FILE):
+            save_file(host_tensors(lora_params), str(tmp / ADAPTER_FILE))
     return path
 
 

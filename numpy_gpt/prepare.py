@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -56,6 +55,7 @@ from .datasets import (
     sha256_file,
 )
 from .encode import encode_documents, encode_many, encode_stream, split_items
+from .safe_io import WriteError, stage_file, writing
 from .tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer
 
 FORMATS = ("text", "csv", "alpaca", "jsonl")
@@ -105,45 +105,53 @@ def build_tokenizer(
     raise DataError(f"unknown tokenizer {kind!r}; choose one of {list(TOKENIZER_KINDS)}")
 
 
-# ---- writing -----------------------------------------------------------------------------------
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
+# ---- writing ---------------------------------------------------------------------------------
 def write_folder(
     out: Path,
     tok: Tokenizer,
     splits: dict[str, dict[str, np.ndarray | None]],
     meta: dict[str, Any],
 ) -> None:
-    """Write <split>.bin (+ _idx/_mask), tokenizer.json and, last, meta.json."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / META_FILE).unlink(missing_ok=True)  # the folder is incomplete until the end
+    """Write <split>.bin (+ _idx/_mask), tokenizer.json and, last, meta.json.
+
+    Every file is first written whole under a temporary name, so a full disk fails before
+    anything in `out` changes (a safe_io.WriteError; the folder is as it was). Then meta.json
+    is removed, the files are renamed into place (renames need no space) and meta.json is
+    renamed in last: a folder with a meta.json is always complete and consistent.
+    """
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
     dtype = token_dtype(tok.vocab_size)
-    written = set()
-    for split, arrays in splits.items():
-        for suffix, arr in arrays.items():
-            if arr is None:
-                continue
-            if suffix == "":
-                arr = arr.astype(dtype)
-            _write_atomic(out / f"{split}{suffix}.bin", arr.tobytes())
-            written.add(f"{split}{suffix}.bin")
-    for split in SPLITS:  # files of an earlier run with another layout or split
-        for suffix in ("", "_idx", "_mask"):
-            name = f"{split}{suffix}.bin"
-            if name not in written:
-                (out / name).unlink(missing_ok=True)
-    tok.save(out / TOKENIZER_FILE)
-    _write_atomic(out / META_FILE, (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
+    staged: dict[str, Path] = {}
+    try:
+        for split, arrays in splits.items():
+            for suffix, arr in arrays.items():
+                if arr is None:
+                    continue
+                if suffix == "":
+                    arr = arr.astype(dtype)
+                name = f"{split}{suffix}.bin"
+                staged[name] = stage_file(out / name, arr.tobytes())
+        staged[TOKENIZER_FILE] = stage_file(
+            out / TOKENIZER_FILE, (json.dumps(tok.to_dict()) + "\n").encode("utf-8"))
+        meta_tmp = stage_file(out / META_FILE,
+                              (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
+        staged[META_FILE] = meta_tmp
+        with writing(out / META_FILE):
+            (out / META_FILE).unlink(missing_ok=True)  # incomplete from here to the end
+            for name, tmp in staged.items():
+                if name != META_FILE:
+                    os.replace(tmp, out / name)
+            for split in SPLITS:  # files of an earlier run with another layout or split
+                for suffix in ("", "_idx", "_mask"):
+                    name = f"{split}{suffix}.bin"
+                    if name not in staged:
+                        (out / name).unlink(missing_ok=True)
+            os.replace(meta_tmp, out / META_FILE)
+    except BaseException:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 # ---- the whole pipeline ------------------------------------------------------------------------
@@ -273,7 +281,12 @@ def prepare(
         "split": {"by": by, "seed": seed, "fractions": fractions},
         "settings": settings,
     }
-    write_folder(out, tok, arrays, meta)
+    try:
+        write_folder(out, tok, arrays, meta)
+    except WriteError as e:
+        state = ("is unchanged" if (out / META_FILE).is_file() else "was not written")
+        raise e.with_advice(f"the prepared folder {out} {state}; free space and prepare again"
+                            ) from None
     return out
 
 

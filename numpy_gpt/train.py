@@ -38,6 +38,7 @@ from .data import TokenDataset, rng_from_state, rng_state
 from .model import GPT
 from .optim import AdamW, clip_coef, get_lr, get_lr_restarts, grad_norm
 from .parallel import ShardedStep
+from .safe_io import WriteError, append_line, save_figure, write_text_atomic, writing
 from .train_config import TrainConfig
 from .train_diagnostics import StepProbe, probe_due
 
@@ -129,7 +130,12 @@ class NumpyBackend:
 
     def save(self, path: Path, tokenizer: Any, trainer_state: dict | None) -> None:
         self.model.save(path, tokenizer=tokenizer, trainer_state=trainer_state,
-                        optimizer_state=self.opt.state_dict() if trainer_state else None)
+                        optimizer_state=self.opt.state_dict() if trainer_state else None,
+                        write_extra=self.write_extra)
+
+    def write_extra(self, folder: Path) -> None:
+        """More files for a checkpoint, written into its temporary folder before the swap
+        (LoRA's adapter/), so the folder is all of one step or none of it."""
 
     def load_optimizer(self, path: Path) -> None:
         self.opt.load_state_dict(ckpt.load_optimizer_state(path))
@@ -212,19 +218,36 @@ def train(
     evals_since_best = int(state.get("evals_since_best", 0))
     skip_eval_at_start = bool(state.get("evaluated", False))
     log = read_log(out_dir, upto=start if resume else -1)
+    if resume and state.get("record") and (not log or log[-1]["iter"] != start):
+        log.append(state["record"])  # the checkpoint was saved but its log line was not
+    saved_at: int | None = start if resume else None  # the iteration last/ holds, intact
+
+    def write_fault(e: WriteError) -> TrainingError:
+        """The one line for a write that failed (disk full): the file, why, what is safe."""
+        if saved_at is None:
+            safe = "no checkpoint was saved yet; free space and start again (--overwrite)"
+        else:
+            safe = (f"the checkpoint at iteration {saved_at} in {last} is intact; free space "
+                    f"and run with --resume --out {out_dir}")
+        return TrainingError(str(e.with_advice(safe)))
+
     if backend.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_log(out_dir, log)
+        try:
+            with writing(out_dir):
+                out_dir.mkdir(parents=True, exist_ok=True)
+            write_log(out_dir, log)
+        except WriteError as e:
+            raise write_fault(e) from None
     B, T, n_micro = tcfg.batch_size, tcfg.block_size, tcfg.gradient_accumulation_steps
     elapsed0 = float(state.get("elapsed_s", 0.0))
     t_start = time.perf_counter()
 
-    def trainer_state(it: int, evaluated: bool) -> dict[str, Any]:
-        return {"iter": it, "evaluated": evaluated, "best_val_loss": best_val,
+    def trainer_state(it: int, record: dict | None) -> dict[str, Any]:
+        return {"iter": it, "evaluated": record is not None, "best_val_loss": best_val,
                 "evals_since_best": evals_since_best, "batch_rng": rng_state(batch_rng),
                 "backend_rng": backend.rng_state(), "backend": backend.name,
                 "elapsed_s": elapsed0 + time.perf_counter() - t_start,
-                "train_config": tcfg.to_dict()}
+                "train_config": tcfg.to_dict(), "record": record}
 
     rep.start(tcfg.max_iters, start)
     status, it = "done", start
@@ -233,7 +256,8 @@ def train(
         for it in range(start, tcfg.max_iters + 1):
             if should_stop():
                 if backend.is_main:
-                    backend.save(last, tokenizer, trainer_state(it, False))
+                    backend.save(last, tokenizer, trainer_state(it, None))
+                    saved_at = it
                 status = "interrupted"
                 break
             eval_due = it % tcfg.eval_interval == 0 or it == tcfg.max_iters
@@ -251,7 +275,8 @@ def train(
                           "elapsed_s": round(elapsed0 + time.perf_counter() - t_start, 3),
                           "best": improved, **diag}  # diag: the step just before (if any)
                 if backend.is_main:  # checkpoint first, then the log line that refers to it
-                    backend.save(last, tokenizer, trainer_state(it, True))
+                    backend.save(last, tokenizer, trainer_state(it, record))
+                    saved_at = it
                     if improved:
                         backend.save(best, tokenizer, None)
                     log.append(record)
@@ -283,6 +308,8 @@ def train(
             diag = probe.finish() if probe is not None else {}
             dt = time.perf_counter() - t0
             rep.step(it + 1, loss, lr, B * T * n_micro / max(dt, 1e-9))
+    except WriteError as e:
+        raise write_fault(e) from None
     finally:
         rep.close()
         close = getattr(backend, "close", None)
@@ -331,21 +358,30 @@ def rank_of(backend: Backend) -> int:
 
 
 def read_log(out_dir: Path, upto: int) -> list[dict]:
-    """Records with iter <= upto (a resume drops lines past its checkpoint); upto < 0: none."""
+    """Records with iter <= upto (a resume drops lines past its checkpoint); upto < 0: none.
+    A torn last line (a process killed in the middle of writing it) is dropped."""
     path = out_dir / LOG_FILE
     if upto < 0 or not path.is_file():
         return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    for n, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n < len(lines):
+                raise ValueError(f"{path} line {n} is not JSON; the log is damaged (move it "
+                                 "aside to resume without it)") from None
     return [r for r in records if r["iter"] <= upto]
 
 
 def write_log(out_dir: Path, records: list[dict]) -> None:
-    (out_dir / LOG_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
+    """The whole log, replaced atomically (a full disk leaves the old one)."""
+    write_text_atomic(out_dir / LOG_FILE, "".join(json.dumps(r) + "\n" for r in records))
 
 
 def append_log(out_dir: Path, record: dict) -> None:
-    with open(out_dir / LOG_FILE, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    append_line(out_dir / LOG_FILE, json.dumps(record))
 
 
 def plot_log(records: list[dict], path: Path, title: str = "") -> bool:
@@ -367,8 +403,5 @@ def plot_log(records: list[dict], path: Path, title: str = "") -> bool:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)  # a write fault: safe_io.WriteError, the old loss.png kept
     return True

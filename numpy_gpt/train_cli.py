@@ -2,10 +2,12 @@
 
 With no arguments it trains the `shakespeare-char-cpu` preset on Tiny Shakespeare, prints
 evaluations as it goes, saves checkpoints and loss.png under out/, and prints a sample.
-Ctrl-C saves OUT/last and exits; `--resume` continues from it bit-identically. Before anything
-is written the run is resolved and checked (numpy_gpt.train_plan: what may change on resume,
---init-from's shape and tokenizer, the dataset, memory) and printed; progress is
-numpy_gpt.progress.
+Ctrl-C, SIGTERM or SIGHUP saves OUT/last and exits with 128 + the signal's number; `--resume`
+continues from it bit-identically. One run at a time holds OUT (OUT/.lock), and a full disk
+ends the run with one line saying which checkpoint is intact (numpy_gpt.run_guard,
+numpy_gpt.safe_io). Before anything is written the run is resolved and checked
+(numpy_gpt.train_plan: what may change on resume, --init-from's shape and tokenizer, the
+dataset, memory) and printed; progress is numpy_gpt.progress.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import argparse
 import dataclasses
 import os
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,9 @@ from typing import Any
 from . import train_plan as plan
 from .device import array_module
 from .progress import ConsoleReporter
+from .run_guard import Aborted, StopFlag, aborted_line, lock_run
 from .runtime import keep_freed_memory
+from .safe_io import WriteError
 from .train import (
     LOG_FILE,
     Reporter,
@@ -120,10 +123,28 @@ def add_backend_args(parser: argparse.ArgumentParser, backend: str,
 
 
 def run(args: argparse.Namespace) -> int:
+    name = args.preset or (Path(args.config).stem if args.config else DEFAULT_PRESET)
+    out_dir = Path(args.out or f"out/{name}-{args.backend}")
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes
+    stop = StopFlag()  # Ctrl-C, SIGTERM, SIGHUP: save after this step (run_guard)
+    # one run per folder, locked before anything is read or written
+    with stop.installed(), lock_run(out_dir, enabled=main_process) as lock:
+        if lock is not None and lock.reclaimed:
+            print(f"note: {out_dir} was locked by pid {lock.reclaimed}, which is no longer "
+                  "running (killed?); taken over")
+        try:
+            return run_locked(args, out_dir, stop)
+        except Aborted as e:  # a second signal: at once, without saving
+            if main_process:
+                print(aborted_line(e, out_dir), file=sys.stderr)
+            return 128 + e.signum
+
+
+def run_locked(args: argparse.Namespace, out_dir: Path, stop: StopFlag) -> int:
+    """The run, with out_dir locked and the stop signals caught (run_guard)."""
     given = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(TrainConfig)}
     preset = args.preset or (None if args.config else DEFAULT_PRESET)
     name = args.preset or (Path(args.config).stem if args.config else DEFAULT_PRESET)
-    out_dir = Path(args.out or f"out/{name}-{args.backend}")
     # Resolve and check everything before any file is written (train_plan's rule).
     state: dict[str, Any] = {}
     if args.resume:
@@ -158,7 +179,6 @@ def run(args: argparse.Namespace) -> int:
     make_backend = backend_factory(args.backend)
     keep_freed_memory()  # reuse freed activations instead of page-faulting them back in
 
-    stop = StopFlag()
     # under torchrun only rank 0 reports; the others train silently
     main_process = int(os.environ.get("RANK", "0")) == 0
     reporter = ConsoleReporter(tcfg.log_interval) if main_process else Reporter()
@@ -175,28 +195,31 @@ def run(args: argparse.Namespace) -> int:
     if main_process and on_cpu and tcfg.dtype in ("bfloat16", "float16"):  # torch only
         warn_slow_autocast(tcfg, dataset.vocab_size)
     t0 = time.perf_counter()
-    with stop.installed():
-        try:
-            result = train(tcfg, dataset, out_dir, make_backend, resume=args.resume,
-                           reporter=reporter, should_stop=stop)
-        except TrainingError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+    try:
+        result = train(tcfg, dataset, out_dir, make_backend, resume=args.resume,
+                       reporter=reporter, should_stop=stop)
+    except TrainingError as e:  # diverged, or a write failed (disk full): what is safe
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     wall = time.perf_counter() - t0
     if not main_process:
-        return 130 if result.status == "interrupted" else 0
+        return stop.exit_status if result.status == "interrupted" else 0
     if result.status == "interrupted":
-        print(f"interrupted at iter {result.iter}: saved {out_dir / 'last'}; "
+        print(f"interrupted by {stop.name} at iter {result.iter}: saved {out_dir / 'last'}; "
               f"continue with --resume --out {out_dir}")
-        return 130
+        return stop.exit_status
     session = f" ({wall:.1f} s of them in this session)" if args.resume else ""
     print(f"{result.status}: iter {result.iter}, best val loss {result.best_val_loss:.4f}, "
           f"{result.elapsed_s:.1f} s of training{session}; checkpoints in {out_dir}/best and "
           f"{out_dir}/last")
-    if not args.no_plot and result.log and plot_log(result.log, out_dir / "loss.png", name):
-        print(f"loss curve: {out_dir / 'loss.png'}")
-        if plot_training(result.log, out_dir / "diagnostics.png", name):  # train_diagnostics.py
-            print(f"gradient norms and update ratios: {out_dir / 'diagnostics.png'}")
+    try:
+        if not args.no_plot and result.log and plot_log(result.log, out_dir / "loss.png", name):
+            print(f"loss curve: {out_dir / 'loss.png'}")
+            if plot_training(result.log, out_dir / "diagnostics.png", name):  # diagnostics
+                print(f"gradient norms and update ratios: {out_dir / 'diagnostics.png'}")
+    except WriteError as e:
+        print(f"error: {plot_fault(e, out_dir)}", file=sys.stderr)
+        return 1
     if tcfg.sample_tokens and (out_dir / "best").is_dir():
         print_sample(args.backend, out_dir / "best", tcfg)
     return 0
@@ -268,31 +291,8 @@ def print_sample(backend: str, folder: Path, tcfg: TrainConfig) -> None:
     print("\n---")
 
 
-class StopFlag:
-    """Ctrl-C asks the loop to save and stop after the current step; a second one aborts."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def __call__(self) -> bool:
-        return self.requested
-
-    def installed(self):
-        flag = self
-
-        class _Ctx:
-            def __enter__(self):
-                self.old = signal.getsignal(signal.SIGINT)
-                signal.signal(signal.SIGINT, flag._handle)
-
-            def __exit__(self, *exc):
-                signal.signal(signal.SIGINT, self.old)
-
-        return _Ctx()
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nstopping after this step (Ctrl-C again to abort without saving)",
-              file=sys.stderr, flush=True)
+def plot_fault(e: WriteError, out_dir: Path) -> str:
+    """The line for a plot that could not be written once training is over."""
+    return str(e.with_advice(f"training is finished and its checkpoints in {out_dir}/last and "
+                             f"{out_dir}/best are intact; free space and draw the curves "
+                             f"with: python -m numpy_gpt plot training --run {out_dir}"))

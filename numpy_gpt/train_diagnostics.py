@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .device import to_numpy
+from .safe_io import save_figure
 
 GRAD_NORM = "grad_norm"
 UPDATE_RATIO = "update_ratio"
@@ -129,8 +130,5 @@ def plot_training(records: list[dict], path: str | Path, title: str = "") -> boo
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1, 0.94 if title else 1))
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)  # through a temporary file; a write fault is a WriteError
     return True

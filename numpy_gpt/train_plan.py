@@ -172,6 +172,7 @@ def open_dataset(tcfg: TrainConfig, progress: bool = True) -> TokenDataset:
     folder = Path(tcfg.dataset)
     if (folder / "meta.json").is_file():
         ds = TokenDataset(folder)
+        ds.check()  # a truncated or edited folder: refused here, with the command that fixes it
         kind = ds.meta.get("tokenizer")
         if tcfg.tokenizer is not None and tcfg.tokenizer != kind:
             raise DataError(f"--tokenizer {tcfg.tokenizer}: {folder} is prepared with the "

@@ -46,8 +46,12 @@ class LoRATorchBackend(TorchBackend):
     def save(self, path: Path, tokenizer: Any, trainer_state: dict | None) -> None:
         ckpt.save_checkpoint(path, self.config, self.base_params(), tokenizer=tokenizer,
                              trainer_state=trainer_state,
-                             optimizer_state=self.optimizer_state() if trainer_state else None)
-        save_adapter(self.model, path / ADAPTER_DIR, base=self.tcfg.init_from,
+                             optimizer_state=self.optimizer_state() if trainer_state else None,
+                             write_extra=self.write_adapter)
+
+    def write_adapter(self, folder: Path) -> None:
+        """adapter/ inside the checkpoint's temporary folder (numpy_gpt.finetune's rule)."""
+        save_adapter(self.model, folder / ADAPTER_DIR, base=self.tcfg.init_from,
                      base_fingerprint=self.base_fingerprint, template=self.template)
 
 

@@ -15,7 +15,11 @@ overrides it).
 
 All the chat logic is numpy_gpt/chat.py (the terminal chatbot's too): the conversation lives
 in one ChatSession per browser tab (st.session_state); loaded models are shared between tabs
-(st.cache_resource), keyed by twin, folder and adapter.
+(st.cache_resource), keyed by twin, folder and adapter. Sharing is safe because generating
+never changes a model: every reply's state (KV cache, random generator, history) belongs to
+its tab's session, so two tabs chatting at once never mix replies (tests/test_app.py). A
+message longer than the model's context is cropped to its end, with a notice, and the page
+shows the part that was sent.
 
 Ref: Streamlit docs, "Build a basic LLM chat app" (st.chat_message, st.chat_input,
 st.write_stream).
@@ -124,7 +128,7 @@ def main() -> None:
     except ValueError as e:  # empty, or not encodable by this tokenizer
         st.warning(" ".join(str(e).split()))
         return
-    st.chat_message("user").write(message)
+    st.chat_message("user").write(session.sent)  # a long paste: the part that fits (notice)
     with st.chat_message("assistant"):
         for notice in notices:
             st.caption(notice)

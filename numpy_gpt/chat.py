@@ -134,6 +134,7 @@ class ChatSession:
         self.template_source = CHOSEN  # where the format comes from (ChatModel.template)
         self.notices: list[str] = []  # what loading had to assume (ChatModel.notices)
         self.reported_unknown: set[str] = set()  # pieces already named in an <UNK> notice
+        self.sent = ""  # the last message as sent (send), cropped when it did not fit
 
     @classmethod
     def load(cls, backend: str, ckpt: str | Path, *, adapter: str | Path | None = None,
@@ -184,6 +185,7 @@ class ChatSession:
         if not message.strip():
             raise ValueError("empty message: type something to say")
         ids, message, notices = self.fit_prompt(message.strip())
+        self.sent = message  # as the model gets it (cropped to the context if too long)
         unknown = [p for p in self.tokenizer.unknown_pieces(message)
                    if p not in self.reported_unknown]
         if unknown:

@@ -177,3 +177,95 @@ def test_browser_sends_a_message_and_sees_a_reply(ckpt: Path) -> None:
             server.wait()
     assert len(texts) == 2 and "hi i am ada" in texts[0]
     assert texts[1].strip()
+
+
+# ---------------------------------------------------------------------- two tabs at once
+
+
+def chat_in(at: AppTest, ckpt: Path, messages: list[str]) -> AppTest:
+    """A tab on `ckpt` (greedy: its replies are a function of its own conversation) that
+    sends `messages` one after the other."""
+    at.sidebar.text_input(key="ckpt").input(str(ckpt))
+    at.sidebar.toggle(key="greedy").set_value(True)
+    at.sidebar.slider(key="max_new_tokens").set_value(12).run()
+    for message in messages:
+        at.chat_input[0].set_value(message).run()
+    return at
+
+
+TALKS = {"a": ["hi i am ada", "say bob", "again"],
+         "b": ["what is 1 plus 2?", "hi i am eve", "say cy"]}
+
+
+def test_two_tabs_chatting_in_turns_keep_their_own_conversations(ckpt: Path) -> None:
+    """Two tabs on one shared model (st.cache_resource), their messages interleaved: each page
+    shows its own messages, and each reply is the one that conversation gets alone."""
+    alone = {k: replies(chat_in(page(), ckpt, msgs)) for k, msgs in TALKS.items()}
+    for k, msgs in TALKS.items():
+        assert [t for r, t in alone[k] if r == "user"] == msgs
+    tabs = {k: chat_in(page(), ckpt, []) for k in TALKS}
+    for turn in range(3):
+        for k, at in tabs.items():
+            at.chat_input[0].set_value(TALKS[k][turn]).run()
+    for k, at in tabs.items():
+        assert not at.exception and not at.error
+        assert replies(at) == alone[k]
+        history = at.session_state.session.history
+        assert [m["content"] for m in history if m["role"] == "user"] == TALKS[k]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_two_sessions_generating_at_once_on_one_model(ckpt: Path, backend: str) -> None:
+    """What two tabs do at the same moment: two ChatSessions on one loaded ChatModel, replying
+    in two threads at once (Streamlit runs each tab's script in its own thread; AppTest cannot
+    run two pages at once). Generating changes nothing shared, so each conversation equals
+    the same conversation held alone."""
+    import threading
+
+    from numpy_gpt.chat import ChatSession, load_chat_model
+
+    model = load_chat_model(backend, ckpt)
+
+    def converse(k: str, out: dict) -> None:
+        session = ChatSession.start(model)
+        session.update(greedy=True, max_new_tokens=24)
+        for message in TALKS[k] * 3:
+            _, chunks = session.send(message)
+            "".join(chunks)
+        out[k] = session.history
+
+    alone: dict = {}
+    for k in TALKS:
+        converse(k, alone)
+    together: dict = {}
+    errors: list[BaseException] = []
+
+    def run(k: str) -> None:
+        try:
+            converse(k, together)
+        except BaseException as e:  # noqa: BLE001 - reported in the test's thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in TALKS]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert together == alone
+
+
+def test_a_very_long_pasted_message_is_cropped_with_a_notice(ckpt: Path) -> None:
+    at = page()
+    at.sidebar.text_input(key="ckpt").input(str(ckpt)).run()
+    pasted = "hi i am ada and this is a very long message. " * 5000  # 230 KB
+    at.chat_input[0].set_value(pasted).run()
+    assert not at.exception and not at.error and not at.warning
+    session = at.session_state.session
+    sent = session.history[0]["content"]
+    assert pasted.strip().endswith(sent) and len(sent) < 64
+    msgs = replies(at)
+    assert msgs[0] == ("user", sent)  # the page shows what the model was given
+    notes = [c.value for c in at.caption]
+    assert any(n == f"your message is longer than the model's context: kept its last "
+               f"{len(sent)} characters" for n in notes), notes

@@ -69,7 +69,8 @@ def test_cupy_cases_pass_with_numpy_gpt_on_the_fake_device(dtype: str) -> None:
     stays on the CPU here): their code moves every array it must, and they pass. On a GPU
     the runner adds these runs itself, named "cupy:<case>"."""
     cupy_cases = [c for c in CASES if c.cupy]
-    assert {c.name.split("/")[0] for c in cupy_cases} == {"model", "train", "generate"}
+    # "layer": only the tiled attention kernel, whose loops over tiles must stay on the device
+    assert {c.name.split("/")[0] for c in cupy_cases} == {"model", "train", "generate", "layer"}
     with fake_cupy.installed():
         for case in cupy_cases:
             ctx = Context(dtype, "cpu", *PRESETS["tiny"], case=case.name, numpy_device="cuda")

@@ -45,6 +45,7 @@ from typing import Any
 
 from . import chat_format
 from .data import DataError
+from .safe_io import write_bytes_atomic
 from .tokenizers import GPT2Tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -173,9 +174,7 @@ def download(
     if sha256 is not None and hashlib.sha256(body).hexdigest() != sha256:
         raise DataError(f"downloaded {url} but its sha256 is not {sha256}; not saved")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(body)
-    os.replace(tmp, dest)
+    write_bytes_atomic(dest, body)  # a full disk leaves no partial file (safe_io.WriteError)
 
 
 # ---- reading raw files ------------------------------------------------------------------------

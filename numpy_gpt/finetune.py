@@ -35,7 +35,6 @@ loss); nanoGPT config/finetune_shakespeare.py (init_from, small lr, frequent eva
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +47,7 @@ from .data import DataError, TokenDataset
 from .lora import MERGED_KEY, LoRAConfig, adapter_fingerprint, load_adapter, save_adapter
 from .model import GPT
 from .optim import AdamW
+from .safe_io import staged_dir, write_text_atomic
 from .train import BackendFactory, NumpyBackend, Reporter, TrainResult, numpy_model, train
 from .train_config import TrainConfig
 
@@ -250,8 +250,8 @@ def finetune(
     adapter_dir = None
     if lora is not None and best.is_dir() and result.status != "interrupted":
         adapter_dir = out_dir / ADAPTER_DIR
-        shutil.rmtree(adapter_dir, ignore_errors=True)
-        shutil.copytree(best / ADAPTER_DIR, adapter_dir)
+        with staged_dir(adapter_dir) as tmp:  # a full disk leaves the old OUT/adapter whole
+            shutil.copytree(best / ADAPTER_DIR, tmp, dirs_exist_ok=True)
         model_dir = export(best, out_dir / MERGED_DIR)
         record_meta(model_dir, {MERGED_KEY: merged_adapters(tcfg.init_from, adapter_dir)})
     if template and model_dir is not None and (lora is None or adapter_dir is not None):
@@ -276,9 +276,7 @@ def record_meta(folder: Path, fields: dict[str, Any]) -> None:
     fine-tuned on (numpy_gpt.chat reads it), the adapters merged into it."""
     meta = ckpt.read_meta(folder)
     meta.update(fields)
-    tmp = folder / f".{ckpt.CONFIG_FILE}.tmp"
-    tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, folder / ckpt.CONFIG_FILE)
+    write_text_atomic(folder / ckpt.CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
 
 
 def _full_backend(backend: str) -> BackendFactory:

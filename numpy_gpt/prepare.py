@@ -55,6 +55,7 @@ from .datasets import (
     sha256_file,
 )
 from .encode import encode_documents, encode_many, encode_stream, split_items
+from .run_lock import RunLock
 from .safe_io import WriteError, stage_file, writing
 from .tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer
 
@@ -165,7 +166,15 @@ def infer_format(path: Path) -> str:
     return fmt
 
 
-def prepare(
+def prepare(input: str | os.PathLike, out_dir: str | os.PathLike, **options: Any) -> Path:
+    """Tokenize `input` into the prepared folder `out_dir` (prepare_unlocked's options), with
+    the folder locked: two runs preparing it at once take turns, and the second finds it up
+    to date (numpy_gpt.run_lock; it waits rather than fails)."""
+    with RunLock(out_dir, what="preparation", wait=True):
+        return prepare_unlocked(input, out_dir, **options)
+
+
+def prepare_unlocked(
     input: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,

@@ -112,6 +112,19 @@ def replace_dir(src: Path, dst: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def recover_moved_aside(dst: str | os.PathLike) -> bool:
+    """Put back the folder replace_dir moved aside, when `dst` is missing because the process
+    was killed (SIGKILL: nothing runs) between the swap's two renames. True if it did."""
+    dst = Path(dst)
+    if dst.exists():
+        return False
+    olds = sorted(dst.parent.glob(f".{dst.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if not olds:
+        return False
+    os.replace(olds[-1], dst)
+    return True
+
+
 def stage_file(path: str | os.PathLike, data: bytes) -> Path:
     """`data` written whole to a temporary file beside `path` (to be renamed over it); on a
     fault the temporary file is removed and a WriteError names `path`."""

@@ -28,6 +28,7 @@ from typing import Any
 from . import checkpoint as ckpt
 from .config import GPTConfig
 from .data import DataError, TokenDataset
+from .safe_io import recover_moved_aside
 from .train_config import TrainConfig
 
 # May change on --resume: they steer how long the run goes on, how often it is evaluated, the
@@ -62,6 +63,7 @@ def resumed_config(out_dir: Path, overrides: dict[str, Any]
     """(the run's TrainConfig with the RESUMABLE flags given now applied, its trainer state).
     A flag that would change anything else is a ValueError naming it. `out` is where the run
     is now (it may have been moved), not a setting."""
+    recover_moved_aside(out_dir / "last")  # a run killed in the middle of swapping last/
     if not (out_dir / "last").is_dir():
         raise ValueError(f"--resume: there is no run in {out_dir} (no {out_dir / 'last'}); pass "
                          "--out DIR, the folder of the run to continue")

@@ -420,6 +420,18 @@ def test_an_interrupted_folder_swap_puts_the_old_folder_back(tmp_path, monkeypat
     assert (old / "f").read_text() == "old"
 
 
+def test_resume_after_a_kill_in_the_middle_of_the_swap(data, reference, tmp_path, capsys):
+    """SIGKILL between the swap's two renames (nothing can run then) leaves last/ moved aside
+    as .last.old-PID; --resume puts it back and goes on."""
+    out = tmp_path / "run"
+    assert main(["train", *flags(data, out, 10), "--no-plot"]) == 0
+    os.replace(out / "last", out / ".last.old-12345")
+    assert main(["train", *flags(data, out, 30), "--no-plot", "--resume"]) == 0
+    assert f"resuming {out / 'last'} from iteration 10" in capsys.readouterr().out
+    same_params(load_checkpoint(out / "last")[1], reference[30])
+    no_leftovers(out)
+
+
 # ---------------------------------------------------------------------------- the run lock
 
 
@@ -479,6 +491,35 @@ def test_a_refused_run_touches_nothing(data, tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------- prepared data
+
+
+def test_two_preparations_of_one_folder_take_turns(tmp_path, monkeypatch):
+    """Two runs that prepare the same dataset at the same moment: the second waits for the
+    first's lock, then finds the folder up to date (it is written once, never interleaved)."""
+    import threading
+
+    import numpy_gpt.prepare as prep
+
+    (tmp_path / "input.txt").write_text(TEXT)
+    out = tmp_path / "prepared"
+    writes = []
+    real = prep.write_folder
+    monkeypatch.setattr(prep, "write_folder", lambda *a: (writes.append(1), time.sleep(0.3),
+                                                          real(*a)))
+    done: list = []
+    threads = [threading.Thread(target=lambda: done.append(prepare(
+        tmp_path / "input.txt", out, fmt="text", tokenizer="char", reuse=True)))
+        for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert done == [out, out] and writes == [1]
+    assert not (out / LOCK_FILE).exists()
+    from numpy_gpt.data import TokenDataset
+
+    TokenDataset(out).check()
+
 
 
 @pytest.mark.parametrize("damage", ["truncated train.bin", "changed token count"])

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -264,14 +263,9 @@ def check_ids(ids: list[int], vocab_size: int, what: str) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` (UTF-8) to a temporary file beside `path`, then rename it into place."""
+    """Write `text` (UTF-8) to a temporary file beside `path`, then rename it into place (a
+    full disk: numpy_gpt.safe_io.WriteError, the old file kept)."""
+    from ..safe_io import write_text_atomic as write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a saved tokenizer is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write(path, text)

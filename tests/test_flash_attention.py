@@ -72,6 +72,18 @@ def test_tiled_equals_full_for_any_tile_size(T, tile, B, NH, seed):
     assert rel(t_dqkv, dqkv) <= EQUAL
 
 
+@pytest.mark.parametrize("strip", [1, 4, 8, 13, 1000])
+def test_backward_strips_of_any_length_give_the_same_gradients(monkeypatch, strip):
+    """The backward walks the rows below each key tile in strips of whole tiles, about
+    STRIP_ROWS rows (256 by default, more than the hypothesis sweep's T): asked for fewer rows
+    than a tile (4), one tile, two, 13 (3 tiles) and more than T=29 (a short last tile)."""
+    from numpy_gpt.layers import flash_attention
+
+    monkeypatch.setattr(flash_attention, "STRIP_ROWS", strip)
+    (out, dqkv), (t_out, t_dqkv) = both(2, 29, 8, 2, 4, seed=strip)
+    assert rel(t_dqkv, dqkv) <= EQUAL
+
+
 def test_tiled_cache_is_linear_in_T():
     """No (T, T) array: the cache holds q, k, v, out (B,NH,T,hs) and lse (B,NH,T) only."""
     B, T, C, NH = 1, 96, 8, 2

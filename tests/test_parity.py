@@ -95,6 +95,9 @@ def model_setups(draw: st.DrawFn) -> dict:
         gelu=draw(st.sampled_from(["tanh", "exact"])),
         dropout=draw(st.sampled_from([0.0, 0.0, 0.3])),
     )
+    if not config.dropout:  # numpy_gpt's tiled attention kernel, any tile size (no dropout)
+        config = config.replace(attention=draw(st.sampled_from(["auto", "full", "tiled"])),
+                                attention_tile=draw(st.sampled_from([None, 1, 2, 3, 5, 16])))
     return {
         "config": config,
         "batch_size": draw(st.integers(1, 4)),

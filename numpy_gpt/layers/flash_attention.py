@@ -1,9 +1,10 @@
 """Tiled causal self-attention (FlashAttention's algorithm, in NumPy): exact, memory linear in T.
 
 The same function as attention.py (read that file first: it is the readable version), computed
-without ever holding the (T, T) probability matrix. Queries are cut into tiles of `tile` rows,
-keys/values into tiles of `tile` rows; one (tile, tile) block of scores exists at a time, for
-all B*NH heads at once (a batched matmul per tile pair, so Python loops run only over tiles).
+without ever holding the (T, T) probability matrix. Queries and keys/values are cut into tiles
+of `tile` rows; the forward holds one (tile, tile) block of scores at a time, the backward one
+(strip, tile) block, for all B*NH heads at once (batched matmuls, so Python loops run only over
+tiles).
 
 Forward, per query tile, visiting key tiles left to right ("online softmax"). For each row i:
 
@@ -60,7 +61,6 @@ import numpy as np
 
 from ..device import get_array_module
 from .attention import causal_bias, split_heads
-
 
 STRIP_ROWS = 256  # query rows per batched matmul in the backward (measured: 256-512 best)
 

@@ -194,6 +194,7 @@ def finetune_locked(args: argparse.Namespace, out_dir: Path, tcfg: TrainConfig, 
         print(f"error: {e.with_advice(saved_state(out_dir) + ', which exports again')}",
               file=sys.stderr)
         return 1
+    stop.restore()  # training is over
     status = result.train.status
     if status == "interrupted":
         print(f"interrupted by {stop.name} at iter {result.train.iter}: saved "

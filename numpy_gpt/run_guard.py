@@ -54,6 +54,7 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.old: dict[int, object] = {}  # the handlers installed() replaced
 
     def __call__(self) -> bool:
         return self.signum is not None
@@ -74,14 +75,20 @@ class StopFlag:
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
-        old = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+        self.old = {s: signal.getsignal(s) for s in STOP_SIGNALS}
         try:
             for s in STOP_SIGNALS:
                 signal.signal(s, self._handle)
             yield self
         finally:
-            for s, handler in old.items():
-                signal.signal(s, handler)
+            self.restore()
+
+    def restore(self) -> None:
+        """Put the old handlers back now (training is over: Ctrl-C during the final sample
+        or export interrupts it at once, as it would anywhere else)."""
+        for s, handler in self.old.items():
+            signal.signal(s, handler)
+        self.old = {}
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.signum is not None:

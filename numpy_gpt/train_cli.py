@@ -201,6 +201,7 @@ def run_locked(args: argparse.Namespace, out_dir: Path, stop: StopFlag) -> int:
     except TrainingError as e:  # diverged, or a write failed (disk full): what is safe
         print(f"error: {e}", file=sys.stderr)
         return 1
+    stop.restore()  # training is over: the plots and the sample stop at one Ctrl-C
     wall = time.perf_counter() - t0
     if not main_process:
         return stop.exit_status if result.status == "interrupted" else 0

@@ -185,7 +185,8 @@ def run_locked(args: argparse.Namespace, out_dir: Path, stop: StopFlag) -> int:
     say = print if main_process else (lambda *a, **k: None)
     say(f"{args.backend} twin: training {name} on {dataset.folder} "
         f"({tcfg.n_layer}L/{tcfg.n_head}H/{tcfg.n_embd}d, {dataset.meta.get('tokenizer')} "
-        f"vocab {dataset.vocab_size:,}, T={tcfg.block_size}, "
+        f"vocab {dataset.vocab_size:,}{padded_vocab(tcfg, dataset.vocab_size)}, "
+        f"T={tcfg.block_size}, "
         f"B={tcfg.batch_size}x{tcfg.gradient_accumulation_steps}, {tcfg.max_iters} iters, "
         f"{tcfg.dtype}) -> {out_dir}", flush=True)
     if tcfg.init_from and not args.resume:
@@ -224,6 +225,12 @@ def run_locked(args: argparse.Namespace, out_dir: Path, stop: StopFlag) -> int:
     if tcfg.sample_tokens and (out_dir / "best").is_dir():
         print_sample(args.backend, out_dir / "best", tcfg)
     return 0
+
+
+def padded_vocab(tcfg: TrainConfig, vocab_size: int) -> str:
+    """' padded to N' when --pad-vocab-to rounds the model's vocabulary up, else ''."""
+    n = tcfg.model_vocab_size(vocab_size)
+    return f" padded to {n:,}" if n != vocab_size else ""
 
 
 def device_is_cpu(backend: str, device: str) -> bool:

@@ -108,13 +108,14 @@ def cli(capsys, *args: str, backend: str = "numpy") -> str:
 
 
 def run_recipe(capsys, raw: Path, preset: str, *extra: str, backend: str = "numpy",
-               iters: int = 4) -> tuple[Path, dict]:
-    """train --preset at a tiny size; (its output folder, the settings it stored)."""
+               iters: int = 4) -> tuple[Path, dict, str]:
+    """train --preset at a tiny size; (its output folder, the settings it stored, what the
+    command printed)."""
     out = Path(f"out/{preset}-{backend}")
-    cli(capsys, "train", "--preset", preset, *TINY, "--max-iters", str(iters), "--data-dir",
-        str(raw), *extra, backend=backend)
+    text = cli(capsys, "train", "--preset", preset, *TINY, "--max-iters", str(iters),
+               "--data-dir", str(raw), *extra, backend=backend)
     assert (out / "best" / "model.safetensors").is_file() and (out / "log.jsonl").is_file()
-    return out, load_trainer_state(out / "last")["train_config"]
+    return out, load_trainer_state(out / "last")["train_config"], text
 
 
 def stored_model(folder: Path) -> dict:
@@ -224,13 +225,14 @@ def test_dialogue_word_recipe(raw, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = cli(capsys, "prepare", "dialogue", "--tokenizer", "word", "--data-dir", str(raw))
     assert "word tokenizer" in out
-    run, stored = run_recipe(capsys, raw, "dialogue-word", "--batch-size", "4")
+    run, stored, _ = run_recipe(capsys, raw, "dialogue-word", "--batch-size", "4")
     assert stored["tokenizer"] == "word" and stored["dropout"] == 0.1
     tok = json.loads((run / "best" / "tokenizer.json").read_text())
     assert tok["kind"] == "word" and "<END>" in json.dumps(tok)
-    text = cli(capsys, "sample", "--ckpt", str(run / "best"), "--prompt", "how are you?",
+    # the prompt is a turn and its <END>: the sample is the reply, up to the next <END>
+    text = cli(capsys, "sample", "--ckpt", str(run / "best"), "--prompt", "how are you? <END>",
                "--temperature", "0.8", "--stop", "<END>", "--max-new-tokens", "12")
-    assert "<END>" not in text
+    assert text.count("<END>") == 1  # the prompt's
     chat_page(run / "best")
 
 
@@ -251,7 +253,7 @@ def test_chat_bpe_recipe(raw, capsys, tmp_path, monkeypatch):
     """A BPE trained on the dialogue CSV, tied weights, batch 2 x 8 accumulation steps ->
     terminal chat with top-k."""
     monkeypatch.chdir(tmp_path)
-    run, stored = run_recipe(capsys, raw, "chat-bpe")
+    run, stored, _ = run_recipe(capsys, raw, "chat-bpe")
     assert stored["tokenizer"] == "bpe" and stored["tie_weights"] is True
     assert (stored["batch_size"], stored["gradient_accumulation_steps"]) == (2, 8)
     assert json.loads((run / "best" / "tokenizer.json").read_text())["kind"] == "bpe"
@@ -273,7 +275,8 @@ def test_tinystories_gpt2_recipe(raw, capsys, tmp_path, monkeypatch, backend):
     extra = ["--batch-size", "2", "--lr-restart-period", "2"]
     if backend == "torch":
         extra += ["--dtype", "bfloat16"]
-    run, stored = run_recipe(capsys, raw, "tinystories-gpt2", *extra, backend=backend)
+    run, stored, text = run_recipe(capsys, raw, "tinystories-gpt2", *extra, backend=backend)
+    assert "gpt2 vocab 50,257 padded to 50,304" in text  # what the header says is what runs
     assert stored_model(run / "best")["vocab_size"] == 50304
     assert stored["lr_schedule"] == "cosine-restarts" and stored["label_smoothing"] == 0.1
     assert stored["gradient_accumulation_steps"] == 4 and stored["pad_vocab_to"] == 64
@@ -288,7 +291,7 @@ def test_tinystories_gpt2_recipe(raw, capsys, tmp_path, monkeypatch, backend):
 @pytest.mark.parametrize("preset", ["shakespeare-char", "shakespeare-char-cpu"])
 def test_shakespeare_char_recipe(raw, capsys, tmp_path, monkeypatch, preset):
     monkeypatch.chdir(tmp_path)
-    run, stored = run_recipe(capsys, raw, preset, "--batch-size", "4")
+    run, stored, _ = run_recipe(capsys, raw, preset, "--batch-size", "4")
     assert stored["bias"] is False and stored["beta2"] == 0.99
     text = cli(capsys, "sample", "--ckpt", str(run / "best"), "--prompt", "First",
                "--max-new-tokens", "20")
@@ -300,8 +303,8 @@ def test_instruct_recipe(raw, capsys, tmp_path, monkeypatch):
     """GPT-2 BPE, response-only loss, early stopping, perplexity -> LoRA fine-tune -> chat."""
     monkeypatch.chdir(tmp_path)
     # the Alpaca prompt alone is ~40 tokens: a shorter block would hold no response token
-    run, stored = run_recipe(capsys, raw, "instruct", "--batch-size", "2", "--block-size", "96",
-                             iters=6)
+    run, stored, _ = run_recipe(capsys, raw, "instruct", "--batch-size", "2", "--block-size",
+                                "96", iters=6)
     assert stored["patience"] == 5 and stored["loss_on"] == "response"
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert all(r["val_ppl"] == pytest.approx(math.exp(r["val_loss"])) for r in log)

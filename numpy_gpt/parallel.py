@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import numpy as np
 
@@ -41,13 +43,57 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
+class _OneBlasThread:
+    """`with single_threaded_blas():` BLAS runs on one thread inside the block.
+
+    The BLAS thread count is process-wide state, so this is one object per process, safe to
+    nest and to enter from several threads at once: the first entry sets the limit, the last
+    exit restores what was there (entries and exits counted under a lock), so overlapping
+    blocks can never leave BLAS stuck at one thread. The loaded BLAS libraries are looked up
+    once (threadpoolctl.ThreadpoolController): a fresh threadpool_limits() lists them again on
+    every entry, ~0.9 ms, which is 2-3 % of a small model's training step.
+
+    Subtle: threadpoolctl (>= 3.5) lets one Python thread at a time control OpenBLAS's
+    thread pool; a limit set from another thread while that one is alive is a no-op. So
+    blocks that overlap across threads may run with the original thread count (never a
+    wrong result, only a slower one); blocks in one thread, or one thread after another,
+    behave as described.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._controller: Any = None
+        self._limiter: Any = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._depth == 0:
+                if self._controller is None:
+                    from threadpoolctl import ThreadpoolController
+
+                    self._controller = ThreadpoolController()
+                self._limiter = self._controller.limit(limits=1, user_api="blas")
+            self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+
+
+_ONE_BLAS_THREAD = _OneBlasThread()
+
+
 def single_threaded_blas() -> AbstractContextManager:
-    """Limit BLAS to one thread while the shards run (threadpoolctl; a no-op without it)."""
+    """Limit BLAS to one thread while the block runs (threadpoolctl; a no-op without it)."""
     try:
-        from threadpoolctl import threadpool_limits
+        import threadpoolctl  # noqa: F401
     except ImportError:  # pragma: no cover - in requirements.txt; without it shards still work
         return nullcontext()
-    return threadpool_limits(1, user_api="blas")
+    return _ONE_BLAS_THREAD
 
 
 class ShardedStep:

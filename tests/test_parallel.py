@@ -57,3 +57,34 @@ def test_auto_sharding_follows_the_cost_rule():
                                      n_embd=256)), threads=2)
     assert len(wide.shards(4, 8)) == 1  # 4*8*(22*256 + 8*8) = 182K < 2 * 1.6M parameters
     assert len(ShardedStep(wide.model, threads=2, always=True).shards(4, 8)) == 2
+
+
+def test_single_threaded_blas_nests_and_restores_in_any_thread():
+    """The BLAS thread count is process-wide: one thread inside (nested blocks too), the
+    original restored after the outermost block; a block in another thread leaves the count
+    as it found it too (threadpoolctl lets it limit only when no other live thread controls
+    OpenBLAS, here the main thread, so inside it may see the original count)."""
+    import threading
+
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from numpy_gpt.parallel import single_threaded_blas
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpoolctl.threadpool_info()
+                if i["user_api"] == "blas"}
+
+    before, seen = blas_threads(), []
+
+    def work():
+        with single_threaded_blas():
+            seen.append(blas_threads())
+            with single_threaded_blas():
+                seen.append(blas_threads())
+            seen.append(blas_threads())
+
+    work()
+    assert blas_threads() == before
+    t = threading.Thread(target=work)
+    t.start()
+    t.join(10)
+    assert seen[:3] == [{1}] * 3 and len(seen) == 6 and blas_threads() == before

@@ -5,7 +5,9 @@ JSON file (`--config FILE`), then individual flags. The resolved TrainConfig is 
 every checkpoint's trainer_state.json, so `--resume` continues with exactly those settings.
 
 Presets follow nanoGPT where it has one (config/train_shakespeare_char.py and its README's
-CPU command) so results can be compared with it.
+CPU command) so results can be compared with it, and reproduce the small GPT projects this one
+grew from (README "The projects this grew from, reproduced"): dialogue-word, chat-bpe,
+tinystories-gpt2, shakespeare-char, instruct.
 """
 
 from __future__ import annotations

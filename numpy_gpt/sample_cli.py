@@ -104,9 +104,11 @@ def run(args: argparse.Namespace) -> int:
     text = default_prompt(sampler.tokenizer) if prompt is None else prompt
     encode_prompt(sampler.tokenizer, text)  # a bad prompt fails before anything is printed
     if args.num_samples == 1:  # streamed as it is generated
-        pieces = [sampler.text(text, config, np.random.default_rng(args.seed))]
+        pieces = [sampler.text(text, config, np.random.default_rng(args.seed),
+                               prompt_shown=prompt is not None)]
     else:  # decoded together (batch_generate.py), each printed when all are done
-        pieces = sampler.texts(text, config, row_rngs(args.seed, args.num_samples))
+        pieces = sampler.texts(text, config, row_rngs(args.seed, args.num_samples),
+                               prompt_shown=prompt is not None)
     for i, sample in enumerate(pieces):
         if i:
             print(SEPARATOR, flush=True)
@@ -181,26 +183,30 @@ class Sampler:
         return cls(model, tokenizer, generate, kwargs, n if n < V else None, generate_batch)
 
     def text(self, prompt: str, config: SamplingConfig,
-             rng: np.random.Generator | None = None) -> Iterator[str]:
-        """Stream the text generated after `prompt` (stop strings trimmed)."""
+             rng: np.random.Generator | None = None, prompt_shown: bool = True
+             ) -> Iterator[str]:
+        """Stream the text generated after `prompt` (stop strings trimmed; prompt_shown: see
+        sampling.generate_text)."""
         config = dataclasses.replace(config, vocab_limit=self.vocab_limit)
         return generate_text(self.generate, self.model, self.tokenizer, prompt, config, rng,
-                             **self.generate_kwargs)
+                             prompt_shown, **self.generate_kwargs)
 
 
     def texts(self, prompt: str, config: SamplingConfig,
-              rngs: list[np.random.Generator]) -> list[list[str]]:
+              rngs: list[np.random.Generator], prompt_shown: bool = True) -> list[list[str]]:
         """len(rngs) samples after `prompt`, decoded together: sample i is what text() gives
         with rngs[i]. Each as its list of text pieces (stop strings trimmed)."""
         if self.generate_batch is None:  # no batched twin given: one after the other
-            return [list(self.text(prompt, config, rng)) for rng in rngs]
+            return [list(self.text(prompt, config, rng, prompt_shown)) for rng in rngs]
         ids = encode_prompt(self.tokenizer, prompt)
         stop_ids = tuple(dict.fromkeys(config.stop_ids + special_stop_ids(
             self.tokenizer, config.stop_strings)))
         config = dataclasses.replace(config, vocab_limit=self.vocab_limit, stop_ids=stop_ids)
         rows = self.generate_batch(self.model, [ids] * len(rngs), config, rngs=rngs,
                                    **self.generate_kwargs)
-        return [list(stream_text(row, self.tokenizer, config.stop_strings)) for row in rows]
+        context = ids if prompt_shown else []
+        return [list(stream_text(row, self.tokenizer, config.stop_strings, context=context))
+                for row in rows]
 
 
 def sample_text(
@@ -218,4 +224,4 @@ def sample_text(
     config = resolve_config(SamplingConfig(**DEFAULTS, seed=seed), settings)
     sampler = Sampler.load(backend, ckpt, device=device, dtype=dtype)
     text = default_prompt(sampler.tokenizer) if prompt is None else prompt
-    return sampler.text(text, config)
+    return sampler.text(text, config, prompt_shown=False)

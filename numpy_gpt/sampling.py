@@ -253,15 +253,19 @@ class TextStream:
     decode to U+FFFD. With `decode_bytes` (byte-level tokenizers) an incremental UTF-8
     decoder holds incomplete bytes back until the character completes. Other tokenizers
     (char, word) are decoded whole and the new suffix returned; decode(prefix) is a prefix
-    of decode(ids) for them, so nothing printed is ever taken back.
+    of decode(ids) for them, so nothing printed is ever taken back. `context` (the prompt's
+    ids, already shown) is decoded with them but not returned, so the first new text joins
+    the prompt as decode(prompt + generated) would: a word tokenizer's space between the
+    prompt's last word and the first generated one included.
     """
 
-    def __init__(self, tokenizer: Any):
+    def __init__(self, tokenizer: Any, context: Sequence[int] = ()):
         self.tokenizer = tokenizer
-        self.ids: list[int] = []
         self._utf8 = (codecs.getincrementaldecoder("utf-8")(errors="replace")
                       if hasattr(tokenizer, "decode_bytes") else None)
-        self._emitted = 0  # chars of decode(ids) already returned (the generic path)
+        # the generic path: decode(ids) from the context on, and how much of it was shown
+        self.ids: list[int] = [] if self._utf8 is not None else [int(i) for i in context]
+        self._emitted = len(tokenizer.decode(self.ids)) if self.ids else 0
 
     def push(self, token: int) -> str:
         """Append one id; return the text that became final."""
@@ -308,12 +312,14 @@ class StopStrings:
 
 
 def stream_text(
-    tokens: Iterable[int], tokenizer: Any, stop_strings: Iterable[str] = ()
+    tokens: Iterable[int], tokenizer: Any, stop_strings: Iterable[str] = (),
+    context: Sequence[int] = (),
 ) -> Iterator[str]:
     """Text chunks of a token stream as they become final, ending at the first stop string
     (which is trimmed). Only generated text is searched, never the prompt. On a stop, the
-    token stream is closed, so generation ends there too."""
-    decoder, stops = TextStream(tokenizer), StopStrings(stop_strings)
+    token stream is closed, so generation ends there too. `context`: the prompt's ids when
+    the text is printed right after the prompt (see TextStream)."""
+    decoder, stops = TextStream(tokenizer, context), StopStrings(stop_strings)
     try:
         for token in tokens:
             text, stopped = stops.feed(decoder.push(token))
@@ -338,16 +344,20 @@ def generate_text(
     prompt: str,
     config: SamplingConfig,
     rng: np.random.Generator | None = None,
+    prompt_shown: bool = True,
     **generate_kwargs: Any,
 ) -> Iterator[str]:
     """Stream the text generated after `prompt`, with `generate` one twin's generate()
-    (`generate_kwargs` go to it). Stop strings that are special tokens also stop on their id."""
+    (`generate_kwargs` go to it). Stop strings that are special tokens also stop on their id.
+    prompt_shown: the text follows the printed prompt, so it starts as decode(prompt + new)
+    continues it (a word tokenizer's space first); False when the prompt is not printed."""
     ids = encode_prompt(tokenizer, prompt)
     stop_ids = tuple(dict.fromkeys(config.stop_ids + special_stop_ids(tokenizer,
                                                                       config.stop_strings)))
     tokens = generate(model, ids, dataclasses.replace(config, stop_ids=stop_ids), rng=rng,
                       **generate_kwargs)
-    return stream_text(tokens, tokenizer, config.stop_strings)
+    return stream_text(tokens, tokenizer, config.stop_strings,
+                       context=ids if prompt_shown else ())
 
 
 # ---------------------------------------------------------------------- helpers

@@ -451,3 +451,16 @@ def test_numpy_sampling_does_not_import_torch():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_text_after_a_shown_prompt_joins_it_as_one_decode_would():
+    """A word tokenizer puts a space between words: the first generated word must not be glued
+    to the prompt's last one (sample printed 'how are you?especially'). With the prompt's ids
+    as context the stream is exactly decode(prompt + generated) minus decode(prompt)."""
+    from numpy_gpt.tokenizers import WordTokenizer
+
+    tok = WordTokenizer(["how", "are", "you", "?", "fine", "thanks", "."])
+    prompt, new = tok.encode("how are you ?"), tok.encode("fine thanks .")
+    joined = "".join(stream_text(iter(new), tok, context=prompt))
+    assert tok.decode(prompt) + joined == tok.decode(prompt + new) == "how are you? fine thanks."
+    assert "".join(stream_text(iter(new), tok)) == "fine thanks."  # prompt not shown: no space

@@ -176,6 +176,22 @@ class TokenDataset:
         lo, hi = int(idx[k]), int(idx[k + 1])
         return self.tokens(split)[lo:hi], self._array(split, "_mask", np.dtype(np.uint8))[lo:hi]
 
+    def examples_with_targets(self, split: str, block_size: int) -> tuple[int, int]:
+        """(examples of `split` with at least one response target inside block_size + 1
+        tokens, the shortest prompt length in tokens). collate_examples keeps an example's
+        first block_size + 1 tokens, and a target counts when its token is a response token
+        (mask 1) at position 1..block_size, so an example whose response starts later
+        teaches nothing under loss_on="response"."""
+        idx = self._array(split, "_idx", np.dtype(np.uint64)).astype(np.int64)
+        ones = np.flatnonzero(self._array(split, "_mask", np.dtype(np.uint8)))  # response tokens
+        # the first response token at or after each example's start (if inside the example)
+        first = ones[np.minimum(np.searchsorted(ones, idx[:-1]), max(len(ones) - 1, 0))] \
+            if len(ones) else np.full(len(idx) - 1, np.iinfo(np.int64).max)
+        inside = (first >= idx[:-1]) & (first < idx[1:])
+        start = np.where(inside, first - idx[:-1], idx[1:] - idx[:-1])  # prompt length
+        ok = inside & (start >= 1) & (start <= block_size)
+        return int(ok.sum()), int(start.min()) if len(start) else 0
+
     def tokenizer(self) -> Tokenizer:
         """The folder's tokenizer.json, loaded."""
         from .tokenizers import load_tokenizer  # lazily: the tokenizers import this module

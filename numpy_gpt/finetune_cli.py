@@ -35,7 +35,7 @@ from .run_guard import Aborted, StopFlag, aborted_line, lock_run, saved_state
 from .safe_io import WriteError
 from .train_cli import FLAGS, add_backend_args, plot_fault, prepare_out_dir
 from .train_config import TrainConfig
-from .train_plan import resume_line, resumed_config
+from .train_plan import check_targets_fit, resume_line, resumed_config
 
 # train's flags that would change the model, or that finetune sets itself
 NOT_HERE = ("dataset", "n-layer", "n-head", "n-embd", "gelu", "init-from", "sample-tokens",
@@ -162,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
                                         progress=True)
         overrides.pop("dataset")  # the run's data is the prepared folder, not the name given
         tcfg = finetune_config(args.ckpt, dataset.folder, overrides, lora=lcfg is not None)
+        check_targets_fit(dataset, tcfg)
     stop = StopFlag()  # Ctrl-C, SIGTERM, SIGHUP: save after this step (run_guard)
     with stop.installed(), lock_run(out_dir, "fine-tuning run"):  # one run per folder
         if not args.resume:

@@ -160,6 +160,7 @@ def run_locked(args: argparse.Namespace, out_dir: Path, stop: StopFlag) -> int:
         plan.check_memory(tcfg, vocab_size=0)
     dataset = plan.open_dataset(tcfg)
     tcfg = tcfg.replace(tokenizer=dataset.meta.get("tokenizer", tcfg.tokenizer))
+    plan.check_targets_fit(dataset, tcfg)
     if args.resume:
         plan.check_tokenizer(out_dir / "last", dataset, "--resume from",
                              "the data has changed since the run started (a fine-tune "

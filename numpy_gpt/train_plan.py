@@ -217,6 +217,20 @@ def physical_memory() -> int | None:
         return None
 
 
+def check_targets_fit(dataset: TokenDataset, tcfg: TrainConfig) -> None:
+    """DataError when no training example has a response token inside --block-size: with
+    loss on the responses only, every batch would have nothing to learn (a NaN loss)."""
+    if dataset.layout != "examples" or tcfg.loss_on != "response":
+        return
+    n, shortest = dataset.examples_with_targets("train", tcfg.block_size)
+    if n == 0:
+        raise DataError(
+            f"--block-size {tcfg.block_size}: no training example of {dataset.folder} has a "
+            f"response token within its first {tcfg.block_size + 1} tokens (the shortest "
+            f"prompt is {shortest} tokens), so the loss on responses would have nothing to "
+            f"learn; raise --block-size to at least {shortest}, or pass --loss-on all")
+
+
 def check_memory(tcfg: TrainConfig, vocab_size: int, ram: int | None = None) -> None:
     """ValueError when a CPU training step of this size cannot fit in memory."""
     ram = physical_memory() if ram is None else ram

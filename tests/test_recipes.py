@@ -302,7 +302,13 @@ def test_shakespeare_char_recipe(raw, capsys, tmp_path, monkeypatch, preset):
 def test_instruct_recipe(raw, capsys, tmp_path, monkeypatch):
     """GPT-2 BPE, response-only loss, early stopping, perplexity -> LoRA fine-tune -> chat."""
     monkeypatch.chdir(tmp_path)
-    # the Alpaca prompt alone is ~40 tokens: a shorter block would hold no response token
+    # the Alpaca prompt alone is ~40 tokens: a shorter block holds no response token, which is
+    # refused before training (it used to end in a NaN loss blamed on the learning rate)
+    code = main(["train", "--preset", "instruct", *TINY, "--block-size", "16", "--out", "short",
+                 "--data-dir", str(raw)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: --block-size 16: no training example of ")
+    assert "raise --block-size to at least" in err and not Path("short").exists()
     run, stored, _ = run_recipe(capsys, raw, "instruct", "--batch-size", "2", "--block-size",
                                 "96", iters=6)
     assert stored["patience"] == 5 and stored["loss_on"] == "response"

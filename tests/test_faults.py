@@ -139,6 +139,23 @@ def test_disk_full_while_writing_a_checkpoint(site, data, reference, tmp_path, m
             ] == [0, 10, 20, 30]
 
 
+def test_disk_full_in_the_torch_twin(data, tmp_path, monkeypatch, capsys):
+    """The torch twin writes the same checkpoint folders through the same code: the same line,
+    and its resume ends where its undisturbed run ends."""
+    pytest.importorskip("torch")
+    assert main(["train", *flags(data, tmp_path / "ref"), "--no-plot"], backend="torch") == 0
+    out = tmp_path / "run"
+    monkeypatch.setattr(checkpoint, "save_file", fail_on_call(4, disk_full(),
+                                                              checkpoint.save_file))
+    assert main(["train", *flags(data, out), "--no-plot"], backend="torch") == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: cannot write {out / 'last/model.safetensors'}: {ENOSPC}; "
+                           f"the checkpoint at iteration 0 in {out / 'last'} is intact")
+    monkeypatch.undo()
+    assert main(["train", *flags(data, out), "--no-plot", "--resume"], backend="torch") == 0
+    same_params(load_checkpoint(out / "last")[1], load_checkpoint(tmp_path / "ref" / "last")[1])
+
+
 def test_disk_full_while_appending_the_log(data, reference, tmp_path, monkeypatch, capsys):
     """The checkpoint of that evaluation is on disk; its log line, kept in the checkpoint's
     trainer state, is put back when the run resumes."""
@@ -352,15 +369,19 @@ def checkpoint_at_least(out: Path, it: int):
     ("SIGTERM", "after a checkpoint"),
     ("SIGHUP", "after a checkpoint"),
     ("SIGINT", "after a checkpoint"),
+    ("SIGTERM", 0.35),               # a random moment: seconds after the lock is taken
+    ("SIGTERM", 0.8),
 ])
 def test_a_stop_signal_saves_and_resume_is_bit_identical(sig, when, data, reference, tmp_path):
     signum = getattr(signal, sig)
     out = tmp_path / "run"
     proc = start(data, out)
-    if when == "at once":
-        wait_for(lambda: (out / LOCK_FILE).exists(), proc)
-    else:
+    if when == "after a checkpoint":
         wait_for(checkpoint_at_least(out, 10), proc)
+    else:
+        wait_for(lambda: (out / LOCK_FILE).exists(), proc)
+        if isinstance(when, float):
+            time.sleep(np.random.default_rng().uniform(0, when))
     proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signum, stderr
@@ -438,7 +459,8 @@ def test_resume_after_a_kill_in_the_middle_of_the_swap(data, reference, tmp_path
 def test_two_runs_started_at_once_on_one_folder(data, tmp_path):
     """Exactly one runs; the other gets one line naming the first's pid and writes nothing."""
     out = tmp_path / "run"
-    procs = [start(data, out, max_iters=30), start(data, out, max_iters=30)]
+    # slow steps (3 s of training): the second starts long before the first could finish
+    procs = [start(data, out, step_s=0.1, max_iters=30) for _ in range(2)]
     results = [(p, *p.communicate(timeout=120)) for p in procs]
     ok = [r for r in results if r[0].returncode == 0]
     refused = [r for r in results if r[0].returncode != 0]

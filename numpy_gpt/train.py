@@ -17,7 +17,8 @@ Checkpoints: OUT/last (every evaluation, and on interrupt) and OUT/best (lowest 
 A non-finite loss stops the run before anything is written, so last/ stays the last good
 state. A write that fails (a full disk: safe_io.WriteError) stops the run with a TrainingError
 naming the file, the cause and the iteration last/ still holds; a checkpoint's log record is
-kept in its trainer state, so a log line lost that way comes back on resume. Library code: progress and messages go through a Reporter; the CLI prints them.
+kept in its trainer state, so a log line lost that way comes back on resume. Library code:
+progress and messages go through a Reporter; the CLI prints them.
 
 Ref: nanoGPT train.py (loop, estimate_loss, get_lr).
 """

@@ -84,9 +84,12 @@ class RunLock:
         old = _read(fd).get("pid")
         if isinstance(old, int) and old != os.getpid():
             self.reclaimed = old
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())
         self.fd = fd
+        try:  # the pid is only for the other run's message: a full disk must not stop us here
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())
+        except OSError:
+            pass
         return self
 
     def release(self) -> None:

@@ -6,7 +6,8 @@ Runs warm-up steps, then profiles `--steps` full training steps (forward, backwa
 grad_norm, AdamW) with cProfile and aggregates the time by numpy_gpt function into layer
 kinds, forward and backward apart:
 
-    attention       attention_forward/backward (q k^T, softmax, att v and their gradients)
+    attention       attention_forward/backward (q k^T, softmax, att v and their gradients),
+                    or flash_attention_forward/backward where the model tiles attention
     linear/matmul   linear_forward/backward: every projection, the MLP and the lm_head
     gelu, layernorm, embedding, dropout        their _forward/_backward functions
     softmax/loss    cross_entropy_forward/backward (softmax over V, the loss)
@@ -42,6 +43,7 @@ KINDS = ("attention", "linear/matmul", "gelu", "layernorm", "softmax/loss", "emb
 # (file suffix, function name prefix) -> kind; the phase comes from the name
 _FUNCTIONS = {
     ("layers/attention.py", "attention_"): "attention",
+    ("layers/flash_attention.py", "flash_attention_"): "attention",  # the tiled kernel
     ("layers/linear.py", "linear_"): "linear/matmul",
     ("layers/gelu.py", "gelu_"): "gelu",
     ("layers/layernorm.py", "layernorm_"): "layernorm",

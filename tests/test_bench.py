@@ -333,6 +333,8 @@ def test_profile_breakdown_sums_to_the_step():
         "gelu", "backward", True)
     assert classify("/x/numpy_gpt/model.py", "forward") == ("residual/glue", "forward", False)
     assert classify("/x/other/linear.py", "linear_forward") is None
+    assert classify("/x/numpy_gpt/layers/flash_attention.py", "flash_attention_backward") == (
+        "attention", "backward", True)
     p = profile_train_step("tiny", steps=1, warmup=1)
     kinds = [r["kind"] for r in p["rows"]]
     assert kinds == [*KINDS, "other"]

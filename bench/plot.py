@@ -90,7 +90,7 @@ def plot(rows: list[dict[str, Any]], path: str | Path) -> bool:
                 ax.bar(xs, [vals[s] for s in sizes if s in vals], width, label=backend)
             ax.set_xticks([j + width * (len(backends) - 1) / 2 for j in range(len(sizes))])
             ax.set_xticklabels(sizes)
-            ax.axhline(50, color="gray", ls="--", lw=1)
+            ax.axhline(75, color="gray", ls="--", lw=1)  # DESIGN.md: numpy-f32 at 6L-384
             ax.set_ylabel("MFU, % of the measured matmul peak")
             ax.set_title(f"{workload}: model FLOP utilization")
             ax.legend(fontsize=8)

@@ -46,3 +46,21 @@ def tiny_lora(tiny_chat: tuple[Path, Path], tmp_path_factory: pytest.TempPathFac
     return {"base": base, "alpaca": alpaca, "merged": tiny_merged(root, base, alpaca),
             "legacy": tiny_adapter(root, base, "legacy", legacy=True, seed=2),
             "other": tiny_checkpoint(root, tiny_chat[0], name="other", seed=1)}
+
+
+CITIZENS = ("First Citizen: Before we proceed any further, hear me speak.\n"
+            "All: Speak, speak.\nFirst Citizen: You are all resolved rather to die than to "
+            "famish?\n") * 40
+
+
+@pytest.fixture(scope="session")
+def citizens_chars(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CITIZENS prepared with the char tokenizer (read-only: the training and fault tests
+    train on it; a test that damages prepared data makes its own)."""
+    from numpy_gpt.prepare import prepare
+
+    root = tmp_path_factory.mktemp("citizens")
+    (root / "input.txt").write_text(CITIZENS)
+    return prepare(root / "input.txt", root / "prepared", fmt="text", tokenizer="char",
+                   name="tiny")
+

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from test_train import TEXT, tiny
+from conftest import CITIZENS as TEXT
+from test_train import tiny
 from test_train import data_dir as char_data  # noqa: F401  (a module fixture, reused)
 
 from numpy_gpt.cli import main

@@ -27,24 +27,19 @@ from safetensors import SafetensorError
 from numpy_gpt import checkpoint
 from numpy_gpt.checkpoint import load_checkpoint, load_trainer_state
 from numpy_gpt.cli import main
+from conftest import CITIZENS as TEXT
 from numpy_gpt.prepare import prepare
 from numpy_gpt.run_lock import LOCK_FILE, RunLock, RunLockError
 from numpy_gpt.safe_io import WriteError, append_line, replace_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = Path(__file__).resolve().parent / "fault_runner.py"
-TEXT = ("First Citizen: Before we proceed any further, hear me speak.\n"
-        "All: Speak, speak.\nFirst Citizen: You are all resolved rather to die than to famish?\n"
-        ) * 40
 ENOSPC = "No space left on device"
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    (root / "input.txt").write_text(TEXT)
-    return prepare(root / "input.txt", root / "prepared", fmt="text", tokenizer="char",
-                   name="tiny")
+def data(citizens_chars) -> Path:
+    return citizens_chars
 
 
 def flags(data: Path, out: Path, max_iters: int = 30) -> list[str]:

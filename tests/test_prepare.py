@@ -300,7 +300,7 @@ def test_prepare_dataset_reuses_up_to_date_folder(isolated):
 
 # ---- the command line --------------------------------------------------------------------------
 def _run(argv):
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(allow_abbrev=False)
     prepare_mod.add_args(parser)
     return prepare_mod.run(parser.parse_args(argv))
 

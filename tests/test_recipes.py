@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_train import TEXT, factory, final_params, tiny
+from conftest import CITIZENS as TEXT
+from test_train import factory, final_params, tiny
 from test_train import data_dir as char_data  # noqa: F401  (a module fixture, reused)
 
 from numpy_gpt.checkpoint import load_trainer_state, read_meta

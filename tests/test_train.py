@@ -18,17 +18,11 @@ from numpy_gpt.train import NumpyBackend, TrainingError, numpy_backend, train
 from numpy_gpt.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-TEXT = ("First Citizen: Before we proceed any further, hear me speak.\n"
-        "All: Speak, speak.\nFirst Citizen: You are all resolved rather to die than to famish?\n"
-        ) * 40
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    (root / "input.txt").write_text(TEXT)
-    return prepare(root / "input.txt", root / "prepared", fmt="text", tokenizer="char",
-                   name="tiny")
+def data_dir(citizens_chars) -> Path:
+    return citizens_chars
 
 
 def tiny(data: Path, **changes) -> TrainConfig:

@@ -13,7 +13,7 @@ the terminal chatbot. It listens on localhost only and opens no browser
 (.streamlit/config.toml, read from the folder `streamlit run` starts in; --server.address
 overrides it).
 
-All the chat logic is numpy_gpt/chat.py (the terminal chatbot's too): the conversation lives
+All the chat logic is numpy_gpt/generation/chat.py (the terminal chatbot's too): the conversation lives
 in one ChatSession per browser tab (st.session_state); loaded models are shared between tabs
 (st.cache_resource), keyed by twin, folder and adapter. Sharing is safe because generating
 never changes a model: every reply's state (KV cache, random generator, history) belongs to
@@ -37,8 +37,8 @@ try:
 except ImportError:  # the page is optional; say how to get it, no traceback
     sys.exit("error: the chat page needs Streamlit: pip install streamlit")
 
-from numpy_gpt.chat import CHAT_DEFAULTS, ChatModel, ChatSession, load_chat_model
-from numpy_gpt.chat_format import TEMPLATES
+from numpy_gpt.data.chat_format import TEMPLATES
+from numpy_gpt.generation.chat import CHAT_DEFAULTS, ChatModel, ChatSession, load_chat_model
 
 BACKENDS = ("numpy", "torch")
 
@@ -52,10 +52,23 @@ def page_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_known_args(argv)[0]
 
 
+def twin_named(backend: str):
+    """The twin to load in: numpy_gpt's own, or torch_gpt's (imported only when chosen)."""
+    if backend == "numpy":
+        from numpy_gpt.twin import NUMPY
+
+        return NUMPY
+    try:
+        from torch_gpt.twin import TORCH
+    except ImportError as e:  # the torch twin is an optional install
+        raise ValueError(f"the torch twin needs PyTorch ({e}): pip install '.[torch]'") from None
+    return TORCH
+
+
 @st.cache_resource(show_spinner="loading the model...")
 def load_model(backend: str, ckpt: str, adapter: str) -> ChatModel:
     """One loaded model per (twin, checkpoint, adapter), shared by every tab."""
-    return load_chat_model(backend, ckpt, adapter or None)
+    return load_chat_model(twin_named(backend), ckpt, adapter or None)
 
 
 def sidebar(defaults: argparse.Namespace) -> tuple[str, str, str, str, dict]:

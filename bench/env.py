@@ -126,7 +126,7 @@ def env_info(threads: int) -> dict[str, Any]:
         "numpy": np.__version__,
         "numpy_blas": numpy_blas(),
         **torch_info(),
-        "malloc": "glibc tuned by numpy_gpt.runtime.keep_freed_memory() in every worker",
+        "malloc": "glibc tuned by numpy_gpt.nn.runtime.keep_freed_memory() in every worker",
         "git_commit": git_commit(),
         "loadavg_start": loadavg(),
     }

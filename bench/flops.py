@@ -29,7 +29,7 @@ Ref: Chowdhery et al. 2022 (PaLM) appendix B; Kaplan et al. 2020 (C = 6N);
 
 from __future__ import annotations
 
-from numpy_gpt.config import GPTConfig
+from numpy_gpt.nn.config import GPTConfig
 
 TRAIN_WORKLOADS = ("forward", "fwdbwd", "train")
 GEN_WORKLOADS = ("generate", "generate-nocache", "generate-b4", "generate-b16")

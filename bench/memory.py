@@ -5,7 +5,7 @@
     ... the workload ...
     growth = peak_rss_mb() - base
 
-The bench tunes glibc malloc to keep freed memory (numpy_gpt.runtime.keep_freed_memory), so
+The bench tunes glibc malloc to keep freed memory (numpy_gpt.nn.runtime.keep_freed_memory), so
 memory freed during setup (e.g. float64 draws cast to float32 at init) would otherwise sit in
 the heap and be reused by the workload, hiding part of its growth. `settle()` calls
 malloc_trim(0), which returns free heap pages to the OS whatever the trim threshold is.

@@ -6,11 +6,11 @@
     a.sync()                               # waits for the GPU (cupy-f32); nothing on the CPU
 
 Backends numpy-f32/numpy-f64 run on the CPU; cupy-f32 runs the same numpy_gpt code on a GPU
-(GPT(..., device="cuda"), numpy_gpt/device.py). There, ShardedStep runs the batch whole, the
+(GPT(..., device="cuda"), numpy_gpt/nn/device.py). There, ShardedStep runs the batch whole, the
 device peak is CuPy's memory pool growth, and generation moves one row of logits per token
 to the host, where sampling runs.
 
-Workloads (one call of the returned callable), all through numpy_gpt.parallel.ShardedStep, the
+Workloads (one call of the returned callable), all through numpy_gpt.nn.parallel.ShardedStep, the
 path `train` and `eval` use: the batch is split over `threads` shards run in threads with
 single-threaded BLAS, their gradients summed (with threads=1, one plain model.forward/backward):
     forward   eval-mode loss of the batch (numpy_gpt always builds its backward cache; it has
@@ -19,10 +19,10 @@ single-threaded BLAS, their gradients summed (with threads=1, one plain model.fo
     train     forward, backward, clipping at norm 1.0, AdamW.step: one full training step.
               The optimizer is created on the first call, inside the measured window, so
               its moment buffers count in peak memory as torch's lazily created state does.
-    generate  numpy_gpt.generate.generate, greedy, with the KV cache: `generation_shape()`
+    generate  numpy_gpt.generation.generate.generate, greedy, with the KV cache: `generation_shape()`
               new tokens after a prompt of the first T/4 benchmark tokens, one sequence
     generate-nocache   the same with use_kv_cache=False (a full forward per new token)
-    generate-b4, generate-b16   numpy_gpt.batch_generate.generate_batch, greedy, with the KV
+    generate-b4, generate-b16   numpy_gpt.generation.batch_generate.generate_batch, greedy, with the KV
               cache: 4 or 16 prompts (`generation_prompts`) decoded together, as many new
               tokens each as `generate`; tokens/s counts every row's tokens
 
@@ -36,10 +36,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from numpy_gpt.device import synchronize, to_numpy
-from numpy_gpt.model import GPT
-from numpy_gpt.optim import AdamW, clip_coef, grad_norm
-from numpy_gpt.parallel import ShardedStep
+from numpy_gpt.nn.device import synchronize, to_numpy
+from numpy_gpt.nn.model import GPT
+from numpy_gpt.nn.optim import AdamW, clip_coef, grad_norm
+from numpy_gpt.nn.parallel import ShardedStep
 
 from .backends import Backend
 from .flops import GEN_BATCH
@@ -111,7 +111,7 @@ class NumpyAdapter:
                 opt[0].step(grads, lr=LR, grad_scale=coef)
             return train
         if workload in ("generate", "generate-nocache"):
-            from numpy_gpt.generate import generate
+            from numpy_gpt.generation.generate import generate
 
             prompt, n = self.prompt_and_new_tokens()
             kv = workload == "generate"
@@ -122,7 +122,7 @@ class NumpyAdapter:
                     pass
             return gen
         if workload in GEN_BATCH:
-            from numpy_gpt.batch_generate import generate_batch
+            from numpy_gpt.generation.batch_generate import generate_batch
 
             prompts, n = generation_prompts(self.idx, self.size, GEN_BATCH[workload])
 

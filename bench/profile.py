@@ -62,9 +62,9 @@ def classify(filename: str, func: str) -> tuple[str, str, bool] | None:
         if path.endswith(suffix) and func.startswith(prefix) and func.endswith(
                 ("_forward", "_backward", "_recompute")):  # recompute: rebuilt in backward
             return kind, "forward" if func.endswith("_forward") else "backward", True
-    if path.endswith("numpy_gpt/model.py") and func in ("forward", "backward"):
+    if path.endswith("numpy_gpt/nn/model.py") and func in ("forward", "backward"):
         return "residual/glue", func, False  # exclusive: the layers are counted above
-    if path.endswith("numpy_gpt/optim.py"):
+    if path.endswith("numpy_gpt/nn/optim.py"):
         if func == "step":
             return "AdamW", "optimizer", True
         if func in ("grad_norm", "clip_grad_norm"):
@@ -75,7 +75,7 @@ def classify(filename: str, func: str) -> tuple[str, str, bool] | None:
 def profile_train_step(size_name: str, steps: int, warmup: int, seed: int = 0
                        ) -> dict[str, Any]:
     """Profile `steps` numpy float32 training steps at `size_name`; returns the breakdown."""
-    from numpy_gpt.runtime import keep_freed_memory
+    from numpy_gpt.nn.runtime import keep_freed_memory
 
     keep_freed_memory()  # as the bench does, before anything big is allocated
     from .backends import BACKENDS

@@ -85,7 +85,7 @@ def plan(backends: list[Backend], sizes: list[Size], workloads: list[str],
 
 def generation_unavailable(backend: Backend) -> str | None:
     """Generation needs the twin's generate.py; torch_gpt's decodes with the eager model."""
-    mod = "numpy_gpt.generate" if backend.framework in ("numpy", "cupy") else "torch_gpt.generate"
+    mod = "numpy_gpt.generation.generate" if backend.framework in ("numpy", "cupy") else "torch_gpt.generate"
     if importlib.util.find_spec(mod) is None:
         return f"{mod.replace('.', '/')}.py does not exist yet (TODO: rerun when it lands)"
     if backend.compile:
@@ -102,7 +102,7 @@ def skip_reason(job: Job, opts: Options) -> str | None:
 
 def reference(size: Size, device: str, opts: Options) -> tuple[np.ndarray, float]:
     """numpy_gpt float64 logits and loss on the benchmark inputs (cached per size, device)."""
-    from numpy_gpt.model import GPT
+    from numpy_gpt.nn.model import GPT
 
     key = (size.name, device)
     if key not in opts._refs:

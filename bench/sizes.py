@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from numpy_gpt.config import GPTConfig
+from numpy_gpt.nn.config import GPTConfig
 
 SWEEPS = ("n_embd", "T")
 

@@ -78,11 +78,12 @@ def profile_torch_train_step(size_name: str, steps: int, warmup: int, kinds: tup
                              seed: int = 0, threads: int | None = None) -> dict[str, Any]:
     """Profile `steps` torch_gpt eager float32 CPU training steps; a row per kind of `kinds`
     (bench/profile.py's KINDS, passed in) and "other", as profile_train_step's."""
+    from torch_gpt.optim import configure_optimizer
+
     from .backends import BACKENDS
     from .numpy_adapter import LR, MAX_NORM
     from .sizes import get_size
     from .torch_adapter import TorchAdapter
-    from torch_gpt.optim import configure_optimizer
 
     size = get_size(size_name)
     adapter = TorchAdapter(BACKENDS["torch-cpu"], size, seed=seed, threads=threads)

@@ -15,7 +15,7 @@ torch's and OpenBLAS's thread pools start from the requested thread count; and n
 parent, not the worker, runs the B1 comparison with parity.harness.compare (which imports
 torch), so NumPy workers never load torch.
 
-Order: keep_freed_memory() (numpy_gpt.runtime, once, before anything else allocates), build
+Order: keep_freed_memory() (numpy_gpt.nn.runtime, once, before anything else allocates), build
 the model and inputs, the check forward, then per workload: drop the previous workload's
 state, gc + malloc_trim, reset the high-water mark, warm up, time. Each workload's peak
 memory is therefore its own growth over the model at rest (the check forward's activations
@@ -29,7 +29,7 @@ import sys
 import traceback
 from typing import Any
 
-from numpy_gpt.runtime import keep_freed_memory
+from numpy_gpt.nn.runtime import keep_freed_memory
 
 PREFIX = "@@bench "
 

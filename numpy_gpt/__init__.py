@@ -4,9 +4,17 @@
     model = GPT(GPTConfig(vocab_size=65, block_size=64), dtype="float64", seed=0)
     logits, loss, cache = model.forward(idx, targets)
     grads = model.backward(cache)
+
+The folders: nn/ (the model and its math), tokenizers/, data/, training/, generation/, hf/
+(Hugging Face GPT-2 folders), cli/ (the command line of both twins), files/ (safe writes),
+exercises/ (write the backward passes yourself); twin.py is what the shared pipeline needs
+from a twin.
 """
 
-from .config import ConfigError, GPTConfig
-from .model import GPT
+from . import _moved
+from .nn.config import ConfigError, GPTConfig
+from .nn.model import GPT
+
+_moved.install()  # the first, flat layout's module paths keep working (numpy_gpt/_moved.py)
 
 __all__ = ["GPT", "ConfigError", "GPTConfig"]

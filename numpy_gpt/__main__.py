@@ -1,8 +1,8 @@
-"""`python -m numpy_gpt COMMAND ...`: see numpy_gpt/cli.py."""
+"""`python -m numpy_gpt COMMAND ...`: see numpy_gpt/cli/main.py."""
 
 import sys
 
-from .cli import main
+from .cli.main import main
 
 if __name__ == "__main__":
-    sys.exit(main(backend="numpy"))
+    sys.exit(main())

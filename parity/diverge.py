@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from numpy_gpt.config import GPTConfig
+from numpy_gpt.nn.config import GPTConfig
 
 from .harness import Context, Row, compare, to_numpy
 from .reference import Variant, describe, reference_trace

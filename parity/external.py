@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from numpy_gpt.config import GPTConfig
-from numpy_gpt.model import GPT as NumpyGPT
+from numpy_gpt.nn.config import GPTConfig
+from numpy_gpt.nn.model import GPT as NumpyGPT
 
 from .conventions import Convention, detect
 from .diverge import (

@@ -24,8 +24,8 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 
-from numpy_gpt.config import GPTConfig
-from numpy_gpt.device import to_numpy as host_array
+from numpy_gpt.nn.config import GPTConfig
+from numpy_gpt.nn.device import to_numpy as host_array
 from torch_gpt.precision import autocast
 
 from .tolerances import AUTOCAST_DTYPES, CATEGORIES, tolerance

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from numpy_gpt.config import GPTConfig, param_shapes
+from numpy_gpt.nn.config import GPTConfig, param_shapes
 
 from .twins import TwinError
 

@@ -5,7 +5,7 @@
 
 numpy_gpt.GPT.forward keeps only what its backward needs (the residual stream is updated in
 place), so the activations an outside model is compared with are recomputed here from the
-same numpy_gpt.layers functions, in the same order. The probe names are the canonical
+same numpy_gpt.nn.layers functions, in the same order. The probe names are the canonical
 module names plus "input" or "output", because that is what a forward hook on the model's
 matching submodule sees:
 
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from numpy_gpt.config import GPTConfig, param_shapes
-from numpy_gpt.layers import (
+from numpy_gpt.nn.config import GPTConfig, param_shapes
+from numpy_gpt.nn.layers import (
     attention_forward,
     embedding_forward,
     gelu_exact_forward,

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from numpy_gpt.config import ConfigError, GPTConfig
-from numpy_gpt.device import DeviceError, array_module
+from numpy_gpt.nn.config import ConfigError, GPTConfig
+from numpy_gpt.nn.device import DeviceError, array_module
 
 from .cases import Case, select
 from .harness import Context, Row, no_tf32

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from numpy_gpt.config import GPTConfig
+from numpy_gpt.nn.config import GPTConfig
 
 Factory = Callable[[GPTConfig], Any]
 
@@ -76,7 +76,7 @@ class _NumpyFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, module: NumpyTwin, idx: torch.Tensor, targets: torch.Tensor | None,
                 *params: torch.Tensor):
-        from numpy_gpt.model import GPT
+        from numpy_gpt.nn.model import GPT
 
         model = GPT.from_params(module.config, {k: p.detach().cpu().numpy() for k, p in
                                                 zip(module.names, params)},
@@ -103,7 +103,7 @@ class NumpyTwin(nn.Module):
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        from numpy_gpt.config import param_shapes
+        from numpy_gpt.nn.config import param_shapes
 
         self.config, self.names = config, list(param_shapes(config))
         for name, shape in param_shapes(config).items():

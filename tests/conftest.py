@@ -57,10 +57,21 @@ CITIZENS = ("First Citizen: Before we proceed any further, hear me speak.\n"
 def citizens_chars(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """CITIZENS prepared with the char tokenizer (read-only: the training and fault tests
     train on it; a test that damages prepared data makes its own)."""
-    from numpy_gpt.prepare import prepare
+    from numpy_gpt.data.prepare import prepare
 
     root = tmp_path_factory.mktemp("citizens")
     (root / "input.txt").write_text(CITIZENS)
     return prepare(root / "input.txt", root / "prepared", fmt="text", tokenizer="char",
                    name="tiny")
 
+
+def twin_named(name: str):
+    """numpy_gpt.twin.NUMPY or torch_gpt.twin.TORCH by name: tests parametrize over the names,
+    the library and the command line take the twin itself."""
+    if name == "numpy":
+        from numpy_gpt.twin import NUMPY
+
+        return NUMPY
+    from torch_gpt.twin import TORCH
+
+    return TORCH

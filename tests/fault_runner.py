@@ -12,8 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from numpy_gpt import checkpoint, train  # noqa: E402
-from numpy_gpt.cli import main  # noqa: E402
+from numpy_gpt.cli.main import main  # noqa: E402
+from numpy_gpt.nn import checkpoint
+from numpy_gpt.training import train  # noqa: E402
 
 
 def slowed(step_s: float, save_s: float) -> None:
@@ -34,4 +35,4 @@ def slowed(step_s: float, save_s: float) -> None:
 
 if __name__ == "__main__":
     slowed(float(sys.argv[1]), float(sys.argv[2]))
-    sys.exit(main(sys.argv[3:], backend="numpy"))
+    sys.exit(main(sys.argv[3:]))  # the NumPy twin

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import twin_named
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "chat_app.py"
@@ -222,9 +223,9 @@ def test_two_sessions_generating_at_once_on_one_model(ckpt: Path, backend: str) 
     the same conversation held alone."""
     import threading
 
-    from numpy_gpt.chat import ChatSession, load_chat_model
+    from numpy_gpt.generation.chat import ChatSession, load_chat_model
 
-    model = load_chat_model(backend, ckpt)
+    model = load_chat_model(twin_named(backend), ckpt)
 
     def converse(k: str, out: dict) -> None:
         session = ChatSession.start(model)

@@ -1,4 +1,4 @@
-"""Batched generation (numpy_gpt/batch_generate.py, torch_gpt/batch_generate.py): B prompts of
+"""Batched generation (numpy_gpt/generation/batch_generate.py, torch_gpt/batch_generate.py): B prompts of
 different lengths decoded together give, row by row, exactly the tokens of generate() alone.
 
 The cross-twin rows are parity cases (generate/batched-*); here each twin against its own
@@ -10,12 +10,13 @@ import math
 import fake_cupy
 import numpy as np
 import pytest
+from conftest import twin_named
 
 import torch_gpt
 from numpy_gpt import GPT, GPTConfig
-from numpy_gpt.batch_generate import BatchDecoder, generate_batch
-from numpy_gpt.generate import Decoder, generate
-from numpy_gpt.sampling import SamplingError, row_rngs
+from numpy_gpt.generation.batch_generate import BatchDecoder, generate_batch
+from numpy_gpt.generation.generate import Decoder, generate
+from numpy_gpt.generation.sampling import SamplingError, row_rngs
 from torch_gpt.batch_generate import generate_batch as torch_generate_batch
 from torch_gpt.generate import generate as torch_generate
 
@@ -137,9 +138,9 @@ def test_row_rngs_row_zero_is_the_single_seeded_stream():
 def test_sample_cli_decodes_num_samples_together(capsys, tmp_path):
     """`sample --num-samples 3`: sample i is the one-sample text with row_rngs(seed)[i], so the
     first is what --num-samples 1 prints; either twin prints the same."""
-    from numpy_gpt.cli import main
-    from numpy_gpt.sample_cli import Sampler
-    from numpy_gpt.sampling import SamplingConfig
+    from numpy_gpt.cli.main import main
+    from numpy_gpt.cli.sample import Sampler
+    from numpy_gpt.generation.sampling import SamplingConfig
     from numpy_gpt.tokenizers import CharTokenizer
 
     tok = CharTokenizer("\n abcdefghijklmnopqrstuvwxyz")
@@ -150,12 +151,12 @@ def test_sample_cli_decodes_num_samples_together(capsys, tmp_path):
     outs = {}
     for twin in ("numpy", "torch"):
         for n in ("1", "3"):
-            assert main([*args, "--num-samples", n], backend=twin) == 0
+            assert main([*args, "--num-samples", n], twin=twin_named(twin)) == 0
             outs[twin, n] = capsys.readouterr().out
     assert outs["numpy", "3"] == outs["torch", "3"] and outs["numpy", "1"] == outs["torch", "1"]
     samples = outs["numpy", "3"].split("\n" + "-" * 15 + "\n")
     assert len(samples) == 3 and samples[0] + "\n" == outs["numpy", "1"]
-    sampler = Sampler.load("numpy", tmp_path)
+    sampler = Sampler.load(twin_named("numpy"), tmp_path)
     config = SamplingConfig(max_new_tokens=24, temperature=0.8, top_k=200, stop_strings=("q",))
     for sample, rng in zip(samples, row_rngs(3, 3)):
         assert sample.rstrip("\n") == "ab" + "".join(sampler.text("ab", config, rng))

@@ -22,7 +22,7 @@ from bench.numpy_adapter import NumpyAdapter
 from bench.profile import KINDS, classify, profile_train_step
 from bench.sizes import SIZES, get_size, sweep_sizes
 from bench.timing import time_steps
-from numpy_gpt.config import GPTConfig
+from numpy_gpt.nn.config import GPTConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = GPTConfig(vocab_size=11, block_size=4, n_layer=2, n_head=2, n_embd=8)
@@ -203,7 +203,7 @@ def test_flops_known_answer():
 def test_matmul_params_is_nanogpt_num_params():
     """N equals numpy_gpt's non-embedding count (nanoGPT's num_params: wte counted as the
     tied lm_head, wpe not), with or without bias; untied: minus the separate wte lookup."""
-    from numpy_gpt.model import GPT
+    from numpy_gpt.nn.model import GPT
 
     for bias in (True, False):
         cfg = TINY.replace(bias=bias)
@@ -326,14 +326,14 @@ def test_cupy_adapter_runs_numpy_gpt_on_the_device():
 
 
 def test_profile_breakdown_sums_to_the_step():
-    assert classify("/x/numpy_gpt/layers/linear.py", "linear_backward") == (
+    assert classify("/x/numpy_gpt/nn/layers/linear.py", "linear_backward") == (
         "linear/matmul", "backward", True)
-    assert classify("/x/numpy_gpt/optim.py", "step") == ("AdamW", "optimizer", True)
-    assert classify("/x/numpy_gpt/layers/gelu.py", "gelu_recompute") == (
+    assert classify("/x/numpy_gpt/nn/optim.py", "step") == ("AdamW", "optimizer", True)
+    assert classify("/x/numpy_gpt/nn/layers/gelu.py", "gelu_recompute") == (
         "gelu", "backward", True)
-    assert classify("/x/numpy_gpt/model.py", "forward") == ("residual/glue", "forward", False)
+    assert classify("/x/numpy_gpt/nn/model.py", "forward") == ("residual/glue", "forward", False)
     assert classify("/x/other/linear.py", "linear_forward") is None
-    assert classify("/x/numpy_gpt/layers/flash_attention.py", "flash_attention_backward") == (
+    assert classify("/x/numpy_gpt/nn/layers/flash_attention.py", "flash_attention_backward") == (
         "attention", "backward", True)
     p = profile_train_step("tiny", steps=1, warmup=1)
     kinds = [r["kind"] for r in p["rows"]]

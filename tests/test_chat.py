@@ -17,12 +17,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import twin_named
 
 import torch_gpt
 from numpy_gpt import GPT, GPTConfig
-from numpy_gpt.chat import ChatSession
-from numpy_gpt.chat_cli import chat_loop
-from numpy_gpt.chat_format import (
+from numpy_gpt.cli.chat import chat_loop
+from numpy_gpt.cli.main import main
+from numpy_gpt.cli.sample import Sampler
+from numpy_gpt.data.chat_format import (
     EOT,
     build_prompt,
     clean_reply,
@@ -33,11 +35,10 @@ from numpy_gpt.chat_format import (
     format_conversation,
     render,
 )
-from numpy_gpt.checkpoint import checkpoint_fingerprint
-from numpy_gpt.cli import main
-from numpy_gpt.data import IGNORE_INDEX, TokenDataset, collate_examples
-from numpy_gpt.sample_cli import Sampler
-from numpy_gpt.sampling import SamplingConfig, SamplingError
+from numpy_gpt.data.dataset import IGNORE_INDEX, TokenDataset, collate_examples
+from numpy_gpt.generation.chat import ChatSession
+from numpy_gpt.generation.sampling import SamplingConfig, SamplingError
+from numpy_gpt.nn.checkpoint import checkpoint_fingerprint
 from numpy_gpt.tokenizers import BPETokenizer, WordTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -240,7 +241,7 @@ def test_terminal_chat_through_stdin(tiny_chat, backend: str) -> None:
 def test_both_twins_give_the_same_greedy_replies(tiny_chat) -> None:
     replies = []
     for backend in ("numpy", "torch"):
-        session = ChatSession.load(backend, tiny_chat[1], config=SamplingConfig(
+        session = ChatSession.load(twin_named(backend), tiny_chat[1], config=SamplingConfig(
             greedy=True, max_new_tokens=12))
         replies.append(["".join(session.send(m)[1]) for m in ("hi i am ada", "say bob")])
     assert replies[0] == replies[1]
@@ -333,7 +334,7 @@ def chat_main(monkeypatch, capsys, args: list[str], stdin: str = "",
               backend: str = "numpy") -> tuple[int, str, str]:
     """`chat` in this process (fast): (exit status, stdout, stderr)."""
     monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-    code = main(["chat", "--seed", "0", "--max-new-tokens", "4", *args], backend=backend)
+    code = main(["chat", "--seed", "0", "--max-new-tokens", "4", *args], twin=twin_named(backend))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -359,7 +360,7 @@ def test_adapter_prompt_format_is_the_recorded_one(tiny_lora, monkeypatch, capsy
     code, out, _ = chat_main(monkeypatch, capsys, ["--ckpt", str(base), "--adapter",
                                                    str(alpaca), "--template", "chat"])
     assert code == 0 and "(numpy twin, chat format from --template, context" in out
-    session = ChatSession.load(backend, base, adapter=alpaca)
+    session = ChatSession.load(twin_named(backend), base, adapter=alpaca)
     assert (session.template, session.template_source) == ("alpaca",
                                                            "as recorded by the adapter")
     assert session.notices == []

@@ -16,8 +16,8 @@ import torch
 
 import torch_gpt
 from numpy_gpt import GPT as NumpyGPT
-from numpy_gpt.checkpoint import MODEL_FILE, CheckpointError, load_checkpoint
-from numpy_gpt.config import GPTConfig
+from numpy_gpt.nn.checkpoint import MODEL_FILE, CheckpointError, load_checkpoint
+from numpy_gpt.nn.config import GPTConfig
 from numpy_gpt.tokenizers import CharTokenizer, load_tokenizer
 
 CFG = GPTConfig(vocab_size=13, block_size=6, n_layer=2, n_head=2, n_embd=8)

@@ -4,8 +4,8 @@ Each refusal is one `error: ...` line, a non-zero exit, no traceback, and nothin
 changed; what may change is really applied. Runs are tiny (1 layer, 16 wide, a few steps).
 """
 
-import ast
 import argparse
+import ast
 import json
 import os
 import subprocess
@@ -13,15 +13,15 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import CITIZENS as TEXT
-from test_train import tiny
+from conftest import twin_named
 from test_train import data_dir as char_data  # noqa: F401  (a module fixture, reused)
+from test_train import tiny
 
-from numpy_gpt.cli import main
-from numpy_gpt.data import TokenDataset
-from numpy_gpt.prepare import prepare
-from numpy_gpt.train import numpy_backend, train
+from numpy_gpt.cli.main import main
+from numpy_gpt.data.dataset import TokenDataset
+from numpy_gpt.data.prepare import prepare
+from numpy_gpt.training.train import numpy_backend, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16",
@@ -80,9 +80,9 @@ def walk(parser: argparse.ArgumentParser):
 
 def test_every_parser_refuses_abbreviated_flags():
     assert parser_calls_without_allow_abbrev() == []
-    from numpy_gpt.cli import build_parser
+    from numpy_gpt.cli.main import build_parser
 
-    builders = [lambda: build_parser("numpy"), lambda: build_parser("torch")]
+    builders = [lambda: build_parser(twin_named("numpy")), lambda: build_parser(twin_named("torch"))]
     for module in ("parity.cli", "bench.cli"):
         mod = pytest.importorskip(module)
         builders.append(mod.build_parser)
@@ -99,7 +99,7 @@ def test_train_lr_is_not_lr_decay_iters(tmp_path):
 
 # ---- helpers for the in-process runs ----------------------------------------------------------
 def cli(capsys, *args: str, backend: str = "numpy") -> tuple[int, str, str]:
-    code = main(list(args), backend=backend)
+    code = main(list(args), twin=twin_named(backend))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -259,8 +259,8 @@ def test_a_size_that_cannot_fit_in_memory_is_refused_before_work(char_data, caps
         "step (--block-size 100000, --batch-size 12, 4 layers of 128 wide, float32;" in line
     assert line.endswith("; lower --block-size or --batch-size")
     assert not (tmp_path / "o").exists()
-    from numpy_gpt.train_config import TrainConfig
-    from numpy_gpt.train_plan import check_memory
+    from numpy_gpt.training.config import TrainConfig
+    from numpy_gpt.training.plan import check_memory
 
     check_memory(TrainConfig(), 65, ram=2**30)  # the default run fits in 1 GiB
 
@@ -290,7 +290,7 @@ def test_missing_dataset_folder_and_data_dir_say_so(raw, capsys, tmp_path, monke
 
 # ---- case 7: slow autocast on the CPU, duration estimate, progress when piped -----------------
 def test_piped_progress_prints_a_line_every_n_seconds_and_an_estimate(capsys):
-    from numpy_gpt.progress import ConsoleReporter
+    from numpy_gpt.training.progress import ConsoleReporter
 
     now = [0.0]
     rep = ConsoleReporter(10, heartbeat_s=30, clock=lambda: now[0], tty=False)
@@ -353,7 +353,7 @@ def test_train_resume_continues_a_full_fine_tune_of_a_named_dataset(capsys, tmp_
     """The run records the folder it trained on (not the name given), so `train --resume`
     reads the same data with the same tokenizer instead of a GPT-2 preparation."""
     from numpy_gpt import GPT, GPTConfig
-    from numpy_gpt.chat_format import EOT
+    from numpy_gpt.data.chat_format import EOT
     from numpy_gpt.tokenizers import BPETokenizer
 
     monkeypatch.chdir(tmp_path)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from numpy_gpt.config import ConfigError, GPTConfig, dropout_mask_shapes, param_shapes
+from numpy_gpt.nn.config import ConfigError, GPTConfig, dropout_mask_shapes, param_shapes
 
 
 @pytest.mark.parametrize(

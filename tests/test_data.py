@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from numpy_gpt.data import (
+from numpy_gpt.data.dataset import (
     IGNORE_INDEX,
     DataError,
     ExampleLoader,
@@ -18,7 +18,7 @@ from numpy_gpt.data import (
     rng_state,
     token_dtype,
 )
-from numpy_gpt.prepare import prepare
+from numpy_gpt.data.prepare import prepare
 
 
 @pytest.fixture

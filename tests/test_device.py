@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 from numpy_gpt import GPT, GPTConfig
-from numpy_gpt.device import DeviceError, array_module, device_of, get_array_module, to_numpy
-from numpy_gpt.generate import generate
-from numpy_gpt.lora import LoRAConfig
-from numpy_gpt.model import make_dropout_masks
-from numpy_gpt.optim import AdamW, clip_coef, grad_norm
-from numpy_gpt.train import numpy_device
+from numpy_gpt.generation.generate import generate
+from numpy_gpt.nn.device import DeviceError, array_module, device_of, get_array_module, to_numpy
+from numpy_gpt.nn.lora import LoRAConfig
+from numpy_gpt.nn.model import make_dropout_masks
+from numpy_gpt.nn.optim import AdamW, clip_coef, grad_norm
+from numpy_gpt.training.train import numpy_device
 
 CFG = GPTConfig(vocab_size=37, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.1)
 
@@ -154,11 +154,11 @@ def test_checkpoints_move_between_devices(cupy, tmp_path):
 def test_training_on_device_equals_cpu_and_resumes(cupy, tmp_path):
     """The shared loop with a device model (no sharding; batches drawn on the host): the same
     losses and weights as the CPU (float64), and an interrupted device run resumes bit for bit."""
-    from numpy_gpt.checkpoint import load_checkpoint
-    from numpy_gpt.data import TokenDataset
-    from numpy_gpt.prepare import prepare
-    from numpy_gpt.train import numpy_backend, train
-    from numpy_gpt.train_config import TrainConfig
+    from numpy_gpt.data.dataset import TokenDataset
+    from numpy_gpt.data.prepare import prepare
+    from numpy_gpt.nn.checkpoint import load_checkpoint
+    from numpy_gpt.training.config import TrainConfig
+    from numpy_gpt.training.train import numpy_backend, train
 
     (tmp_path / "input.txt").write_text("To be, or not to be, that is the question.\n" * 30)
     data = prepare(tmp_path / "input.txt", tmp_path / "data", fmt="text", tokenizer="char",
@@ -204,7 +204,7 @@ def test_device_errors_are_clear(monkeypatch):
 
 
 def test_cli_reports_a_missing_cupy_in_one_line(monkeypatch, capsys, tmp_path):
-    from numpy_gpt.cli import main
+    from numpy_gpt.cli.main import main
 
     monkeypatch.setitem(sys.modules, "cupy", None)
     out = tmp_path / "o"

@@ -4,13 +4,14 @@ import math
 import re
 
 import pytest
+from conftest import twin_named
 
-from numpy_gpt.cli import main
-from numpy_gpt.data import TokenDataset
-from numpy_gpt.model import GPT
-from numpy_gpt.prepare import prepare
-from numpy_gpt.train import numpy_backend, train
-from numpy_gpt.train_config import TrainConfig
+from numpy_gpt.cli.main import main
+from numpy_gpt.data.dataset import TokenDataset
+from numpy_gpt.data.prepare import prepare
+from numpy_gpt.nn.model import GPT
+from numpy_gpt.training.config import TrainConfig
+from numpy_gpt.training.train import numpy_backend, train
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +30,12 @@ def run(tmp_path_factory):
 def test_both_twins_agree_and_cover_every_token(run, capsys):
     folder, data = run
     ckpt = str(folder / "best")
-    assert main(["eval", "--ckpt", ckpt], backend="numpy") == 0
+    assert main(["eval", "--ckpt", ckpt], twin=twin_named("numpy")) == 0
     out = capsys.readouterr().out
     n_val = TokenDataset(data).num_tokens("val")
     assert f"over {n_val - 1:,} tokens" in out  # every val token but the first is predicted
     np_loss = float(re.search(r"loss (\d+\.\d+)", out).group(1))
-    assert main(["eval", "--ckpt", ckpt, "--dtype", "float64"], backend="torch") == 0
+    assert main(["eval", "--ckpt", ckpt, "--dtype", "float64"], twin=twin_named("torch")) == 0
     torch_loss = float(re.search(r"loss (\d+\.\d+)", capsys.readouterr().out).group(1))
     assert np_loss == pytest.approx(torch_loss, abs=2e-4)
     assert math.isfinite(np_loss) and GPT.load(ckpt).config.block_size == 16
@@ -42,8 +43,8 @@ def test_both_twins_agree_and_cover_every_token(run, capsys):
 
 def test_eval_errors(run, capsys, tmp_path):
     folder, _ = run
-    assert main(["eval", "--ckpt", str(tmp_path / "missing")], backend="numpy") == 1
+    assert main(["eval", "--ckpt", str(tmp_path / "missing")], twin=twin_named("numpy")) == 1
     assert "no checkpoint folder" in capsys.readouterr().err
     assert main(["eval", "--ckpt", str(folder / "best"), "--batch-size", "0"],
-                backend="numpy") == 1
+                twin=twin_named("numpy")) == 1
     assert "--batch-size must be >= 1" in capsys.readouterr().err

@@ -4,30 +4,29 @@ gets its diagnosis, a broken file gets one line, and `start` keeps the learner's
 from __future__ import annotations
 
 import textwrap
-
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import numpy_gpt
-from numpy_gpt import cli
+from numpy_gpt.cli import main as cli
 from numpy_gpt.exercises import ORDER, ExerciseError, check, exercise_source, hint, start
 
 # The reference itself, written into the learner's file: the package's own backward
 # overrides the stub. GELU's reference cache is internal, so it is rebuilt from x.
 REFERENCE = {
-    "linear": "from numpy_gpt.layers.linear import linear_backward",
-    "layernorm": "from numpy_gpt.layers.layernorm import layernorm_backward",
+    "linear": "from numpy_gpt.nn.layers.linear import linear_backward",
+    "layernorm": "from numpy_gpt.nn.layers.layernorm import layernorm_backward",
     "gelu": """
-        from numpy_gpt.layers.gelu import gelu_tanh_backward as _ref, gelu_tanh_forward as _fwd
+        from numpy_gpt.nn.layers.gelu import gelu_tanh_backward as _ref, gelu_tanh_forward as _fwd
         def gelu_tanh_backward(dout, cache):
             return _ref(dout, _fwd(cache.x)[1])
         """,
-    "cross_entropy": "from numpy_gpt.layers.loss import cross_entropy_backward",
-    "attention": "from numpy_gpt.layers.attention import attention_backward",
-    "embedding": "from numpy_gpt.layers.embedding import embedding_backward",
-    "dropout": "from numpy_gpt.layers.dropout import dropout_backward",
+    "cross_entropy": "from numpy_gpt.nn.layers.loss import cross_entropy_backward",
+    "attention": "from numpy_gpt.nn.layers.attention import attention_backward",
+    "embedding": "from numpy_gpt.nn.layers.embedding import embedding_backward",
+    "dropout": "from numpy_gpt.nn.layers.dropout import dropout_backward",
     "residual": "from numpy_gpt.exercises.catalog import residual_backward",
     "model": """
         def gpt_backward(cache):

@@ -22,15 +22,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CITIZENS as TEXT
+from conftest import twin_named
 from safetensors import SafetensorError
 
-from numpy_gpt import checkpoint
-from numpy_gpt.checkpoint import load_checkpoint, load_trainer_state
-from numpy_gpt.cli import main
-from conftest import CITIZENS as TEXT
-from numpy_gpt.prepare import prepare
-from numpy_gpt.run_lock import LOCK_FILE, RunLock, RunLockError
-from numpy_gpt.safe_io import WriteError, append_line, replace_dir
+from numpy_gpt.cli.main import main
+from numpy_gpt.data.prepare import prepare
+from numpy_gpt.files.run_lock import LOCK_FILE, RunLock, RunLockError
+from numpy_gpt.files.safe_io import WriteError, append_line, replace_dir
+from numpy_gpt.nn import checkpoint
+from numpy_gpt.nn.checkpoint import load_checkpoint, load_trainer_state
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = Path(__file__).resolve().parent / "fault_runner.py"
@@ -138,23 +139,23 @@ def test_disk_full_in_the_torch_twin(data, tmp_path, monkeypatch, capsys):
     """The torch twin writes the same checkpoint folders through the same code: the same line,
     and its resume ends where its undisturbed run ends."""
     pytest.importorskip("torch")
-    assert main(["train", *flags(data, tmp_path / "ref"), "--no-plot"], backend="torch") == 0
+    assert main(["train", *flags(data, tmp_path / "ref"), "--no-plot"], twin=twin_named("torch")) == 0
     out = tmp_path / "run"
     monkeypatch.setattr(checkpoint, "save_file", fail_on_call(4, disk_full(),
                                                               checkpoint.save_file))
-    assert main(["train", *flags(data, out), "--no-plot"], backend="torch") == 1
+    assert main(["train", *flags(data, out), "--no-plot"], twin=twin_named("torch")) == 1
     line = one_error_line(capsys.readouterr().err)
     assert line.startswith(f"error: cannot write {out / 'last/model.safetensors'}: {ENOSPC}; "
                            f"the checkpoint at iteration 0 in {out / 'last'} is intact")
     monkeypatch.undo()
-    assert main(["train", *flags(data, out), "--no-plot", "--resume"], backend="torch") == 0
+    assert main(["train", *flags(data, out), "--no-plot", "--resume"], twin=twin_named("torch")) == 0
     same_params(load_checkpoint(out / "last")[1], load_checkpoint(tmp_path / "ref" / "last")[1])
 
 
 def test_disk_full_while_appending_the_log(data, reference, tmp_path, monkeypatch, capsys):
     """The checkpoint of that evaluation is on disk; its log line, kept in the checkpoint's
     trainer state, is put back when the run resumes."""
-    import numpy_gpt.train as train_mod
+    import numpy_gpt.training.train as train_mod
 
     out = tmp_path / "run"
     monkeypatch.setattr(train_mod, "append_line", fail_on_call(
@@ -231,7 +232,7 @@ def test_disk_full_while_drawing_loss_png(data, tmp_path, monkeypatch, capsys):
 
 
 def test_disk_full_while_preparing_keeps_the_old_folder(tmp_path, monkeypatch, capsys):
-    import numpy_gpt.prepare as prep
+    import numpy_gpt.data.prepare as prep
 
     (tmp_path / "input.txt").write_text(TEXT)
     out = tmp_path / "prepared"
@@ -250,7 +251,7 @@ def test_disk_full_while_preparing_keeps_the_old_folder(tmp_path, monkeypatch, c
 
 
 def test_disk_full_while_exporting(data, tmp_path, monkeypatch, capsys):
-    import numpy_gpt.hf_export as hf
+    import numpy_gpt.hf.exporter as hf
 
     ckpt = tmp_path / "run"
     assert main(["train", *flags(data, ckpt, 10), "--no-plot"]) == 0
@@ -269,7 +270,7 @@ def test_disk_full_while_exporting(data, tmp_path, monkeypatch, capsys):
 def test_disk_full_while_fine_tuning(tiny_chat, tmp_path, monkeypatch, capsys):
     """A LoRA run: the adapter is written inside the checkpoint's temporary folder, so a fault
     there leaves last/ whole (base, adapter and state of one iteration)."""
-    import numpy_gpt.lora as lora
+    import numpy_gpt.nn.lora as lora
 
     folder, ckpt = tiny_chat
     out = tmp_path / "ft"
@@ -515,7 +516,7 @@ def test_two_preparations_of_one_folder_take_turns(tmp_path, monkeypatch):
     first's lock, then finds the folder up to date (it is written once, never interleaved)."""
     import threading
 
-    import numpy_gpt.prepare as prep
+    import numpy_gpt.data.prepare as prep
 
     (tmp_path / "input.txt").write_text(TEXT)
     out = tmp_path / "prepared"
@@ -533,7 +534,7 @@ def test_two_preparations_of_one_folder_take_turns(tmp_path, monkeypatch):
         t.join(timeout=60)
     assert done == [out, out] and writes == [1]
     assert not (out / LOCK_FILE).exists()
-    from numpy_gpt.data import TokenDataset
+    from numpy_gpt.data.dataset import TokenDataset
 
     TokenDataset(out).check()
 

@@ -12,20 +12,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import twin_named
 
 import torch_gpt
 from numpy_gpt import GPT, GPTConfig
-from numpy_gpt.chat import ChatSession, checkpoint_template
-from numpy_gpt.chat_format import EOT, encode_alpaca_prompt
-from numpy_gpt.checkpoint import checkpoint_fingerprint, load_checkpoint, read_meta
-from numpy_gpt.cli import main
-from numpy_gpt.data import TokenDataset
-from numpy_gpt.datasets import find_data_file
-from numpy_gpt.finetune import finetune, finetune_config, open_finetune_dataset
-from numpy_gpt.lora import AdapterError, LoRAConfig, adapter_fingerprint, load_adapter
-from numpy_gpt.prepare import prepare
-from numpy_gpt.sampling import SamplingConfig
+from numpy_gpt.cli.main import main
+from numpy_gpt.data.chat_format import EOT, encode_alpaca_prompt
+from numpy_gpt.data.dataset import TokenDataset
+from numpy_gpt.data.datasets import find_data_file
+from numpy_gpt.data.prepare import prepare
+from numpy_gpt.generation.chat import ChatSession, checkpoint_template
+from numpy_gpt.generation.sampling import SamplingConfig
+from numpy_gpt.nn.checkpoint import checkpoint_fingerprint, load_checkpoint, read_meta
+from numpy_gpt.nn.lora import AdapterError, LoRAConfig, adapter_fingerprint, load_adapter
 from numpy_gpt.tokenizers import BPETokenizer
+from numpy_gpt.training.finetune import finetune, finetune_config, open_finetune_dataset
 
 LCFG = LoRAConfig(rank=4, alpha=8.0, dropout=0.05, targets=("c_attn", "c_proj", "c_fc"))
 QUICK = {"max_iters": 12, "eval_interval": 6, "eval_iters": 2, "batch_size": 4,
@@ -40,7 +41,7 @@ def run_ft(tiny_chat, out: Path, backend: str, lora: LoRAConfig | None, **overri
     tok = TokenDataset(folder).tokenizer()
     dataset = open_finetune_dataset(folder, tok)
     tcfg = finetune_config(ckpt, dataset.folder, {**QUICK, **overrides}, lora=lora is not None)
-    return finetune(tcfg, dataset, out, backend, lora)
+    return finetune(tcfg, dataset, out, twin_named(backend), lora)
 
 
 def test_settings_come_from_the_checkpoint(tiny_chat) -> None:
@@ -93,11 +94,11 @@ def test_lora_trains_only_the_adapters_and_merges(tiny_chat, tmp_path, backend: 
     assert merged_meta["merged_adapters"] == [adapter_fingerprint(lcfg, adapter)]
     assert "chat_template" not in read_meta(tmp_path / "run" / "best")  # the base's weights
     with pytest.raises(AdapterError, match="is already merged into"):
-        ChatSession.load(backend, result.model_dir, adapter=result.adapter_dir)
+        ChatSession.load(twin_named(backend), result.model_dir, adapter=result.adapter_dir)
     with pytest.raises(ValueError, match=r"holds the frozen base weights of a LoRA run, not the "
                                          r"fine-tuned model: chat with the run's merged folder"):
-        ChatSession.load(backend, tmp_path / "run" / "best")
-    session = ChatSession.load(backend, tmp_path / "run" / "best", adapter=result.adapter_dir)
+        ChatSession.load(twin_named(backend), tmp_path / "run" / "best")
+    session = ChatSession.load(twin_named(backend), tmp_path / "run" / "best", adapter=result.adapter_dir)
     assert session.template_source == "as recorded by the adapter" and not session.notices
 
 
@@ -126,7 +127,7 @@ def test_early_stopping_and_resume(tiny_chat, tmp_path, backend: str) -> None:
     assert r.train.status == "early_stopped" and r.train.iter < 200
     stopped_at = r.train.iter
     code = main(["finetune", "--resume", "--out", str(out), "--max-iters", str(stopped_at + 4),
-                 "--patience", "0", "--no-plot"], backend=backend)
+                 "--patience", "0", "--no-plot"], twin=twin_named(backend))
     assert code == 0
     assert (out / "merged").is_dir() and (out / "adapter").is_dir()
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -137,17 +138,17 @@ def test_cli_full_and_lora_runs(tiny_chat, tmp_path, capsys) -> None:
     folder, ckpt = tiny_chat
     common = ["--ckpt", str(ckpt), "--dataset", str(folder), "--max-iters", "4",
               "--eval-interval", "2", "--eval-iters", "1", "--batch-size", "2", "--no-plot"]
-    assert main(["finetune", *common, "--out", str(tmp_path / "full")], backend="numpy") == 0
+    assert main(["finetune", *common, "--out", str(tmp_path / "full")], twin=twin_named("numpy")) == 0
     assert (tmp_path / "full" / "best").is_dir() and not (tmp_path / "full" / "merged").exists()
     assert main(["finetune", *common, "--out", str(tmp_path / "lora"), "--lora",
-                 "--lora-rank", "2", "--lora-targets", "c_fc"], backend="torch") == 0
+                 "--lora-rank", "2", "--lora-targets", "c_fc"], twin=twin_named("torch")) == 0
     out = capsys.readouterr().out
     assert "val loss" in out and "before ->" in out and "merged model:" in out
     assert load_adapter(tmp_path / "lora" / "adapter")[0].targets == ("c_fc",)
 
 
 def _error(capsys, args: list[str], backend: str = "numpy") -> str:
-    assert main(["finetune", *args], backend=backend) == 1
+    assert main(["finetune", *args], twin=twin_named(backend)) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1, err
     return err
@@ -214,10 +215,10 @@ def test_lora_on_instructions_chats_in_the_alpaca_format(tiny_chat, tmp_path) ->
     dataset = open_finetune_dataset(folder, tok)
     tcfg = finetune_config(base, dataset.folder, {**QUICK, "max_iters": 2, "eval_interval": 2},
                            lora=True)
-    result = finetune(tcfg, dataset, tmp_path / "run", "numpy", LCFG)
+    result = finetune(tcfg, dataset, tmp_path / "run", twin_named("numpy"), LCFG)
     assert load_adapter(result.adapter_dir)[2]["chat_template"] == "alpaca"
     for ckpt, adapter in ((base, result.adapter_dir), (result.model_dir, None)):
-        session = ChatSession.load("numpy", ckpt, adapter=adapter,
+        session = ChatSession.load(twin_named("numpy"), ckpt, adapter=adapter,
                                    config=SamplingConfig(max_new_tokens=8))
         assert session.template == "alpaca"
         ids = session.fit_prompt("add 2 and 3")[0]

@@ -1,7 +1,7 @@
-"""The tiled attention (numpy_gpt/layers/flash_attention.py) against the full one, and its config.
+"""The tiled attention (numpy_gpt/nn/layers/flash_attention.py) against the full one, and its config.
 
 Finite differences of the tiled layer run with every other layer's in test_layers.py (the
-cases attention_tiled* of numpy_gpt.gradcheck: odd T, T not a multiple of the tile, T=1,
+cases attention_tiled* of numpy_gpt.nn.gradcheck: odd T, T not a multiple of the tile, T=1,
 tile > T); the torch SDPA rows are parity cases (layer/attention-tiled-*). Here: equality
 with attention.py in float64 (<= 1e-12, DESIGN.md's logits bound), a hypothesis sweep over
 tile sizes, the whole model on either kernel, and the config field.
@@ -15,21 +15,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from numpy_gpt import GPT, GPTConfig
-from numpy_gpt.config import (
+from numpy_gpt.nn.config import (
     AUTO_TILE_LONG,
     AUTO_TILE_SHORT,
     AUTO_TILE_SHORT_MAX_T,
     AUTO_TILED_ABOVE_T,
     ConfigError,
 )
-from numpy_gpt.layers import (
+from numpy_gpt.nn.layers import (
     FlashAttentionCache,
     attention_backward,
     attention_forward,
     flash_attention_backward,
     flash_attention_forward,
 )
-from numpy_gpt.layers.attention import AttentionCache
+from numpy_gpt.nn.layers.attention import AttentionCache
 
 EQUAL = 1e-12
 
@@ -77,7 +77,7 @@ def test_backward_strips_of_any_length_give_the_same_gradients(monkeypatch, stri
     """The backward walks the rows below each key tile in strips of whole tiles, about
     STRIP_ROWS rows (256 by default, more than the hypothesis sweep's T): asked for fewer rows
     than a tile (4), one tile, two, 13 (3 tiles) and more than T=29 (a short last tile)."""
-    from numpy_gpt.layers import flash_attention
+    from numpy_gpt.nn.layers import flash_attention
 
     monkeypatch.setattr(flash_attention, "STRIP_ROWS", strip)
     (out, dqkv), (t_out, t_dqkv) = both(2, 29, 8, 2, 4, seed=strip)
@@ -166,7 +166,7 @@ def test_attention_fields_round_trip_and_old_checkpoints_load_as_default(tmp_pat
 
 def test_attention_override_and_maps_of_a_long_prompt():
     """forward(attention="full") keeps P even where "auto" tiles; attention maps need it."""
-    from numpy_gpt.attention_maps import attention_maps
+    from numpy_gpt.nn.attention_maps import attention_maps
 
     T = AUTO_TILED_ABOVE_T + 3
     model = GPT(GPTConfig(vocab_size=5, block_size=T, n_layer=1, n_head=2, n_embd=4),

@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import twin_named
 
 import torch_gpt
 from numpy_gpt import GPT, GPTConfig
-from numpy_gpt import generate as np_gen
-from numpy_gpt.cli import main
-from numpy_gpt.sampling import (
+from numpy_gpt.cli.main import main
+from numpy_gpt.generation import generate as np_gen
+from numpy_gpt.generation.sampling import (
     SamplingConfig,
     SamplingError,
     StopStrings,
@@ -360,7 +361,7 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
 
 
 def sample(capsys, twin: str, *args: str) -> tuple[int, str, str]:
-    rc = main(["sample", *args], backend=twin)
+    rc = main(["sample", *args], twin=twin_named(twin))
     out, err = capsys.readouterr()
     return rc, out, err
 
@@ -446,7 +447,7 @@ def test_python_m_numpy_gpt_sample(checkpoints):
 
 
 def test_numpy_sampling_does_not_import_torch():
-    code = ("import sys, numpy_gpt.generate, numpy_gpt.sample_cli; "
+    code = ("import sys, numpy_gpt.generation.generate, numpy_gpt.cli.sample; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, check=False)

@@ -1,8 +1,8 @@
-"""Export to Hugging Face (numpy_gpt.hf_export, `export --format hf`), checked by transformers.
+"""Export to Hugging Face (numpy_gpt.hf.exporter, `export --format hf`), checked by transformers.
 
 Each exported folder must load in GPT2LMHeadModel with nothing missing, unexpected or warned
 about, give our logits (float64 <= 1e-12, float32 <= 1e-5: parity.tolerances) and our greedy
-tokens, and import back through numpy_gpt.hf_import bit for bit. Tokenizers: GPT-2's BPE (files
+tokens, and import back through numpy_gpt.hf.importer bit for bit. Tokenizers: GPT-2's BPE (files
 from the shared data folder, skipped when absent) and our byte-level BPE load in
 GPT2TokenizerFast and give our ids; a char tokenizer is kept as our own file and said so.
 Bad input ends as one `error:` line with nothing written. Skipped without transformers.
@@ -19,15 +19,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import twin_named
 
 from numpy_gpt import GPT, GPTConfig
-from numpy_gpt.cli import main
-from numpy_gpt.data import DataError
-from numpy_gpt.datasets import find_data_file
-from numpy_gpt.generate import generate
-from numpy_gpt.hf_export import ACTIVATION_BY_GELU, export_hf
-from numpy_gpt.hf_import import GELU_BY_ACTIVATION, load_hf_gpt2
-from numpy_gpt.lora import LoRAConfig, init_lora_params, save_adapter
+from numpy_gpt.cli.main import main
+from numpy_gpt.data.dataset import DataError
+from numpy_gpt.data.datasets import find_data_file
+from numpy_gpt.generation.generate import generate
+from numpy_gpt.hf.exporter import ACTIVATION_BY_GELU, export_hf
+from numpy_gpt.hf.importer import GELU_BY_ACTIVATION, load_hf_gpt2
+from numpy_gpt.nn.lora import LoRAConfig, init_lora_params, save_adapter
 from numpy_gpt.tokenizers import BPETokenizer, CharTokenizer, GPT2Tokenizer, load_tokenizer
 from parity.tolerances import tolerance
 
@@ -188,7 +189,7 @@ def test_char_tokenizer_kept_as_ours_and_said(tmp_path: Path) -> None:
 def test_cli_either_twin_writes_the_same_folder(tmp_path: Path, backend: str, capsys) -> None:
     _model(CFG.replace(bias=False), "float32").save(tmp_path / "ck")
     assert main(["export", "--ckpt", str(tmp_path / "ck"), "--format", "hf",
-                 "--out", str(tmp_path / backend)], backend=backend) == 0
+                 "--out", str(tmp_path / backend)], twin=twin_named(backend)) == 0
     out = capsys.readouterr().out
     assert "bias=False: written as zero biases" in out and "wrote" in out
     export_hf(tmp_path / "ck", tmp_path / "ref")

@@ -1,4 +1,4 @@
-"""GPT-2 weights in Hugging Face layout into both twins (numpy_gpt.hf_import, GPT.from_hf).
+"""GPT-2 weights in Hugging Face layout into both twins (numpy_gpt.hf.importer, GPT.from_hf).
 
 Two sources: a fixture folder built here in HF's names and Conv1D (in, out) layout (always
 runs), and a small randomly initialised transformers.GPT2LMHeadModel saved with
@@ -17,8 +17,8 @@ from safetensors.numpy import save_file
 
 import torch_gpt
 from numpy_gpt import GPT as NumpyGPT
-from numpy_gpt.config import GPTConfig
-from numpy_gpt.hf_import import CONV1D_WEIGHTS, HFImportError, load_hf_gpt2
+from numpy_gpt.hf.importer import CONV1D_WEIGHTS, HFImportError, load_hf_gpt2
+from numpy_gpt.nn.config import GPTConfig
 from parity.tolerances import tolerance
 
 CFG = GPTConfig(vocab_size=11, block_size=7, n_layer=2, n_head=2, n_embd=8)

@@ -1,6 +1,6 @@
 """Every layer's hand-written backward against central finite differences, in float64.
 
-The cases (shapes, edge variants) live in numpy_gpt.gradcheck, which the
+The cases (shapes, edge variants) live in numpy_gpt.nn.gradcheck, which the
 `python -m numpy_gpt gradcheck` command runs too. Known-answer checks of single layers follow.
 """
 
@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from numpy_gpt.gradcheck import TOLERANCE, check_layer, layer_cases
-from numpy_gpt.layers import (
+from numpy_gpt.nn.gradcheck import TOLERANCE, check_layer, layer_cases
+from numpy_gpt.nn.layers import (
     attention_forward,
     cross_entropy_forward,
     embedding_backward,
@@ -94,7 +94,7 @@ def test_float32_stays_float32():
 def test_float32_erf_is_accurate_to_float32_resolution():
     """A&S 7.1.26 in float32: |erf error| < 1e-6 everywhere (the formula's own bound is 1.5e-7;
     float32 rounding adds a few ulps), odd, and saturating at +-1."""
-    from numpy_gpt.layers.gelu import _erf_float32
+    from numpy_gpt.nn.layers.gelu import _erf_float32
 
     z = np.linspace(-6, 6, 24001)
     exact = np.array([math.erf(v) for v in z])

@@ -1,15 +1,15 @@
 """numpy_gpt LoRA: zero-init start, merge equals the adapted model, adapter files, errors,
 fingerprints and the check that an adapter belongs on a checkpoint.
 
-(The LoRA gradients are checked by test_layers / test_model through numpy_gpt.gradcheck.)
+(The LoRA gradients are checked by test_layers / test_model through numpy_gpt.nn.gradcheck.)
 """
 
 import numpy as np
 import pytest
 
 from numpy_gpt import GPT, GPTConfig
-from numpy_gpt.checkpoint import CheckpointError, checkpoint_fingerprint, params_fingerprint
-from numpy_gpt.lora import (
+from numpy_gpt.nn.checkpoint import CheckpointError, checkpoint_fingerprint, params_fingerprint
+from numpy_gpt.nn.lora import (
     AdapterError,
     LoRAConfig,
     adapter_fingerprint,

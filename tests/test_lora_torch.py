@@ -13,9 +13,9 @@ import torch
 import torch_gpt
 from numpy_gpt import GPT as NumpyGPT
 from numpy_gpt import GPTConfig
-from numpy_gpt.lora import LoRAConfig, lora_param_shapes
-from numpy_gpt.lora import load_adapter as np_load_adapter
-from numpy_gpt.lora import save_adapter as np_save_adapter
+from numpy_gpt.nn.lora import LoRAConfig, lora_param_shapes
+from numpy_gpt.nn.lora import load_adapter as np_load_adapter
+from numpy_gpt.nn.lora import save_adapter as np_save_adapter
 from parity import PRESETS, run
 from parity.cases import select
 from parity.harness import format_row

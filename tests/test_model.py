@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from numpy_gpt import GPT, GPTConfig
-from numpy_gpt.checkpoint import CheckpointError
-from numpy_gpt.gradcheck import TOLERANCE, check_model, model_variants
+from numpy_gpt.nn.checkpoint import CheckpointError
+from numpy_gpt.nn.gradcheck import TOLERANCE, check_model, model_variants
 
 TINY = GPTConfig(vocab_size=11, block_size=6, n_layer=2, n_head=2, n_embd=8)
 

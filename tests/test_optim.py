@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from numpy_gpt import GPT, GPTConfig, optim
-from numpy_gpt.optim import (
+from numpy_gpt import GPT, GPTConfig
+from numpy_gpt.nn import optim
+from numpy_gpt.nn.optim import (
     AdamW,
     clip_coef,
     clip_grad_norm,

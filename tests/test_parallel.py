@@ -1,10 +1,10 @@
-"""numpy_gpt.parallel: a batch split over threads gives the loss and gradients of one pass."""
+"""numpy_gpt.nn.parallel: a batch split over threads gives the loss and gradients of one pass."""
 
 import numpy as np
 import pytest
 
 from numpy_gpt import GPT, GPTConfig
-from numpy_gpt.parallel import ShardedStep, shard_weights
+from numpy_gpt.nn.parallel import ShardedStep, shard_weights
 
 CFG = GPTConfig(vocab_size=17, block_size=8, n_layer=2, n_head=2, n_embd=16)
 
@@ -20,7 +20,7 @@ def test_sharded_equals_one_pass_with_ignored_targets_and_dropout(threads):
     loss, grads = ShardedStep(model, threads, always=True).forward_backward(
         x, y, dloss=0.5, label_smoothing=0.1, train=True, rng=np.random.default_rng(7))
     # the reference: one pass with the same masks (drawn first from the same seed)
-    from numpy_gpt.model import make_dropout_masks
+    from numpy_gpt.nn.model import make_dropout_masks
 
     masks = make_dropout_masks(model.config, 5, 8, np.random.default_rng(7))
     _, ref_loss, cache = model.forward(x, y, label_smoothing=0.1, train=True, dropout_masks=masks)
@@ -67,7 +67,7 @@ def test_single_threaded_blas_nests_and_restores_in_any_thread():
     import threading
 
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    from numpy_gpt.parallel import single_threaded_blas
+    from numpy_gpt.nn.parallel import single_threaded_blas
 
     def blas_threads():
         return {i["num_threads"] for i in threadpoolctl.threadpool_info()

@@ -17,8 +17,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from numpy_gpt.config import GPTConfig
-from numpy_gpt.model import GPT as NumpyGPT
+from numpy_gpt.nn.config import GPTConfig
+from numpy_gpt.nn.model import GPT as NumpyGPT
 from parity import PRESETS, compare, plan, run
 from parity.cases import CASES, select
 from parity.cases import layers as layer_cases

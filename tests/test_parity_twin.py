@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 import torch_gpt
-from numpy_gpt.model import GPT as NumpyGPT
+from numpy_gpt.nn.model import GPT as NumpyGPT
 from parity import PRESETS
 from parity.cli import main
 from parity.external import TwinReport, check_twin, format_twin_report

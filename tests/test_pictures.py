@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numpy_gpt import GPT, GPTConfig, cli
-from numpy_gpt.attention_maps import attention_maps, plot_attention
-from numpy_gpt.data import TokenDataset
-from numpy_gpt.prepare import prepare
-from numpy_gpt.train import NumpyBackend, numpy_backend, train
-from numpy_gpt.train_config import TrainConfig
-from numpy_gpt.train_diagnostics import StepProbe, plot_training
+from numpy_gpt import GPT, GPTConfig
+from numpy_gpt.cli import main as cli
+from numpy_gpt.data.dataset import TokenDataset
+from numpy_gpt.data.prepare import prepare
+from numpy_gpt.nn.attention_maps import attention_maps, plot_attention
+from numpy_gpt.training.config import TrainConfig
+from numpy_gpt.training.diagnostics import StepProbe, plot_training
+from numpy_gpt.training.train import NumpyBackend, numpy_backend, train
 
 TEXT = "ROMEO: But soft, what light through yonder window breaks?\n" * 30
 PNG = b"\x89PNG"

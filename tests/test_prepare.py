@@ -9,12 +9,13 @@ import urllib.error
 import numpy as np
 import pytest
 
-from numpy_gpt import chat_format, datasets
-from numpy_gpt import prepare as prepare_mod
-from numpy_gpt.data import DataError, TokenDataset
-from numpy_gpt.datasets import find_data_file, prepare_dataset
-from numpy_gpt.encode import text_pieces
-from numpy_gpt.prepare import prepare
+from numpy_gpt.data import chat_format, datasets
+from numpy_gpt.cli import prepare as prepare_cli
+from numpy_gpt.data import prepare as prepare_mod
+from numpy_gpt.data.dataset import DataError, TokenDataset
+from numpy_gpt.data.datasets import find_data_file
+from numpy_gpt.data.encode import text_pieces
+from numpy_gpt.data.prepare import prepare, prepare_dataset
 from numpy_gpt.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
 
 TEXT = "".join(f"Line {i}: to be, or not to be.\n" for i in range(200))
@@ -301,8 +302,8 @@ def test_prepare_dataset_reuses_up_to_date_folder(isolated):
 # ---- the command line --------------------------------------------------------------------------
 def _run(argv):
     parser = argparse.ArgumentParser(allow_abbrev=False)
-    prepare_mod.add_args(parser)
-    return prepare_mod.run(parser.parse_args(argv))
+    prepare_cli.add_args(parser)
+    return prepare_cli.run(parser.parse_args(argv))
 
 
 def test_cli_prepares_and_reports(tmp_path, capsys):

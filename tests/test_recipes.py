@@ -18,18 +18,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import CITIZENS as TEXT
-from test_train import factory, final_params, tiny
+from conftest import twin_named
 from test_train import data_dir as char_data  # noqa: F401  (a module fixture, reused)
+from test_train import factory, final_params, tiny
 
-from numpy_gpt.checkpoint import load_trainer_state, read_meta
-from numpy_gpt.cli import main
-from numpy_gpt.data import DataError, TokenDataset
-from numpy_gpt.datasets import find_data_file
-from numpy_gpt.optim import get_lr_restarts
-from numpy_gpt.train import train
-from numpy_gpt.train_config import PRESETS, TrainConfig, resolve
+from numpy_gpt.cli.main import main
+from numpy_gpt.data.dataset import DataError, TokenDataset
+from numpy_gpt.data.datasets import find_data_file
+from numpy_gpt.nn.checkpoint import load_trainer_state, read_meta
+from numpy_gpt.nn.optim import get_lr_restarts
+from numpy_gpt.training.config import PRESETS, TrainConfig, resolve
+from numpy_gpt.training.train import train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -101,7 +101,7 @@ def raw(tmp_path_factory) -> Path:
 
 def cli(capsys, *args: str, backend: str = "numpy") -> str:
     """One command in this process; its stdout (a failure shows stderr)."""
-    code = main(list(args), backend=backend)
+    code = main(list(args), twin=twin_named(backend))
     out, err = capsys.readouterr()
     assert code == 0, err[-2000:]
     assert "Traceback" not in err

@@ -14,7 +14,7 @@ import torch
 from torch.nn import functional as F
 
 import torch_gpt
-from numpy_gpt.config import GPTConfig, dropout_mask_shapes, param_shapes
+from numpy_gpt.nn.config import GPTConfig, dropout_mask_shapes, param_shapes
 from parity.tolerances import tolerance
 from torch_gpt.optim import clip_grad_norm, configure_optimizer, get_lr, param_groups, set_lr
 from torch_gpt.precision import autocast, grad_scaler, maybe_compile, resolve_device, tf32

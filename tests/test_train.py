@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numpy_gpt.checkpoint import load_checkpoint, load_trainer_state
-from numpy_gpt.data import TokenDataset
-from numpy_gpt.prepare import prepare
-from numpy_gpt.train import NumpyBackend, TrainingError, numpy_backend, train
-from numpy_gpt.train_config import TrainConfig
+from numpy_gpt.data.dataset import TokenDataset
+from numpy_gpt.data.prepare import prepare
+from numpy_gpt.nn.checkpoint import load_checkpoint, load_trainer_state
+from numpy_gpt.training.config import TrainConfig
+from numpy_gpt.training.train import NumpyBackend, TrainingError, numpy_backend, train
 
 ROOT = Path(__file__).resolve().parents[1]
 

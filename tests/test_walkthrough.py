@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from numpy_gpt.datasets import DataError, find_data_file
+from numpy_gpt.data.datasets import DataError, find_data_file
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "walkthrough.ipynb"
 

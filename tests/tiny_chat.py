@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from numpy_gpt import GPT, GPTConfig
-from numpy_gpt.data import TokenDataset
-from numpy_gpt.prepare import prepare
+from numpy_gpt.data.dataset import TokenDataset
+from numpy_gpt.data.prepare import prepare
 
 NAMES = ("ada", "bob", "cy", "dee", "eve", "fay", "gus", "hal")
 
@@ -59,8 +59,8 @@ def tiny_adapter(root: Path, base: Path, name: str, *, template: str | None = "a
                  legacy: bool = False, seed: int = 1) -> Path:
     """A LoRA adapter for `base` with random (nonzero) tensors, recording base and format the
     way finetune does; `legacy`: an adapter_config.json from before those were recorded."""
-    from numpy_gpt.checkpoint import checkpoint_fingerprint
-    from numpy_gpt.lora import LoRAConfig, init_lora_params, save_adapter
+    from numpy_gpt.nn.checkpoint import checkpoint_fingerprint
+    from numpy_gpt.nn.lora import LoRAConfig, init_lora_params, save_adapter
 
     model = GPT.load(base)
     lcfg = LoRAConfig(rank=2, alpha=4.0, targets=("c_attn", "c_fc"))
@@ -79,9 +79,9 @@ def tiny_adapter(root: Path, base: Path, name: str, *, template: str | None = "a
 
 def tiny_merged(root: Path, base: Path, adapter: Path, name: str = "merged") -> Path:
     """`base` with `adapter` merged in, recording it as finetune's merged/ folder does."""
-    from numpy_gpt.chat_format import TEMPLATE_KEY
-    from numpy_gpt.finetune import merged_adapters, record_meta, tokenizer_of
-    from numpy_gpt.lora import MERGED_KEY, load_adapter
+    from numpy_gpt.nn.checkpoint import TEMPLATE_KEY
+    from numpy_gpt.nn.lora import MERGED_KEY, load_adapter
+    from numpy_gpt.training.finetune import merged_adapters, record_meta, tokenizer_of
 
     model = GPT.load(base)
     lcfg, tensors, meta = load_adapter(adapter)

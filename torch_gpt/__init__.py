@@ -5,7 +5,7 @@
     logits, loss = model(idx, targets)
 """
 
-from numpy_gpt.config import GPTConfig
+from numpy_gpt.nn.config import GPTConfig
 
 from .model import GPT
 

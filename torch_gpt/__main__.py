@@ -1,9 +1,8 @@
-"""`python -m torch_gpt COMMAND ...`: the same subcommands and flags as numpy_gpt, plus
---device, --dtype and --compile where they apply (see numpy_gpt/cli.py)."""
+"""`python -m torch_gpt COMMAND ...`: see torch_gpt/cli.py."""
 
 import sys
 
-from numpy_gpt.cli import main
+from .cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(backend="torch"))
+    sys.exit(main())

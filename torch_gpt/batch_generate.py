@@ -3,7 +3,7 @@
     model.eval()
     rows = generate_batch(model, [ids_a, ids_b, ids_c], max_new_tokens=100, greedy=True)
 
-The twin of numpy_gpt/batch_generate.py; read its docstring for the exact scheme (right
+The twin of numpy_gpt/generation/batch_generate.py; read its docstring for the exact scheme (right
 padding, per-row positions and key masks, one-row rebuild after a crop, per-row stops, one
 np.random.Generator per row). Written here with torch ops and torch_gpt's own pieces
 (forward_blocks, cached_attention, KVCache of torch_gpt/generate.py); only the settings,
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from numpy_gpt.sampling import (
+from numpy_gpt.generation.sampling import (
     SamplingConfig,
     SamplingError,
     advance_contexts,
@@ -33,8 +33,14 @@ from numpy_gpt.sampling import (
     row_rngs,
 )
 
-from .generate import KVCache, cached_attention, forward_blocks, forward_cached, head_logits
-from .generate import next_token
+from .generate import (
+    KVCache,
+    cached_attention,
+    forward_blocks,
+    forward_cached,
+    head_logits,
+    next_token,
+)
 from .model import GPT
 from .precision import autocast
 
@@ -57,7 +63,7 @@ def rows_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVC
 
 
 class BatchDecoder:
-    """The twin of numpy_gpt.batch_generate.BatchDecoder: `logits` (B, V) for the token after
+    """The twin of numpy_gpt.generation.batch_generate.BatchDecoder: `logits` (B, V) for the token after
     each row's context; append(tokens) moves the rows whose token is not None one step."""
 
     def __init__(self, model: GPT, prompts: Sequence[Sequence[int]], use_kv_cache: bool = True,
@@ -136,7 +142,7 @@ def generate_batch(
     **settings: Any,
 ) -> list[list[int]]:
     """The tokens generated after each of the B prompts, decoded together: the rules of
-    numpy_gpt.batch_generate.generate_batch. Call model.eval() first when it has dropout."""
+    numpy_gpt.generation.batch_generate.generate_batch. Call model.eval() first when it has dropout."""
     config = resolve_config(config, settings)
     if len(prompts) == 0:
         raise SamplingError("generate_batch needs at least one prompt")

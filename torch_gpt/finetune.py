@@ -1,7 +1,7 @@
 """LoRA fine-tuning for torch_gpt: TorchBackend training only the adapters.
 
-The twin of numpy_gpt/finetune.py's LoRANumpyBackend (read its docstring for the run and the
-output folders; the loop is numpy_gpt.train.train). apply_lora freezes the base, so
+The twin of numpy_gpt/training/finetune.py's LoRANumpyBackend (read its docstring for the run and the
+output folders; the loop is numpy_gpt.training.train.train). apply_lora freezes the base, so
 configure_optimizer, which takes only Parameters with requires_grad, builds AdamW over the
 adapters, and autograd computes no base gradients. What changes here is I/O: a checkpoint
 holds the base weights (the canonical names, loadable by either twin), the adapter in
@@ -17,12 +17,12 @@ from typing import Any
 
 import torch
 
-from numpy_gpt import checkpoint as ckpt
-from numpy_gpt.config import GPTConfig
-from numpy_gpt.finetune import ADAPTER_DIR, tokenizer_of
-from numpy_gpt.lora import LoRAConfig
-from numpy_gpt.train import BackendFactory
-from numpy_gpt.train_config import TrainConfig
+from numpy_gpt.nn import checkpoint as ckpt
+from numpy_gpt.nn.config import GPTConfig
+from numpy_gpt.nn.lora import LoRAConfig
+from numpy_gpt.training.config import TrainConfig
+from numpy_gpt.training.finetune import ADAPTER_DIR, tokenizer_of
+from numpy_gpt.training.train import BackendFactory
 
 from .lora import apply_lora, load_adapter, merge_lora, save_adapter
 from .model import GPT
@@ -50,14 +50,14 @@ class LoRATorchBackend(TorchBackend):
                              write_extra=self.write_adapter)
 
     def write_adapter(self, folder: Path) -> None:
-        """adapter/ inside the checkpoint's temporary folder (numpy_gpt.finetune's rule)."""
+        """adapter/ inside the checkpoint's temporary folder (numpy_gpt.training.finetune's rule)."""
         save_adapter(self.model, folder / ADAPTER_DIR, base=self.tcfg.init_from,
                      base_fingerprint=self.base_fingerprint, template=self.template)
 
 
 def lora_torch_backend(lcfg: LoRAConfig, resume_dir: Path, template: str | None = None
                        ) -> BackendFactory:
-    """A factory for numpy_gpt.train.train (see numpy_gpt.finetune.lora_numpy_backend)."""
+    """A factory for numpy_gpt.training.train.train (see numpy_gpt.training.finetune.lora_numpy_backend)."""
 
     def make(tcfg: TrainConfig, config: GPTConfig, init: Path | None) -> LoRATorchBackend:
         if init is None:

@@ -6,7 +6,7 @@
     for text in generate_text(model, tokenizer, "ROMEO:", max_new_tokens=100, top_k=200):
         print(text, end="", flush=True)
 
-The twin of numpy_gpt/generate.py (read its docstring for the KV cache and why the cache is
+The twin of numpy_gpt/generation/generate.py (read its docstring for the KV cache and why the cache is
 rebuilt when the context is cropped at block_size). The cached step is written here from the
 model's own submodules (ln_1, attn.c_attn, attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj, ln_f and
 the head weight), so torch_gpt/model.py needed no change; attention over the cache is
@@ -16,7 +16,7 @@ fp16 under autocast). Every computation runs under torch.inference_mode, entered
 rather than around the whole generator: a generator suspended inside a `with` block would
 leave the mode switched on in its caller's code between tokens.
 
-Sampling follows the contract in numpy_gpt/sampling.py, written here with torch ops (only
+Sampling follows the contract in numpy_gpt/generation/sampling.py, written here with torch ops (only
 the settings, prompt and text handling are shared; L2 in STYLE.md). The one random number
 per token is drawn from a NumPy Generator, as numpy_gpt does, not from a torch.Generator:
 torch's CPU and CUDA generators are different streams from each other and from NumPy's
@@ -40,14 +40,14 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from numpy_gpt.sampling import (
+from numpy_gpt.generation.sampling import (
     SamplingConfig,
     SamplingError,
     check_generation_inputs,
     crop_context,
     resolve_config,
 )
-from numpy_gpt.sampling import generate_text as _generate_text
+from numpy_gpt.generation.sampling import generate_text as _generate_text
 
 from .model import GPT
 from .precision import autocast
@@ -115,7 +115,7 @@ def forward_cached(
     """Logits of the new tokens idx (B,T), which follow the cache's positions; the cache grows
     by T. Shapes: idx (B,T) -> logits (B,T,V), or (B,1,V) with last_only. Eval-mode math (no
     dropout); the blocks of GPT.forward, with attention over the cached keys and values:
-    S[i, j] = q_i . K_j / sqrt(hs), masked for j > offset + i (see numpy_gpt/generate.py)."""
+    S[i, j] = q_i . K_j / sqrt(hs), masked for j > offset + i (see numpy_gpt/generation/generate.py)."""
     cfg = model.config
     B, T = idx.shape
     L = cache.length
@@ -165,7 +165,7 @@ def head_logits(model: GPT, x: torch.Tensor) -> torch.Tensor:
 class Decoder:
     """Next-token logits of a growing sequence, with or without a KV cache.
 
-    The twin of numpy_gpt.generate.Decoder: `context` is what the model sees (the last
+    The twin of numpy_gpt.generation.generate.Decoder: `context` is what the model sees (the last
     block_size tokens), `logits` (V,) are for the token after it; append(token) moves one
     step, rebuilding the cache after a crop. Without the cache every step is model(context).
     """
@@ -219,7 +219,7 @@ def _float(logits: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode()
 def penalized_logits(logits: torch.Tensor, seen: torch.Tensor, config: SamplingConfig
                      ) -> torch.Tensor:
-    """Steps 1-3 of the contract (numpy_gpt/sampling.py): logits (V,) after the repetition
+    """Steps 1-3 of the contract (numpy_gpt/generation/sampling.py): logits (V,) after the repetition
     penalty on `seen` (V,) bool and the vocab_limit mask."""
     out = _float(logits).clone()  # the caller's logits stay untouched
     r = config.repetition_penalty
@@ -278,7 +278,7 @@ def generate(
 ) -> Iterator[int]:
     """Stream up to max_new_tokens generated token ids after `prompt_ids`.
 
-    The same settings and behaviour as numpy_gpt.generate.generate (checked here, before
+    The same settings and behaviour as numpy_gpt.generation.generate.generate (checked here, before
     anything runs; the prompt cropped from the left; a stop id ends generation unyielded;
     one uniform per sampled token from `rng`, default np.random.default_rng(seed)). Runs on
     the model's device; autocast_dtype "bfloat16" | "float16" runs each forward step under

@@ -6,8 +6,8 @@
     save_adapter(model, "out/adapter")  # adapter_config.json + adapter.safetensors (numpy's files)
     merge_lora(model)                   # W += alpha/r B A; a plain GPT again
 
-The twin of numpy_gpt/layers/lora.py and numpy_gpt/lora.py. Each targeted nn.Linear (chosen by
-numpy_gpt.lora.lora_sites, so both twins adapt the same layers) is replaced by a LoRALinear, a
+The twin of numpy_gpt/nn/layers/lora.py and numpy_gpt/nn/lora.py. Each targeted nn.Linear (chosen by
+numpy_gpt.nn.lora.lora_sites, so both twins adapt the same layers) is replaced by a LoRALinear, a
 subclass of nn.Linear that takes over the base Parameters unchanged (so state_dict keeps the
 canonical `...c_attn.weight` / `.bias`) and adds two bias-free nn.Linear: lora_A (in -> r)
 and lora_B (r -> out), i.e. `...c_attn.lora_A.weight` (r, in) and `.lora_B.weight` (out, r),
@@ -15,7 +15,7 @@ the names numpy_gpt and HF peft use. Gradients come from autograd; only LoRAConf
 names and the adapter file format are shared with numpy_gpt (STYLE.md L2).
 
 LoRA dropout acts on the LoRA path's input only, in train mode. For exact comparisons the
-keep-masks of numpy_gpt.model.make_dropout_masks (`<linear key>.lora_dropout`, (B,T,in)) can be
+keep-masks of numpy_gpt.nn.model.make_dropout_masks (`<linear key>.lora_dropout`, (B,T,in)) can be
 passed in the model's usual `dropout_masks` argument: a forward pre-hook installed by
 apply_lora hands each LoRALinear its mask for that one call, so torch_gpt/model.py needs no
 change.
@@ -38,8 +38,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from numpy_gpt import lora as np_lora
-from numpy_gpt.lora import LoRAConfig
+from numpy_gpt.nn import lora as np_lora
+from numpy_gpt.nn.lora import LoRAConfig
 
 from .model import GPT, Dropout
 
@@ -103,9 +103,9 @@ def lora_modules(model: nn.Module) -> dict[str, LoRALinear]:
 
 def apply_lora(model: GPT, lcfg: LoRAConfig, seed: int = 0) -> GPT:
     """Adapt `model` in place: freeze every base parameter and put a LoRALinear at each site
-    of numpy_gpt.lora.lora_sites. Returns the model (its `lora` attribute is the config)."""
+    of numpy_gpt.nn.lora.lora_sites. Returns the model (its `lora` attribute is the config)."""
     if not isinstance(lcfg, LoRAConfig):
-        raise TypeError(f"lcfg must be a numpy_gpt.lora.LoRAConfig, got {type(lcfg).__name__}")
+        raise TypeError(f"lcfg must be a numpy_gpt.nn.lora.LoRAConfig, got {type(lcfg).__name__}")
     if getattr(model, "lora", None) is not None:
         raise ValueError("this model already has LoRA adapters; merge_lora() it first")
     generator = torch.Generator().manual_seed(seed)
@@ -180,7 +180,7 @@ def merge_lora(model: GPT) -> GPT:
 def save_adapter(model: GPT, path: str | os.PathLike, base: str | None = None,
                  **recorded: Any) -> Path:
     """Write only the adapter, in numpy_gpt's format (either twin loads it); `recorded`:
-    numpy_gpt.lora.save_adapter's base_fingerprint and template."""
+    numpy_gpt.nn.lora.save_adapter's base_fingerprint and template."""
     if getattr(model, "lora", None) is None:
         raise ValueError("this model has no LoRA adapters to save")
     return np_lora.save_adapter(path, model.lora, lora_numpy_params(model), base=base,

@@ -19,7 +19,7 @@ both; `attn="manual"` is the twin of numpy_gpt's full layers/attention.py.
 
 Dropout: in train mode, random dropout draws from torch's default generator (as nanoGPT;
 seed it in the training script). For exact comparisons pass `dropout_masks` (bool keep-masks
-by the site names of numpy_gpt.config.dropout_mask_shapes), which replace the random ones.
+by the site names of numpy_gpt.nn.config.dropout_mask_shapes), which replace the random ones.
 
 Deliberately omits: KV-cache generation (generate.py), the optimizer (optim.py).
 Ref: nanoGPT model.py; HF transformers GPT2LMHeadModel; Radford et al. 2019 (GPT-2).
@@ -36,9 +36,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from numpy_gpt import checkpoint
-from numpy_gpt.config import GPTConfig
-from numpy_gpt.device import to_numpy
+from numpy_gpt.nn import checkpoint
+from numpy_gpt.nn.config import GPTConfig
+from numpy_gpt.nn.device import to_numpy
 
 IGNORE_INDEX = -100
 ATTN_IMPLS = ("sdpa", "manual")
@@ -317,7 +317,7 @@ class GPT(nn.Module):
     # ------------------------------------------------------------------ checkpoints
 
     def save(self, path: str | os.PathLike, tokenizer: Any = None, **kwargs: Any) -> None:
-        """Write the checkpoint folder shared with numpy_gpt (numpy_gpt.checkpoint)."""
+        """Write the checkpoint folder shared with numpy_gpt (numpy_gpt.nn.checkpoint)."""
         checkpoint.save_checkpoint(path, self.config, self.numpy_params(),
                                    tokenizer=tokenizer, **kwargs)
 
@@ -344,7 +344,7 @@ class GPT(nn.Module):
         attn: str = "sdpa",
     ) -> GPT:
         """GPT-2 weights from a Hugging Face folder (config.json + model.safetensors)."""
-        from numpy_gpt.hf_import import load_hf_gpt2
+        from numpy_gpt.hf.importer import load_hf_gpt2
 
         config, params = load_hf_gpt2(path)
         return cls.from_params(config, params, attn=attn, device=device, dtype=dtype)

@@ -8,7 +8,7 @@
         clip_grad_norm(model, 1.0); opt.step(); opt.zero_grad(set_to_none=True)
 
 Only weights with ndim >= 2 (matmul weights and embeddings) decay; biases and LayerNorm
-gains do not, exactly as numpy_gpt.optim.AdamW decides. The schedule is numpy_gpt's own
+gains do not, exactly as numpy_gpt.nn.optim.AdamW decides. The schedule is numpy_gpt's own
 get_lr, a framework-free scalar function (STYLE.md L2 allows sharing it; it is not model math).
 
 Ref: nanoGPT model.py configure_optimizers, train.py get_lr; Loshchilov & Hutter 2019.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from numpy_gpt.optim import get_lr
+from numpy_gpt.nn.optim import get_lr
 
 __all__ = ["clip_grad_norm", "configure_optimizer", "get_lr", "param_groups", "set_lr"]
 

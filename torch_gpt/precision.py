@@ -23,7 +23,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from numpy_gpt.config import GPTConfig
+from numpy_gpt.nn.config import GPTConfig
 
 from .model import GPT
 

@@ -1,4 +1,4 @@
-"""TorchBackend: torch_gpt behind numpy_gpt.train's Backend protocol (one loop, two twins).
+"""TorchBackend: torch_gpt behind numpy_gpt.training.train's Backend protocol (one loop, two twins).
 
 What is PyTorch-specific lives here: devices, autocast (bf16/fp16) with a GradScaler for fp16,
 torch.compile, and data parallelism. Run under torchrun (RANK/WORLD_SIZE set) it wraps the
@@ -28,9 +28,9 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from numpy_gpt import checkpoint as ckpt
-from numpy_gpt.config import GPTConfig
-from numpy_gpt.train_config import TrainConfig
+from numpy_gpt.nn import checkpoint as ckpt
+from numpy_gpt.nn.config import GPTConfig
+from numpy_gpt.training.config import TrainConfig
 
 from .model import GPT
 from .optim import clip_grad_norm, configure_optimizer, set_lr
@@ -110,7 +110,7 @@ class TorchBackend:
         return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
 
     def optimizer_state(self) -> dict[str, np.ndarray]:
-        """AdamW moments under numpy_gpt.optim.AdamW's names."""
+        """AdamW moments under numpy_gpt.nn.optim.AdamW's names."""
         state, step = {}, 0
         for name, p in self.trained_parameters().items():
             s = self.opt.state.get(p, {})

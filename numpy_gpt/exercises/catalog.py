@@ -1,7 +1,7 @@
 """The exercises: what the learner writes, the shapes it is checked on, and known mistakes.
 
 Each layer exercise names the learner's forward and backward, the package's forward and
-backward (the reference: the solutions are numpy_gpt.layers themselves), a few cases (small
+backward (the reference: the solutions are numpy_gpt.nn.layers themselves), a few cases (small
 shapes that all differ, so an axis mix-up cannot hide, plus the edge cases T=1 and B=1,
 repeated token ids, ignored targets), and, for the diagnosis, the common mistakes: the exact
 wrong gradient each mistake produces on a case, and the constant factors worth naming.
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..layers import (
+from ..nn.layers import (
     attention_backward,
     attention_forward,
     cross_entropy_backward,
@@ -34,7 +34,7 @@ from ..layers import (
     linear_backward,
     linear_forward,
 )
-from ..layers.linear import LinearCache
+from ..nn.layers.linear import LinearCache
 
 EPS = 1e-5  # LayerNorm's eps in every case
 DLOSS = 0.75  # the cross-entropy exercise's dL/dloss: 1/0.75 is not a factor named elsewhere

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..gradcheck import TOLERANCE, numerical_grad, relative_error
+from ..nn.gradcheck import TOLERANCE, numerical_grad, relative_error
 from .catalog import LAYER_EXERCISES, ORDER, Exercise
 from .diagnosis import close, diagnose
 

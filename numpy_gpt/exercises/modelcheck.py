@@ -1,6 +1,6 @@
 """The last exercise's check: the whole GPT's backward, written with the learner's own layers.
 
-The learner's model.py runs gpt_forward (their forwards, composed as numpy_gpt.model does,
+The learner's model.py runs gpt_forward (their forwards, composed as numpy_gpt.nn.model does,
 without dropout, tied head) and their gpt_backward. Every parameter's gradient is compared
 with numpy_gpt.GPT.backward on the same weights (diagnosis.py), and with central finite
 differences of the loss at a few sampled elements per parameter (all of them would take
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import GPTConfig
-from ..gradcheck import TOLERANCE, relative_error
-from ..layers import cross_entropy_backward, linear_backward
-from ..model import GPT
+from ..nn.config import GPTConfig
+from ..nn.gradcheck import TOLERANCE, relative_error
+from ..nn.layers import cross_entropy_backward, linear_backward
+from ..nn.model import GPT
 from .catalog import LAYER_EXERCISES, MODEL_NAME
 from .checker import (
     ExerciseError,

@@ -25,15 +25,14 @@ from typing import Any, ClassVar
 
 import regex
 
-from ..data import DataError
-
 FORMAT_VERSION = 1
 # The special token that ends a document or a chat turn, in order of preference.
 EOT_CANDIDATES = ("<|endoftext|>", "<END>")
 
 
-class TokenizerError(DataError):
-    """Bad tokenizer input or file (unknown character, id out of range, bad JSON); one line."""
+class TokenizerError(ValueError):
+    """Bad tokenizer input or file (unknown character, id out of range, bad JSON); one line.
+    (numpy_gpt.data.prepare reports it as a DataError: the data could not be tokenized.)"""
 
 
 class Tokenizer:
@@ -264,8 +263,8 @@ def check_ids(ids: list[int], vocab_size: int, what: str) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write `text` (UTF-8) to a temporary file beside `path`, then rename it into place (a
-    full disk: numpy_gpt.safe_io.WriteError, the old file kept)."""
-    from ..safe_io import write_text_atomic as write
+    full disk: numpy_gpt.files.safe_io.WriteError, the old file kept)."""
+    from ..files.safe_io import write_text_atomic as write
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write(path, text)

@@ -34,12 +34,11 @@ import numpy as np
 import torch
 
 import torch_gpt
-from numpy_gpt import batch_generate as np_batch
-from numpy_gpt import generate as np_gen
-from numpy_gpt.config import GPTConfig
-from numpy_gpt.model import GPT as NumpyGPT
-from numpy_gpt.sampling import SamplingConfig
-from numpy_gpt.sampling import row_rngs
+from numpy_gpt.generation import batch_generate as np_batch
+from numpy_gpt.generation import generate as np_gen
+from numpy_gpt.generation.sampling import SamplingConfig, row_rngs
+from numpy_gpt.nn.config import GPTConfig
+from numpy_gpt.nn.model import GPT as NumpyGPT
 from torch_gpt import batch_generate as t_batch
 from torch_gpt import generate as t_gen
 

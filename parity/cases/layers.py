@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from numpy_gpt import layers as L
+from numpy_gpt.nn import layers as L
 from torch_gpt.model import Dropout, causal_attention
 
 from ..harness import Context

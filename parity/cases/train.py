@@ -1,6 +1,6 @@
 """Training cases: 10 AdamW steps in both twins from the same parameters and batches.
 
-Each step: lr from the warmup+cosine schedule (numpy_gpt.optim.get_lr, nanoGPT's), two
+Each step: lr from the warmup+cosine schedule (numpy_gpt.nn.optim.get_lr, nanoGPT's), two
 micro-batches whose losses are scaled by 1/2 (gradient accumulation = the mean), global-norm
 clipping, then AdamW with nanoGPT's decay groups. Compared: the loss and the pre-clip
 gradient norm at every step, then every parameter at the end (STYLE.md P6). The clip
@@ -22,9 +22,9 @@ import functools
 import torch
 
 import torch_gpt
-from numpy_gpt.config import GPTConfig
-from numpy_gpt.model import GPT as NumpyGPT
-from numpy_gpt.optim import AdamW, clip_grad_norm, get_lr
+from numpy_gpt.nn.config import GPTConfig
+from numpy_gpt.nn.model import GPT as NumpyGPT
+from numpy_gpt.nn.optim import AdamW, clip_grad_norm, get_lr
 from torch_gpt.optim import clip_grad_norm as torch_clip_grad_norm
 from torch_gpt.optim import configure_optimizer, set_lr
 

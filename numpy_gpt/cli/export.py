@@ -1,0 +1,41 @@
+"""`python -m numpy_gpt export` / `python -m torch_gpt export`: a checkpoint for transformers.
+
+    python -m numpy_gpt export --ckpt out/shakespeare-char-cpu-numpy/best --format hf --out hf/
+    # then: transformers.GPT2LMHeadModel.from_pretrained("hf/")
+
+Both twins run this same code (the export touches no framework: numpy_gpt.hf.exporter). Prints
+what it will do, then one line per thing worth knowing (how bias=False or an untied head was
+written, what happened to the tokenizer). Every refusal is one line `error: ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..hf.exporter import FORMATS, HFExportError, export_hf
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ckpt", required=True, metavar="DIR",
+                        help="checkpoint folder (config.json, model.safetensors, tokenizer.json)")
+    parser.add_argument("--format", default="hf", metavar="FORMAT",
+                        help="'hf': a Hugging Face GPT-2 folder that GPT2LMHeadModel and, for "
+                             "byte-level BPE tokenizers, GPT2TokenizerFast load "
+                             "(default: %(default)s; the only format)")
+    parser.add_argument("--out", required=True, metavar="OUT",
+                        help="folder to create (written beside it, then renamed into place)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace OUT if it exists (only an earlier export or an empty "
+                             "folder)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.format not in FORMATS:
+        raise HFExportError(f"--format {args.format!r} is not supported; the only format is "
+                            "'hf' (Hugging Face GPT-2)")
+    print(f"export {args.ckpt} -> {args.out} (Hugging Face GPT-2: config.json, "
+          "model.safetensors, tokenizer files)", flush=True)
+    for note in export_hf(args.ckpt, args.out, overwrite=args.overwrite):
+        print(note)
+    print(f"wrote {args.out}; load it with transformers.GPT2LMHeadModel.from_pretrained")
+    return 0

@@ -1,0 +1,412 @@
+"""GPT-2 style decoder-only transformer in NumPy, with a hand-written backward pass.
+
+    idx (B,T) -> wte[idx] + wpe[:T] -> dropout -> n_layer x Block -> ln_f -> lm_head -> logits
+    Block:  x = x + dropout(c_proj(attention(c_attn(ln_1(x)))))
+            x = x + dropout(mlp.c_proj(gelu(mlp.c_fc(ln_2(x)))))
+
+`forward` returns the cache of every layer; `backward(cache)` calls the layers' backward
+functions in exact reverse order (STYLE.md C4) and sums fan-out explicitly (C3): each residual
+stream gradient is the sum of its skip path and its branch, and the tied wte gets the
+embedding's gradient plus lm_head's.
+
+Parameters live in `self.params`, a flat dict keyed by the canonical GPT-2/nanoGPT names
+(DESIGN.md), the live arrays the model computes with. dtype float32 (speed) or float64
+(exactness, for gradient checks and parity). device "cpu" (NumPy) or "cuda" (the same code on
+CuPy, see device.py): token ids and dropout masks may come from the host; logits, caches
+and gradients stay on the model's device.
+
+Attention runs layers/attention.py (the (T, T) probabilities kept for backward) or the tiled
+layers/flash_attention.py (O(T) memory, the same function to rounding), as config.attention
+and config.tiled_attention(T, p) decide per forward.
+
+Deliberately omits: KV-cache decoding (generate.py), the optimizer (optim.py).
+Ref: nanoGPT model.py; llm.c train_gpt2.c gpt2_forward/gpt2_backward.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import checkpoint
+from .config import GPTConfig, dropout_mask_shapes, param_shapes
+from .device import DEVICES, array_module, to_numpy
+from .layers import (
+    FlashAttentionCache,
+    attention_backward,
+    attention_forward,
+    cross_entropy_backward,
+    cross_entropy_forward,
+    dropout_backward,
+    dropout_forward,
+    embedding_backward,
+    embedding_forward,
+    flash_attention_backward,
+    flash_attention_forward,
+    gelu_exact_backward,
+    gelu_exact_forward,
+    gelu_recompute,
+    gelu_tanh_backward,
+    gelu_tanh_forward,
+    layernorm_backward,
+    layernorm_forward,
+    linear_backward,
+    linear_forward,
+    lora_backward,
+    lora_forward,
+)
+from .layers.loss import IGNORE_INDEX
+from .lora import (
+    LoRAConfig,
+    init_lora_params,
+    lora_dropout_shapes,
+    lora_param_shapes,
+    merged_params,
+)
+
+DTYPES = ("float32", "float64")
+
+
+class BlockCache(NamedTuple):
+    ln_1: Any
+    c_attn: Any
+    attn: Any
+    attn_proj: Any
+    attn_drop: Any
+    ln_2: Any
+    c_fc: Any
+    gelu: Any
+    mlp_proj: Any
+    mlp_drop: Any
+
+
+class GPTCache(NamedTuple):
+    emb: Any
+    emb_drop: Any
+    blocks: list[BlockCache]
+    ln_f: Any
+    lm_head: Any
+    loss: Any  # None when forward had no targets
+
+
+def make_dropout_masks(
+    config: GPTConfig, B: int, T: int, rng: np.random.Generator, lora: LoRAConfig | None = None
+) -> dict[str, np.ndarray]:
+    """Fresh bool keep-masks for every dropout site, True = keep.
+
+    The model's sites (config.dropout_mask_shapes, probability config.dropout) when
+    config.dropout > 0, then the LoRA paths' sites (probability lora.dropout) when an adapter
+    with dropout is given. Drawn in that order from `rng`, so one seed gives one set of masks;
+    pass the same dict to both twins to compare them in train mode.
+    """
+    masks = {}
+    if config.dropout > 0.0:
+        for name, shape in dropout_mask_shapes(config, B, T).items():
+            masks[name] = rng.random(shape, dtype=np.float32) >= config.dropout
+    if lora is not None and lora.dropout > 0.0:
+        for name, shape in lora_dropout_shapes(config, lora, B, T).items():
+            masks[name] = rng.random(shape, dtype=np.float32) >= lora.dropout
+    return masks
+
+
+class GPT:
+    """The reference model. See the module docstring; DESIGN.md for the API contract."""
+
+    def __init__(self, config: GPTConfig, dtype: str = "float32", seed: int = 0,
+                 device: str = "cpu"):
+        if str(dtype) not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        self.config = config
+        self.dtype = np.dtype(dtype)
+        self.device, self.xp = device, array_module(device)  # xp: numpy, or cupy on "cuda"
+        # drawn on the host, so one seed gives one model on every device
+        params = init_params(config, self.dtype, np.random.default_rng(seed))
+        self.params = {k: self.xp.asarray(p) for k, p in params.items()}
+        self.lora: LoRAConfig | None = None  # set by add_lora
+        self.lora_params: dict[str, np.ndarray] = {}  # key.lora_A.weight / key.lora_B.weight
+
+    def to(self, device: str) -> GPT:
+        """Move the parameters (and adapters) to `device` ("cpu" or "cuda"); returns self."""
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+        if device != self.device:
+            self.xp = array_module(device)
+            move = to_numpy if device == "cpu" else self.xp.asarray  # both copy across
+            self.params = {k: move(p) for k, p in self.params.items()}
+            self.lora_params = {k: move(p) for k, p in self.lora_params.items()}
+            self.device = device
+        return self
+
+    # ------------------------------------------------------------------ forward / backward
+
+    def forward(
+        self,
+        idx: Any,
+        targets: Any = None,
+        *,
+        label_smoothing: float = 0.0,
+        train: bool = False,
+        rng: np.random.Generator | None = None,
+        dropout_masks: dict[str, np.ndarray] | None = None,
+        attention: str | None = None,
+    ) -> tuple[np.ndarray, float | None, GPTCache]:
+        """idx (B,T) int token ids, targets (B,T) int or None -> (logits (B,T,V), loss, cache).
+
+        `attention` ("full" | "tiled" | "auto") overrides config.attention for this pass, e.g.
+        "full" for a cache that holds the attention probabilities (attention_maps.py).
+
+        Train mode with config.dropout > 0 applies dropout, with `dropout_masks` when given
+        (names from config.dropout_mask_shapes) or masks drawn from `rng`. Eval mode (the
+        default) never drops. loss is the mean cross-entropy over targets != -100.
+        """
+        cfg, P, xp = self.config, self.params, self.xp
+        idx = xp.asarray(self._check_ids(idx, "idx"))  # checked on the host, then moved
+        B, T = idx.shape
+        if targets is not None:
+            targets = xp.asarray(self._check_ids(targets, "targets", shape=(B, T)))
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        p = cfg.dropout if train else 0.0
+        p_lora = self.lora.dropout if train and self.lora is not None else 0.0
+        masks: dict[str, np.ndarray | None] = {}
+        if p > 0.0 or p_lora > 0.0:
+            if dropout_masks is None:
+                if rng is None:
+                    raise ValueError("train mode with dropout > 0 needs rng or dropout_masks")
+                dropout_masks = make_dropout_masks(cfg, B, T, rng, self.lora)
+            masks = {k: xp.asarray(m) for k, m in dropout_masks.items()}
+        gelu_forward = gelu_tanh_forward if cfg.gelu == "tanh" else gelu_exact_forward
+        if attention is not None and attention != cfg.attention:
+            cfg = cfg.replace(attention=attention)  # validated: "tiled" refuses dropout
+        tiled = cfg.tiled_attention(T, p)  # config.attention: O(T) or O(T^2) attention memory
+
+        x, emb = embedding_forward(idx, P["transformer.wte.weight"], P["transformer.wpe.weight"])
+        x, emb_drop = dropout_forward(x, masks.get("transformer.drop"), p)
+        blocks = []
+        for i in range(cfg.n_layer):
+            h = f"transformer.h.{i}."
+            a, ln_1 = layernorm_forward(x, P[h + "ln_1.weight"], P.get(h + "ln_1.bias"),
+                                        cfg.layer_norm_eps)
+            a, c_attn = self._linear(a, h + "attn.c_attn", masks, p_lora)
+            if tiled:
+                a, attn = flash_attention_forward(a, cfg.n_head, cfg.attention_tile_for(T))
+            else:
+                a, attn = attention_forward(a, cfg.n_head, masks.get(h + "attn.attn_dropout"), p)
+            a, attn_proj = self._linear(a, h + "attn.c_proj", masks, p_lora)
+            a, attn_drop = dropout_forward(a, masks.get(h + "attn.resid_dropout"), p)
+            x += a  # residual 1, in place: no cache holds the residual stream x
+            m, ln_2 = layernorm_forward(x, P[h + "ln_2.weight"], P.get(h + "ln_2.bias"),
+                                        cfg.layer_norm_eps)
+            m, c_fc = self._linear(m, h + "mlp.c_fc", masks, p_lora)
+            m, gelu = gelu_forward(m)
+            m, mlp_proj = self._linear(m, h + "mlp.c_proj", masks, p_lora)
+            if mlp_proj[1] is None:  # no LoRA path reads it: backward rebuilds the GELU output
+                mlp_proj = (mlp_proj[0]._replace(x=None), None)  # (gelu_recompute), -1/6 memory
+            m, mlp_drop = dropout_forward(m, masks.get(h + "mlp.dropout"), p)
+            x += m  # residual 2
+            blocks.append(BlockCache(ln_1, c_attn, attn, attn_proj, attn_drop,
+                                     ln_2, c_fc, gelu, mlp_proj, mlp_drop))
+        x, ln_f = layernorm_forward(x, P["transformer.ln_f.weight"], P.get("transformer.ln_f.bias"),
+                                    cfg.layer_norm_eps)
+        logits, lm_head = linear_forward(x, self._head_weight(), None)  # (B,T,C) -> (B,T,V)
+
+        loss, loss_cache = None, None
+        if targets is not None:
+            loss, loss_cache = cross_entropy_forward(logits, targets, label_smoothing)
+        return logits, loss, GPTCache(emb, emb_drop, blocks, ln_f, lm_head, loss_cache)
+
+    def backward(self, cache: GPTCache, dloss: float = 1.0, *, release: bool = False
+                 ) -> dict[str, np.ndarray]:
+        """Gradients of the loss wrt every parameter: a dict with exactly self.params' keys
+        (then self.lora_params' keys when an adapter is attached).
+
+        Needs a cache from forward(..., targets). dloss scales the loss (e.g. 1/n_micro for
+        gradient accumulation). The steps mirror forward, bottom to top. With release=True
+        each block's activations are let go as soon as its backward is done, as autograd
+        frees saved tensors, which lowers peak memory; the cache cannot be used again.
+        """
+        if cache.loss is None:
+            raise ValueError("backward needs a forward pass with targets (the loss to differentiate)")
+        cfg = self.config
+        grads: dict[str, np.ndarray | None] = {}
+        gelu_backward = gelu_tanh_backward if cfg.gelu == "tanh" else gelu_exact_backward
+
+        dlogits = cross_entropy_backward(cache.loss, dloss)
+        dx, dhead, _ = linear_backward(dlogits, cache.lm_head)
+        dx, grads["transformer.ln_f.weight"], grads["transformer.ln_f.bias"] = (
+            layernorm_backward(dx, cache.ln_f))
+        for i in reversed(range(cfg.n_layer)):
+            h, c = f"transformer.h.{i}.", cache.blocks[i]
+            # residual 2: x_out = x_mid + m, so dx reaches x_mid directly and through the MLP
+            dm = dropout_backward(dx, c.mlp_drop)
+            mlp_proj, c_gelu = c.mlp_proj, c.gelu
+            if mlp_proj[0].x is None:  # forward let the GELU output go: rebuild it
+                hidden, c_gelu = gelu_recompute(c.gelu)
+                mlp_proj = (mlp_proj[0]._replace(x=hidden), None)
+            dm = self._linear_backward(dm, mlp_proj, h + "mlp.c_proj", grads)
+            del mlp_proj
+            dm = gelu_backward(dm, c_gelu)
+            dm = self._linear_backward(dm, c.c_fc, h + "mlp.c_fc", grads)
+            dm, grads[h + "ln_2.weight"], grads[h + "ln_2.bias"] = layernorm_backward(dm, c.ln_2)
+            dx += dm  # fan-out of x_mid: skip path + MLP branch
+            # residual 1: x_mid = x_in + a
+            da = dropout_backward(dx, c.attn_drop)
+            da = self._linear_backward(da, c.attn_proj, h + "attn.c_proj", grads)
+            if isinstance(c.attn, FlashAttentionCache):  # forward ran the tiled kernel
+                da = flash_attention_backward(da, c.attn)
+            else:
+                da = attention_backward(da, c.attn)
+            da = self._linear_backward(da, c.c_attn, h + "attn.c_attn", grads)
+            da, grads[h + "ln_1.weight"], grads[h + "ln_1.bias"] = layernorm_backward(da, c.ln_1)
+            dx += da  # fan-out of x_in: skip path + attention branch
+            if release:
+                cache.blocks[i] = c = None
+        dx = dropout_backward(dx, cache.emb_drop)
+        dwte, grads["transformer.wpe.weight"] = embedding_backward(dx, cache.emb)
+        if cfg.tie_weights:
+            dwte += dhead  # tied: wte is used twice (embedding and lm_head), so grads add
+        else:
+            grads["lm_head.weight"] = dhead
+        grads["transformer.wte.weight"] = dwte
+        # canonical order, then the LoRA parameters; drops the None of bias=False
+        return {name: grads[name] for name in (*self.params, *self.lora_params)}
+
+    __call__ = forward
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save(self, path: str | os.PathLike, tokenizer: Any = None, **kwargs: Any) -> None:
+        """Write the checkpoint folder (config.json + model.safetensors [+ tokenizer.json])."""
+        checkpoint.save_checkpoint(path, self.config, self.params, tokenizer=tokenizer, **kwargs)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, dtype: str | None = None, device: str = "cpu"
+             ) -> GPT:
+        """Load a checkpoint folder written by either twin; dtype defaults to the stored one."""
+        config, params, meta = checkpoint.load_checkpoint(path)
+        return cls.from_params(config, params, dtype or meta.get("dtype", "float32"), device)
+
+    @classmethod
+    def from_params(cls, config: GPTConfig, params: dict[str, np.ndarray],
+                    dtype: str = "float32", device: str = "cpu") -> GPT:
+        """Wrap existing arrays (cast to dtype, copied), e.g. weights imported from GPT-2."""
+        model = cls.__new__(cls)
+        if str(dtype) not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        model.config, model.dtype = config, np.dtype(dtype)
+        model.device, model.xp = device, array_module(device)
+        model.params = {k: model.xp.array(params[k], dtype=model.dtype)
+                        for k in param_shapes(config)}
+        model.lora, model.lora_params = None, {}
+        return model
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count; by default without wpe (and without wte when untied), as nanoGPT."""
+        n = sum(p.size for p in self.params.values())
+        if non_embedding:
+            n -= self.params["transformer.wpe.weight"].size
+        return n
+
+    # ------------------------------------------------------------------ LoRA
+
+    def add_lora(self, lora: LoRAConfig, seed: int = 0) -> None:
+        """Attach fresh LoRA adapters (B = 0: the model's outputs are unchanged)."""
+        self.lora = lora
+        params = init_lora_params(self.config, lora, self.dtype, np.random.default_rng(seed))
+        self.lora_params = {k: self.xp.asarray(p) for k, p in params.items()}
+
+    def set_lora(self, lora: LoRAConfig, lora_params: dict[str, np.ndarray]) -> None:
+        """Attach trained adapters (e.g. from numpy_gpt.nn.lora.load_adapter)."""
+        expected = lora_param_shapes(self.config, lora)
+        if set(lora_params) != set(expected) or any(
+                tuple(lora_params[k].shape) != s for k, s in expected.items()):
+            raise ValueError("the adapter's tensors do not match this model and LoRA config")
+        self.lora = lora
+        self.lora_params = {k: self.xp.array(lora_params[k], dtype=self.dtype) for k in expected}
+
+    def merge_lora(self) -> None:
+        """Fold the adapters into the base weights (W += alpha/r * B A) and drop them."""
+        if self.lora is not None:
+            self.params = merged_params(self.params, self.lora_params, self.lora)
+            self.lora, self.lora_params = None, {}
+
+    def _linear(self, x: np.ndarray, key: str, masks: dict, p_lora: float
+                ) -> tuple[np.ndarray, tuple]:
+        """The Linear `key`, plus its LoRA update when an adapter targets it."""
+        P, L = self.params, self.lora_params
+        out, lin = linear_forward(x, P[key + ".weight"], P.get(key + ".bias"))
+        lora = None
+        if key + ".lora_A.weight" in L:
+            delta, lora = lora_forward(x, L[key + ".lora_A.weight"], L[key + ".lora_B.weight"],
+                                       self.lora.scale, masks.get(key + ".lora_dropout"), p_lora)
+            out += delta
+        return out, (lin, lora)
+
+    def _linear_backward(self, dout: np.ndarray, cache: tuple, key: str, grads: dict
+                         ) -> np.ndarray:
+        """Backward of _linear: fills grads[key.*] and returns dx (both paths summed)."""
+        lin, lora = cache
+        dx, grads[key + ".weight"], grads[key + ".bias"] = linear_backward(dout, lin)
+        if lora is not None:  # x fans out into the frozen Linear and the LoRA path
+            dx_lora, grads[key + ".lora_A.weight"], grads[key + ".lora_B.weight"] = (
+                lora_backward(dout, lora))
+            dx += dx_lora
+        return dx
+
+    # ------------------------------------------------------------------ helpers
+
+    def _head_weight(self) -> np.ndarray:
+        key = "transformer.wte.weight" if self.config.tie_weights else "lm_head.weight"
+        return self.params[key]
+
+    def _check_ids(self, ids: Any, what: str, shape: tuple[int, int] | None = None) -> np.ndarray:
+        ids = to_numpy(ids)  # on the host: the checks below report values
+        cfg = self.config
+        if not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"{what} must be integer token ids, got dtype {ids.dtype}")
+        if ids.ndim != 2:
+            raise ValueError(f"{what} must have shape (B, T), got {ids.shape}")
+        if shape is not None and ids.shape != shape:
+            raise ValueError(f"{what} has shape {ids.shape} but idx has shape {shape}")
+        if ids.shape[1] > cfg.block_size:
+            raise ValueError(
+                f"{what} has T={ids.shape[1]} tokens but block_size is {cfg.block_size}; "
+                "crop the sequence to the last block_size tokens"
+            )
+        if ids.size == 0:
+            raise ValueError(f"{what} is empty (shape {ids.shape})")
+        V = cfg.vocab_size
+        is_target = what == "targets"
+        bad = (ids >= V) | ((ids < 0) & ~(is_target & (ids == IGNORE_INDEX)))
+        if bad.any():
+            raise ValueError(
+                f"{what} contains token id {int(ids[bad].flat[0])} outside [0, {V})"
+                + (f"; use {IGNORE_INDEX} to ignore a target" if is_target else "")
+            )
+        return ids
+
+
+def init_params(config: GPTConfig, dtype: np.dtype, rng: np.random.Generator
+                ) -> dict[str, np.ndarray]:
+    """GPT-2 initialization: N(0, 0.02) for weights and embeddings, residual projections
+    (attn.c_proj, mlp.c_proj) N(0, 0.02/sqrt(2 n_layer)), zero biases, LayerNorm 1 and 0.
+
+    Draws in float64 then casts, so one seed gives the same model in float32 and float64.
+    Ref: GPT-2 paper §2.3; nanoGPT GPT._init_weights.
+    """
+    resid_std = 0.02 / math.sqrt(2 * config.n_layer)
+    params = {}
+    for name, shape in param_shapes(config).items():
+        if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
+            value = np.ones(shape)
+        elif name.endswith(".bias"):
+            value = np.zeros(shape)
+        elif name.endswith("c_proj.weight"):
+            value = rng.normal(0.0, resid_std, size=shape)
+        else:
+            value = rng.normal(0.0, 0.02, size=shape)
+        params[name] = value.astype(dtype)
+    return params

@@ -62,7 +62,7 @@ def flops_per_token(config: GPTConfig, T: int, backward: bool) -> int:
 def step_flops(config: GPTConfig, B: int, T: int, workload: str) -> int:
     """FLOPs of one timed step of `workload` on a (B, T) batch.
 
-    Known answer (tests/test_bench.py): V=11, C=8, L=2, NH=2, bias, tied, B=2, T=3:
+    Known answer (tests/bench/test_bench.py): V=11, C=8, L=2, NH=2, bias, tied, B=2, T=3:
         per block 12*64 + 13*8 = 872; N = 2*872 + 16 (ln_f) + 11*8 (lm_head) = 1848
         fwd+bwd per token 6*1848 + 12*2*3*8 = 11088 + 576 = 11664; x B*T = 6 -> 69984
         forward per token 2*1848 + 4*2*3*8 = 3696 + 192 = 3888;    x 6     -> 23328

@@ -1,4 +1,4 @@
-"""Run a numpy_gpt command with the machine made slow, for tests/test_faults.py: each training
+"""Run a numpy_gpt command with the machine made slow, for tests/training/test_faults.py: each training
 step sleeps STEP_S seconds (so a signal lands mid-run, whatever the CPU), and the checkpoint
 written when a run is stopped sleeps SAVE_S seconds before its trainer state (so a second
 signal lands while it is being written). Nothing numerical changes.

@@ -341,6 +341,65 @@ def test_numpy_gpt_imports_no_apps_or_harnesses() -> None:
     assert not bad, (f"{REFERENCE} imports one of {', '.join(others)}:\n" + "\n".join(bad))
 
 
+# numpy_gpt's folders from the bottom up: each imports only folders listed before it. The
+# tokenizers sit below nn because a checkpoint carries its tokenizer (nn/checkpoint.py).
+LAYERS = ("files", "tokenizers", "nn", "data", "training", "generation", "hf", "exercises",
+          "twin", "cli")
+
+
+def _folder(module: str) -> str | None:
+    """numpy_gpt.nn.layers.linear -> "nn"; None for the package's own top-level files and for
+    modules outside numpy_gpt."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == REFERENCE and len(parts) > 1 else None
+
+
+def test_numpy_gpt_folders_import_downward() -> None:
+    found = {_folder(m) for m in module_files()} - {None, "__main__", "_moved"}
+    assert found == set(LAYERS), f"folders not placed in LAYERS: {found ^ set(LAYERS)}"
+    bad = {}  # one line per import statement and folder
+    for imp in _reference_imports():
+        src = _folder(imp.module)
+        for name in imp.names:
+            dst = _folder(name)
+            if src in LAYERS and dst in LAYERS and LAYERS.index(dst) > LAYERS.index(src):
+                bad[imp.where, dst] = f"  {imp.where}: {src} imports {dst}: {_source_line(imp)}"
+    assert not bad, ("numpy_gpt imports up its layers (" + " < ".join(LAYERS) + "):\n"
+                     + "\n".join(bad.values()))
+
+
+def test_torch_gpt_imports_no_harnesses() -> None:
+    """torch_gpt builds on numpy_gpt only; parity and bench build on both."""
+    bad = [f"  {imp.where}: {_source_line(imp)}" for imp in collect_imports()
+           if imp.module.split(".")[0] == "torch_gpt"
+           and any(_matches(n, ("parity", "bench", "tests")) for n in imp.names)]
+    assert not bad, "torch_gpt imports parity, bench or tests:\n" + "\n".join(bad)
+
+
+def test_the_flat_layouts_module_paths_still_import() -> None:
+    """numpy_gpt/_moved.py: an old path gives the very module of its new home (one copy, its
+    own name and spec), submodules of moved packages included; DESIGN.md's imports work."""
+    import importlib
+
+    from numpy_gpt import GPT, GPTConfig  # noqa: F401  (DESIGN.md)
+    from numpy_gpt._moved import MOVED
+    from numpy_gpt.data import TokenDataset
+    from numpy_gpt.tokenizers import GPT2Tokenizer, load_tokenizer  # noqa: F401  (DESIGN.md)
+
+    for old, new in MOVED.items():
+        if old in ("data", "cli"):  # folders now under the same name
+            continue
+        module = importlib.import_module(f"numpy_gpt.{old}")
+        assert module is importlib.import_module(f"numpy_gpt.{new}"), old
+        assert module.__name__ == module.__spec__.name == f"numpy_gpt.{new}"
+    from numpy_gpt.layers.linear import linear_backward
+
+    from numpy_gpt.nn.layers import linear
+
+    assert linear_backward is linear.linear_backward
+    assert TokenDataset.__module__ == "numpy_gpt.data.dataset"
+
+
 # --- behavioural tests: the CLI with torch missing -----------------------------------------------
 
 BLOCKED = ("torch", "torch_gpt", "transformers")

@@ -4,10 +4,20 @@ where they apply and leaves out the NumPy-only subcommands (gradcheck, exercise,
 
 from __future__ import annotations
 
+import sys
+
 from numpy_gpt.cli.main import main as shared_main
 
-from .twin import TORCH
+TORCH_MISSING = ("error: the torch twin needs PyTorch, which is not installed: "
+                 "pip install '.[torch]' (torch==2.13.0), or run the NumPy twin: numpy-gpt")
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        from .twin import TORCH
+    except ModuleNotFoundError as e:
+        if e.name != "torch":
+            raise
+        print(TORCH_MISSING, file=sys.stderr)
+        return 1
     return shared_main(argv, twin=TORCH)

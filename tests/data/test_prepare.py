@@ -9,8 +9,8 @@ import urllib.error
 import numpy as np
 import pytest
 
-from numpy_gpt.data import chat_format, datasets
 from numpy_gpt.cli import prepare as prepare_cli
+from numpy_gpt.data import chat_format, datasets
 from numpy_gpt.data import prepare as prepare_mod
 from numpy_gpt.data.dataset import DataError, TokenDataset
 from numpy_gpt.data.datasets import find_data_file

@@ -24,7 +24,7 @@ from bench.sizes import SIZES, get_size, sweep_sizes
 from bench.timing import time_steps
 from numpy_gpt.nn.config import GPTConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = GPTConfig(vocab_size=11, block_size=4, n_layer=2, n_head=2, n_embd=8)
 
 REQUIRED = {  # DESIGN.md "bench --json": at least these, with these types

@@ -29,7 +29,7 @@ from numpy_gpt.generation.sampling import (
 from numpy_gpt.tokenizers import BPETokenizer, CharTokenizer
 from torch_gpt import generate as t_gen
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = GPTConfig(vocab_size=13, block_size=8, n_layer=2, n_head=2, n_embd=16)
 GEN = {"numpy": np_gen, "torch": t_gen}
 

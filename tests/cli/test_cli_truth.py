@@ -15,15 +15,14 @@ from pathlib import Path
 import pytest
 from conftest import CITIZENS as TEXT
 from conftest import twin_named
-from test_train import data_dir as char_data  # noqa: F401  (a module fixture, reused)
-from test_train import tiny
+from tiny_train import tiny
 
 from numpy_gpt.cli.main import main
 from numpy_gpt.data.dataset import TokenDataset
 from numpy_gpt.data.prepare import prepare
 from numpy_gpt.training.train import numpy_backend, train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16",
         "--batch-size", "4", "--eval-iters", "1", "--sample-tokens", "0", "--no-plot"]
 
@@ -113,11 +112,11 @@ def refused(capsys, *args: str, backend: str = "numpy") -> str:
 
 
 @pytest.fixture
-def run(char_data, tmp_path, monkeypatch) -> Path:
+def run(citizens_chars, tmp_path, monkeypatch) -> Path:
     """A finished 4-step run of a 16-wide model in tmp_path/run (cwd: tmp_path)."""
     monkeypatch.chdir(tmp_path)
-    train(tiny(char_data, max_iters=4, eval_interval=2, eval_iters=1, dropout=0.0,
-               gradient_accumulation_steps=1), TokenDataset(char_data), tmp_path / "run",
+    train(tiny(citizens_chars, max_iters=4, eval_interval=2, eval_iters=1, dropout=0.0,
+               gradient_accumulation_steps=1), TokenDataset(citizens_chars), tmp_path / "run",
           numpy_backend)
     return tmp_path / "run"
 
@@ -184,9 +183,9 @@ def test_init_from_another_tokenizer_is_refused(run, capsys, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_init_from_uses_and_prints_the_checkpoint_shape(run, char_data, capsys, tmp_path):
+def test_init_from_uses_and_prints_the_checkpoint_shape(run, citizens_chars, capsys, tmp_path):
     # no shape flags: the default preset says 4L/4H/128d, the checkpoint is 1L/2H/16d
-    code, out, _ = cli(capsys, "train", "--dataset", str(char_data), "--init-from",
+    code, out, _ = cli(capsys, "train", "--dataset", str(citizens_chars), "--init-from",
                        str(run / "last"), "--out", str(tmp_path / "y"), "--max-iters", "2",
                        "--eval-iters", "1", "--batch-size", "4", "--sample-tokens", "0",
                        "--no-plot")
@@ -194,17 +193,17 @@ def test_init_from_uses_and_prints_the_checkpoint_shape(run, char_data, capsys, 
     stored = json.loads((tmp_path / "y" / "last" / "trainer_state.json").read_text())
     assert {k: stored["train_config"][k] for k in ("n_layer", "n_head", "n_embd")} == {
         "n_layer": 1, "n_head": 2, "n_embd": 16}
-    line = refused(capsys, "train", "--dataset", str(char_data), "--init-from",
+    line = refused(capsys, "train", "--dataset", str(citizens_chars), "--init-from",
                    str(run / "last"), "--n-embd", "32", "--out", str(tmp_path / "z"))
     assert line == (f"error: --n-embd 32: --init-from {run / 'last'} is a model with n_embd=16; "
                     "drop the setting (the checkpoint's shape is used) or train from scratch "
                     "without --init-from")
     (tmp_path / "c.json").write_text('{"n_layer": 3}')  # a --config file asks as a flag does
     assert f"error: --n-layer 3 (from --config {tmp_path / 'c.json'}): --init-from" in refused(
-        capsys, "train", "--dataset", str(char_data), "--init-from", str(run / "last"),
+        capsys, "train", "--dataset", str(citizens_chars), "--init-from", str(run / "last"),
         "--config", str(tmp_path / "c.json"), "--out", str(tmp_path / "z"))
     # an explicit --preset asks for its shape too (the default preset, unnamed, does not)
-    assert refused(capsys, "train", "--dataset", str(char_data), "--init-from",
+    assert refused(capsys, "train", "--dataset", str(citizens_chars), "--init-from",
                    str(run / "last"), "--preset", "shakespeare-char-cpu", "--out",
                    str(tmp_path / "z")).startswith(
         "error: --n-layer 4 (from --preset shakespeare-char-cpu), --n-head 4 (from --preset "
@@ -252,8 +251,8 @@ def test_prepared_folders_are_keyed_and_train_tokenizer_picks_one(raw, capsys, t
 
 
 # ---- case 6: sizes that cannot fit, missing folders, an authoritative --data-dir --------------
-def test_a_size_that_cannot_fit_in_memory_is_refused_before_work(char_data, capsys, tmp_path):
-    line = refused(capsys, "train", "--dataset", str(char_data), "--block-size", "100000",
+def test_a_size_that_cannot_fit_in_memory_is_refused_before_work(citizens_chars, capsys, tmp_path):
+    line = refused(capsys, "train", "--dataset", str(citizens_chars), "--block-size", "100000",
                    "--out", str(tmp_path / "o"))
     assert line.startswith("error: this run needs about ") and " TiB of memory per training " \
         "step (--block-size 100000, --batch-size 12, 4 layers of 128 wide, float32;" in line
@@ -307,9 +306,9 @@ def test_piped_progress_prints_a_line_every_n_seconds_and_an_estimate(capsys):
     assert len(beats) == 2  # at 30 s and 60 s of the 80 s
 
 
-def test_torch_half_dtype_on_cpu_warns_with_the_measured_factor(char_data, capsys, tmp_path):
+def test_torch_half_dtype_on_cpu_warns_with_the_measured_factor(citizens_chars, capsys, tmp_path):
     pytest.importorskip("torch")
-    code, _, err = cli(capsys, "train", "--dataset", str(char_data), *TINY, "--max-iters", "1",
+    code, _, err = cli(capsys, "train", "--dataset", str(citizens_chars), *TINY, "--max-iters", "1",
                        "--eval-interval", "1", "--dtype", "bfloat16", "--device", "cpu",
                        "--out", str(tmp_path / "bf"), backend="torch")
     assert code == 0

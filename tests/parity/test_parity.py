@@ -27,7 +27,7 @@ from parity.cli import main
 from parity.harness import Context, Row, format_row, print_report, summarize
 from parity.tolerances import TOLERANCES, tolerance
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HAS_CUDA = torch.cuda.is_available()
 FAULT = "transformer.h.0.mlp.c_fc.weight"
 

@@ -2,7 +2,7 @@
 several points of a real training process, two runs racing on one folder, truncated or edited
 prepared data. Each test asserts the one line the user gets, the exit status, and that nothing
 good was lost (the intact checkpoint loads, and --resume ends bit-identical to a run that was
-never disturbed). The two concurrent chat sessions are in tests/test_app.py.
+never disturbed). The two concurrent chat sessions are in tests/generation/test_app.py.
 
 The full disk is an injected OSError (or safetensors' SafetensorError, its real form) at each
 write site; where this machine lets us mount a tmpfs (root), one test also fills a real one.
@@ -33,8 +33,8 @@ from numpy_gpt.files.safe_io import WriteError, append_line, replace_dir
 from numpy_gpt.nn import checkpoint
 from numpy_gpt.nn.checkpoint import load_checkpoint, load_trainer_state
 
-ROOT = Path(__file__).resolve().parents[1]
-RUNNER = Path(__file__).resolve().parent / "fault_runner.py"
+ROOT = Path(__file__).resolve().parents[2]
+RUNNER = Path(__file__).resolve().parents[1] / "fault_runner.py"
 ENOSPC = "No space left on device"
 
 

@@ -1,6 +1,6 @@
 """torch_gpt on its own: names, init, forward contract, dropout, optimizer, precision helpers.
 
-Equality with numpy_gpt is tests/test_parity.py's job; here each test pins one property of
+Equality with numpy_gpt is tests/parity/test_parity.py's job; here each test pins one property of
 the PyTorch twin (DESIGN.md contracts: names/shapes, (B,T,V) logits, loss definition).
 """
 

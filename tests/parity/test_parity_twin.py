@@ -30,7 +30,7 @@ from parity.namemap import place
 from parity.reference import probe_order, probe_params, reference_trace
 from parity.twins import TwinError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG, B, T = PRESETS["tiny"]  # V=11, block 4, 2 layers, 2 heads, C=8; B=2, T=3
 OUTSIDE = CONFIG.replace(gelu="exact")  # the outside GPT uses the exact GELU
 

@@ -20,8 +20,7 @@ import numpy as np
 import pytest
 from conftest import CITIZENS as TEXT
 from conftest import twin_named
-from test_train import data_dir as char_data  # noqa: F401  (a module fixture, reused)
-from test_train import factory, final_params, tiny
+from tiny_train import factory, final_params, tiny
 
 from numpy_gpt.cli.main import main
 from numpy_gpt.data.dataset import DataError, TokenDataset
@@ -164,15 +163,15 @@ def test_a_schedule_setting_that_cannot_apply_is_refused(changes, message):
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_warm_restarts_through_the_loop_resume_exactly_and_match_torch(backend, char_data,
+def test_warm_restarts_through_the_loop_resume_exactly_and_match_torch(backend, citizens_chars,
                                                                         tmp_path):
     """The loop's rates (logged at every iteration) are torch's CosineAnnealingWarmRestarts
     after the warmup; a run stopped mid-cycle and resumed ends with the same parameters, bit
     for bit, and the same rates, as one that never stopped."""
     torch = pytest.importorskip("torch")
-    cfg = tiny(char_data, max_iters=16, eval_interval=1, lr_schedule="cosine-restarts",
+    cfg = tiny(citizens_chars, max_iters=16, eval_interval=1, lr_schedule="cosine-restarts",
                lr_restart_period=3, lr_restart_mult=2)
-    ds = TokenDataset(char_data)
+    ds = TokenDataset(citizens_chars)
     whole = train(cfg, ds, tmp_path / "a", factory(backend))
     calls = iter(range(100))
     stopped = train(cfg, ds, tmp_path / "b", factory(backend),
@@ -196,10 +195,10 @@ def test_warm_restarts_through_the_loop_resume_exactly_and_match_torch(backend, 
         "cosine-restarts", 3, 2)
 
 
-def test_resume_keeps_the_schedule(char_data, capsys, tmp_path, monkeypatch):
+def test_resume_keeps_the_schedule(citizens_chars, capsys, tmp_path, monkeypatch):
     """--resume continues the stored schedule; changing it is refused in one line."""
     monkeypatch.chdir(tmp_path)
-    args = ["train", "--dataset", str(char_data), *TINY, "--max-iters", "4", "--out", "r",
+    args = ["train", "--dataset", str(citizens_chars), *TINY, "--max-iters", "4", "--out", "r",
             "--lr-schedule", "cosine-restarts", "--lr-restart-period", "2"]
     cli(capsys, *args)
     code = main(["train", "--resume", "--out", "r", "--lr-restart-period", "3"])
@@ -242,7 +241,7 @@ def chat_page(ckpt: Path) -> None:
     pytest.importorskip("streamlit", reason="the chat page needs streamlit")
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "chat_app.py"),
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "chat_app.py"),
                            default_timeout=60).run()
     at.sidebar.text_input(key="ckpt").input(str(ckpt)).run()
     assert not at.exception and not at.error
@@ -327,11 +326,11 @@ def test_instruct_recipe(raw, capsys, tmp_path, monkeypatch):
                "6").count("bot> ") == 1
 
 
-def test_init_from_refuses_a_padding_the_checkpoint_does_not_have(char_data, capsys, tmp_path,
+def test_init_from_refuses_a_padding_the_checkpoint_does_not_have(citizens_chars, capsys, tmp_path,
                                                                    monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cli(capsys, "train", "--dataset", str(char_data), *TINY, "--max-iters", "2", "--out", "a")
-    code = main(["train", "--dataset", str(char_data), *TINY, "--max-iters", "2", "--out", "b",
+    cli(capsys, "train", "--dataset", str(citizens_chars), *TINY, "--max-iters", "2", "--out", "a")
+    code = main(["train", "--dataset", str(citizens_chars), *TINY, "--max-iters", "2", "--out", "b",
                  "--init-from", "a/best", "--pad-vocab-to", "64"])
     err = capsys.readouterr().err
     assert code == 1 and "--pad-vocab-to 64: --init-from a/best has vocab_size" in err

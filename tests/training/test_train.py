@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_train import factory, final_params, tiny
 
 from numpy_gpt.data.dataset import TokenDataset
 from numpy_gpt.data.prepare import prepare
-from numpy_gpt.nn.checkpoint import load_checkpoint, load_trainer_state
-from numpy_gpt.training.config import TrainConfig
+from numpy_gpt.nn.checkpoint import load_trainer_state
 from numpy_gpt.training.train import NumpyBackend, TrainingError, numpy_backend, train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -25,32 +25,8 @@ def data_dir(citizens_chars) -> Path:
     return citizens_chars
 
 
-def tiny(data: Path, **changes) -> TrainConfig:
-    settings = {"dataset": str(data), "n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16,
-                "batch_size": 4, "max_iters": 20, "eval_interval": 5, "eval_iters": 2,
-                "warmup_iters": 2, "learning_rate": 3e-3, "min_lr": 3e-4, "sample_tokens": 0,
-                "dropout": 0.1, "gradient_accumulation_steps": 2}
-    settings.update(changes)
-    return TrainConfig(**settings)
-
-
 def backends():
-    params = [pytest.param("numpy", id="numpy")]
-    params.append(pytest.param("torch", id="torch"))
-    return params
-
-
-def factory(name: str):
-    if name == "numpy":
-        return numpy_backend
-    pytest.importorskip("torch")
-    from torch_gpt.train import torch_backend
-
-    return torch_backend
-
-
-def final_params(out: Path) -> dict[str, np.ndarray]:
-    return load_checkpoint(out / "last")[1]
+    return [pytest.param("numpy", id="numpy"), pytest.param("torch", id="torch")]
 
 
 @pytest.mark.parametrize("backend", backends())

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import twin_named
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "chat_app.py"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

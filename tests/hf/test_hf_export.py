@@ -37,7 +37,7 @@ torch = pytest.importorskip("torch", reason="torch is not installed")
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _gpt2_dir() -> Path | None:

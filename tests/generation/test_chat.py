@@ -41,7 +41,7 @@ from numpy_gpt.generation.sampling import SamplingConfig, SamplingError
 from numpy_gpt.nn.checkpoint import checkpoint_fingerprint
 from numpy_gpt.tokenizers import BPETokenizer, WordTokenizer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HISTORY = [{"role": "user", "content": "hi i am ada"}, {"role": "assistant", "content": "hello"},
            {"role": "user", "content": "what is 1 plus 2?"}]
 

@@ -13,11 +13,12 @@ the terminal chatbot. It listens on localhost only and opens no browser
 (.streamlit/config.toml, read from the folder `streamlit run` starts in; --server.address
 overrides it).
 
-All the chat logic is numpy_gpt/generation/chat.py (the terminal chatbot's too): the conversation lives
-in one ChatSession per browser tab (st.session_state); loaded models are shared between tabs
-(st.cache_resource), keyed by twin, folder and adapter. Sharing is safe because generating
-never changes a model: every reply's state (KV cache, random generator, history) belongs to
-its tab's session, so two tabs chatting at once never mix replies (tests/generation/test_app.py). A
+All the chat logic is numpy_gpt/generation/chat.py (the terminal chatbot's too): the
+conversation lives in one ChatSession per browser tab (st.session_state); loaded models are
+shared between tabs (st.cache_resource), keyed by twin, folder and adapter. Sharing is safe
+because generating never changes a model: every reply's state (KV cache, random generator,
+history) belongs to its tab's session, so two tabs chatting at once never mix replies
+(tests/generation/test_app.py). A
 message longer than the model's context is cropped to its end, with a notice, and the page
 shows the part that was sent.
 

@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
 
     opts = Options(threads=threads, quick=args.quick, check=not args.no_check, seed=args.seed,
                    iters=args.iters, warmup=args.warmup, fault=args.plant_fault,
-                   isolate=args.isolate, repeat=args.repeat, timeout_s=args.timeout, on_row=lambda _row: bar.update(1),
+                   isolate=args.isolate, repeat=args.repeat, timeout_s=args.timeout,
+                   on_row=lambda _row: bar.update(1),
                    on_start=on_start)
     rows, peaks = run(jobs, opts)
     bar.close()

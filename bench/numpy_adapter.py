@@ -19,10 +19,12 @@ single-threaded BLAS, their gradients summed (with threads=1, one plain model.fo
     train     forward, backward, clipping at norm 1.0, AdamW.step: one full training step.
               The optimizer is created on the first call, inside the measured window, so
               its moment buffers count in peak memory as torch's lazily created state does.
-    generate  numpy_gpt.generation.generate.generate, greedy, with the KV cache: `generation_shape()`
+    generate  numpy_gpt.generation.generate.generate, greedy, with the KV
+              cache: `generation_shape()`
               new tokens after a prompt of the first T/4 benchmark tokens, one sequence
     generate-nocache   the same with use_kv_cache=False (a full forward per new token)
-    generate-b4, generate-b16   numpy_gpt.generation.batch_generate.generate_batch, greedy, with the KV
+    generate-b4, generate-b16   numpy_gpt.generation.batch_generate.generate_batch,
+              greedy, with the KV
               cache: 4 or 16 prompts (`generation_prompts`) decoded together, as many new
               tokens each as `generate`; tokens/s counts every row's tokens
 

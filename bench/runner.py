@@ -85,7 +85,8 @@ def plan(backends: list[Backend], sizes: list[Size], workloads: list[str],
 
 def generation_unavailable(backend: Backend) -> str | None:
     """Generation needs the twin's generate.py; torch_gpt's decodes with the eager model."""
-    mod = "numpy_gpt.generation.generate" if backend.framework in ("numpy", "cupy") else "torch_gpt.generate"
+    mod = ("numpy_gpt.generation.generate" if backend.framework in ("numpy", "cupy")
+           else "torch_gpt.generate")
     if importlib.util.find_spec(mod) is None:
         return f"{mod.replace('.', '/')}.py does not exist yet (TODO: rerun when it lands)"
     if backend.compile:

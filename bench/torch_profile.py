@@ -146,7 +146,8 @@ def format_side_by_side(np_prof: dict[str, Any], torch_prof: dict[str, Any]) -> 
     lines = [f"train step, {np_prof['size']} ({sh['n_layer']}L/{sh['n_head']}H/{sh['n_embd']}d, "
              f"B={sh['B']}, T={sh['T']}, V={sh['vocab_size']}), whole batch, ms per step: "
              f"numpy {np_prof['step_ms_profiled']:.1f} profiled / "
-             f"{np_prof['step_ms_unprofiled']:.1f} plain; torch {torch_prof['step_ms_profiled']:.1f}"
+             f"{np_prof['step_ms_unprofiled']:.1f} plain; "
+             f"torch {torch_prof['step_ms_profiled']:.1f}"
              f" profiled / {torch_prof['step_ms_unprofiled']:.1f} plain",
              f"{'kind':<16} {'numpy fwd':>9} {'bwd':>7} {'optim':>6} {'total':>7} "
              f"{'torch fwd':>9} {'bwd':>7} {'optim':>6} {'total':>7} {'numpy/torch':>11}"]

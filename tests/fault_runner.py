@@ -1,7 +1,7 @@
-"""Run a numpy_gpt command with the machine made slow, for tests/training/test_faults.py: each training
-step sleeps STEP_S seconds (so a signal lands mid-run, whatever the CPU), and the checkpoint
-written when a run is stopped sleeps SAVE_S seconds before its trainer state (so a second
-signal lands while it is being written). Nothing numerical changes.
+"""Run a numpy_gpt command with the machine made slow, for tests/training/test_faults.py: each
+training step sleeps STEP_S seconds (so a signal lands mid-run, whatever the CPU), and the
+checkpoint written when a run is stopped sleeps SAVE_S seconds before its trainer state (so a
+second signal lands while it is being written). Nothing numerical changes.
 
     python tests/fault_runner.py STEP_S SAVE_S train --dataset ... --out ...
 """

@@ -63,8 +63,9 @@ def rows_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVC
 
 
 class BatchDecoder:
-    """The twin of numpy_gpt.generation.batch_generate.BatchDecoder: `logits` (B, V) for the token after
-    each row's context; append(tokens) moves the rows whose token is not None one step."""
+    """The twin of numpy_gpt.generation.batch_generate.BatchDecoder: `logits` (B, V) for the
+    token after each row's context; append(tokens) moves the rows whose token is not None one
+    step."""
 
     def __init__(self, model: GPT, prompts: Sequence[Sequence[int]], use_kv_cache: bool = True,
                  autocast_dtype: str | None = None):
@@ -142,7 +143,8 @@ def generate_batch(
     **settings: Any,
 ) -> list[list[int]]:
     """The tokens generated after each of the B prompts, decoded together: the rules of
-    numpy_gpt.generation.batch_generate.generate_batch. Call model.eval() first when it has dropout."""
+    numpy_gpt.generation.batch_generate.generate_batch. Call model.eval() first when it has
+    dropout."""
     config = resolve_config(config, settings)
     if len(prompts) == 0:
         raise SamplingError("generate_batch needs at least one prompt")

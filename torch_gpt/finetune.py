@@ -1,9 +1,9 @@
 """LoRA fine-tuning for torch_gpt: TorchBackend training only the adapters.
 
-The twin of numpy_gpt/training/finetune.py's LoRANumpyBackend (read its docstring for the run and the
-output folders; the loop is numpy_gpt.training.train.train). apply_lora freezes the base, so
-configure_optimizer, which takes only Parameters with requires_grad, builds AdamW over the
-adapters, and autograd computes no base gradients. What changes here is I/O: a checkpoint
+The twin of numpy_gpt/training/finetune.py's LoRANumpyBackend (read its docstring for the run
+and the output folders; the loop is numpy_gpt.training.train.train). apply_lora freezes the
+base, so configure_optimizer, which takes only Parameters with requires_grad, builds AdamW over
+the adapters, and autograd computes no base gradients. What changes here is I/O: a checkpoint
 holds the base weights (the canonical names, loadable by either twin), the adapter in
 `adapter/` and the adapters' AdamW moments under numpy_gpt's names.
 
@@ -50,14 +50,16 @@ class LoRATorchBackend(TorchBackend):
                              write_extra=self.write_adapter)
 
     def write_adapter(self, folder: Path) -> None:
-        """adapter/ inside the checkpoint's temporary folder (numpy_gpt.training.finetune's rule)."""
+        """adapter/ inside the checkpoint's temporary folder (numpy_gpt.training.finetune's
+        rule)."""
         save_adapter(self.model, folder / ADAPTER_DIR, base=self.tcfg.init_from,
                      base_fingerprint=self.base_fingerprint, template=self.template)
 
 
 def lora_torch_backend(lcfg: LoRAConfig, resume_dir: Path, template: str | None = None
                        ) -> BackendFactory:
-    """A factory for numpy_gpt.training.train.train (see numpy_gpt.training.finetune.lora_numpy_backend)."""
+    """A factory for numpy_gpt.training.train.train (see
+    numpy_gpt.training.finetune.lora_numpy_backend)."""
 
     def make(tcfg: TrainConfig, config: GPTConfig, init: Path | None) -> LoRATorchBackend:
         if init is None:

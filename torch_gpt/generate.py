@@ -6,10 +6,10 @@
     for text in generate_text(model, tokenizer, "ROMEO:", max_new_tokens=100, top_k=200):
         print(text, end="", flush=True)
 
-The twin of numpy_gpt/generation/generate.py (read its docstring for the KV cache and why the cache is
-rebuilt when the context is cropped at block_size). The cached step is written here from the
-model's own submodules (ln_1, attn.c_attn, attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj, ln_f and
-the head weight), so torch_gpt/model.py needed no change; attention over the cache is
+The twin of numpy_gpt/generation/generate.py (read its docstring for the KV cache and why the
+cache is rebuilt when the context is cropped at block_size). The cached step is written here
+from the model's own submodules (ln_1, attn.c_attn, attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj,
+ln_f and the head weight), so torch_gpt/model.py needed no change; attention over the cache is
 written out (cached_attention says why it does not call F.scaled_dot_product_attention). The
 cache tensors live on the model's device and take the dtype the projections produce (bf16 or
 fp16 under autocast). Every computation runs under torch.inference_mode, entered per step
@@ -115,7 +115,8 @@ def forward_cached(
     """Logits of the new tokens idx (B,T), which follow the cache's positions; the cache grows
     by T. Shapes: idx (B,T) -> logits (B,T,V), or (B,1,V) with last_only. Eval-mode math (no
     dropout); the blocks of GPT.forward, with attention over the cached keys and values:
-    S[i, j] = q_i . K_j / sqrt(hs), masked for j > offset + i (see numpy_gpt/generation/generate.py)."""
+    S[i, j] = q_i . K_j / sqrt(hs), masked for j > offset + i
+    (see numpy_gpt/generation/generate.py)."""
     cfg = model.config
     B, T = idx.shape
     L = cache.length
@@ -219,8 +220,8 @@ def _float(logits: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode()
 def penalized_logits(logits: torch.Tensor, seen: torch.Tensor, config: SamplingConfig
                      ) -> torch.Tensor:
-    """Steps 1-3 of the contract (numpy_gpt/generation/sampling.py): logits (V,) after the repetition
-    penalty on `seen` (V,) bool and the vocab_limit mask."""
+    """Steps 1-3 of the contract (numpy_gpt/generation/sampling.py): logits (V,) after the
+    repetition penalty on `seen` (V,) bool and the vocab_limit mask."""
     out = _float(logits).clone()  # the caller's logits stay untouched
     r = config.repetition_penalty
     if r != 1.0:

@@ -83,7 +83,8 @@ def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
     return torch.compile(model) if enabled else model
 
 
-def autocast_slowdown(config: GPTConfig, dtype: str, batch_size: int, device: str | torch.device = "cpu",
+def autocast_slowdown(config: GPTConfig, dtype: str, batch_size: int,
+                      device: str | torch.device = "cpu",
                       repeats: int = 2) -> float:
     """How many times longer a forward+backward of a `config` GPT takes under `dtype` autocast
     than in float32 on `device`: best of `repeats` after a warm-up, on a seeded throwaway model

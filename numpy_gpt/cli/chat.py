@@ -6,10 +6,10 @@
 
 Type a message and the reply streams as it is generated, ending at the end-of-turn token.
 Commands: /reset, /temp X, /topk K, /topp P, /rep R, /max N, /greedy on|off, /help, /quit.
-A bad value is one line `error: /cmd VALUE: ...` saying what a value is, and changes nothing;
-a setting that has no effect while /greedy is on says so. Works with stdin a pipe (one
-message per line, ends at end of input). The conversation logic is numpy_gpt/generation/chat.py; this
-module only reads lines and prints (STYLE.md L3).
+A bad value is one line `error: /cmd VALUE: ...` saying what a value is, and changes nothing; a
+setting that has no effect while /greedy is on says so. Works with stdin a pipe (one message per
+line, ends at end of input). The conversation logic is numpy_gpt/generation/chat.py; this module
+only reads lines and prints (STYLE.md L3).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
     plot attention --ckpt DIR --prompt TEXT [--out PNG]   every layer and head's attention map
     plot training --run OUT_DIR [--out PNG]               loss + gradient norms + update ratios
 
-The logic lives in attention_maps.py and train_diagnostics.py; this file only parses flags.
+The logic lives in numpy_gpt/nn/attention_maps.py and numpy_gpt/training/diagnostics.py;
+this file only parses flags.
 """
 
 from __future__ import annotations

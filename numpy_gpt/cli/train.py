@@ -126,7 +126,7 @@ def run_locked(args: argparse.Namespace, out_dir: Path, stop: StopFlag) -> int:
     given = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(TrainConfig)}
     preset = args.preset or (None if args.config else DEFAULT_PRESET)
     name = args.preset or (Path(args.config).stem if args.config else DEFAULT_PRESET)
-    # Resolve and check everything before any file is written (train_plan's rule).
+    # Resolve and check everything before any file is written (training/plan.py's rule).
     state: dict[str, Any] = {}
     if args.resume:
         plan.refuse_settings_files_on_resume(args.preset, args.config, out_dir)

@@ -1,4 +1,5 @@
-"""prepare: raw text / CSV / JSON -> tokenizer + token files (the folder numpy_gpt.data.dataset reads).
+"""prepare: raw text / CSV / JSON -> tokenizer + token files, the folder that
+numpy_gpt.data.dataset reads.
 
 Input formats:
   text    plain UTF-8 text. Without `<|endoftext|>` markers it is one stream split by position
@@ -180,8 +181,8 @@ def infer_format(path: Path) -> str:
 
 def prepare(input: str | os.PathLike, out_dir: str | os.PathLike, **options: Any) -> Path:
     """Tokenize `input` into the prepared folder `out_dir` (prepare_unlocked's options), with
-    the folder locked: two runs preparing it at once take turns, and the second finds it up
-    to date (numpy_gpt.files.run_lock; it waits rather than fails)."""
+    the folder locked: two runs preparing it at once take turns, and the second finds it up to
+    date (numpy_gpt.files.run_lock; it waits rather than fails)."""
     with RunLock(out_dir, what="preparation", wait=True):
         return prepare_unlocked(input, out_dir, **options)
 
@@ -202,8 +203,8 @@ def prepare_unlocked(
     progress: bool = False,
     reuse: bool = False,
 ) -> Path:
-    """Tokenize `input` into the prepared folder `out_dir` (layout: numpy_gpt.data.dataset) and return
-    it. `tokenizer` is a kind to build from the input, or a ready Tokenizer (e.g. a
+    """Tokenize `input` into the prepared folder `out_dir` (layout: numpy_gpt.data.dataset)
+    and return it. `tokenizer` is a kind to build from the input, or a ready Tokenizer (e.g. a
     checkpoint's, for fine-tuning) used as it is. With `reuse`, a folder already prepared from
     the same bytes with the same settings is returned untouched."""
     path, out = Path(input), Path(out_dir)

@@ -1,7 +1,7 @@
 """Graded hints: level 1 is a nudge, level 2 the shapes and the plan, level 3 the equations.
 
 `exercise hint NAME --level K` shows levels 1..K. Level 3 is what docs/backprop.md derives;
-the learner never needs to open numpy_gpt/layers to finish.
+the learner never needs to open numpy_gpt/nn/layers to finish.
 """
 
 from __future__ import annotations

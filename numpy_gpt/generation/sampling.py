@@ -5,10 +5,10 @@
     for text in stream_text(generate(model, ids, config), tokenizer, config.stop_strings):
         print(text, end="", flush=True)
 
-What lives here: the settings (a validated frozen dataclass), prompt encoding and cropping,
-stop strings, and incremental text decoding for streaming. What does not: anything that
-touches logits. Temperature, top-k, top-p, the repetition penalty, softmax and the draw are
-written twice, with NumPy in numpy_gpt/generation/generate.py and with torch in torch_gpt/generate.py
+What lives here: the settings (a validated frozen dataclass), prompt encoding and cropping, stop
+strings, and incremental text decoding for streaming. What does not: anything that touches
+logits. Temperature, top-k, top-p, the repetition penalty, softmax and the draw are written
+twice, with NumPy in numpy_gpt/generation/generate.py and with torch in torch_gpt/generate.py
 (STYLE.md L2: a twin that reused the other's math would prove nothing).
 
 The sampling contract both twins implement (so that one seed gives one sample in either):

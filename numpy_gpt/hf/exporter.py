@@ -125,7 +125,7 @@ def export_hf(ckpt: str | os.PathLike, out: str | os.PathLike, *,
 
 def gpt_config_to_hf(config: GPTConfig, *, eot_id: int | None = None,
                      dtype: str = "float32") -> dict[str, Any]:
-    """GPT2Config's fields for `config` (the inverse of hf_import.hf_config_to_gpt)."""
+    """GPT2Config's fields for `config` (the inverse of importer.hf_config_to_gpt)."""
     return {
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",
@@ -157,7 +157,7 @@ def gpt_config_to_hf(config: GPTConfig, *, eot_id: int | None = None,
 
 def canonical_to_hf(params: dict[str, np.ndarray], config: GPTConfig) -> dict[str, np.ndarray]:
     """HF GPT-2 tensors from our params: the same names, Conv1D weights transposed to
-    (in, out), zero biases where bias=False (the inverse of hf_import.hf_to_canonical)."""
+    (in, out), zero biases where bias=False (the inverse of importer.hf_to_canonical)."""
     dtype = next(iter(params.values())).dtype
     tensors = {}
     for name, shape in param_shapes(config.replace(bias=True)).items():

@@ -229,7 +229,8 @@ class GPT:
         frees saved tensors, which lowers peak memory; the cache cannot be used again.
         """
         if cache.loss is None:
-            raise ValueError("backward needs a forward pass with targets (the loss to differentiate)")
+            raise ValueError("backward needs a forward pass with targets "
+                             "(the loss to differentiate)")
         cfg = self.config
         grads: dict[str, np.ndarray | None] = {}
         gelu_backward = gelu_tanh_backward if cfg.gelu == "tanh" else gelu_exact_backward

@@ -24,7 +24,8 @@ from ..nn.config import GPTConfig, unknown_fields
 @dataclass(frozen=True)
 class TrainConfig:
     # data
-    dataset: str = "shakespeare_char"  # a named dataset (numpy_gpt.data.datasets) or a prepared folder
+    dataset: str = "shakespeare_char"  # a named dataset (numpy_gpt.data.datasets) or a
+                                       # prepared folder
     data_dir: str | None = None  # the folder of the raw files (else $GPT_DATA_DIR, ./data, ...)
     tokenizer: str | None = None  # a named dataset's tokenizer kind; None = the dataset's own
     loss_on: str = "response"  # examples datasets: train on "response" tokens or "all"

@@ -6,10 +6,11 @@
     result = finetune(tcfg, dataset, Path("out/ft"), NUMPY, LoRAConfig(rank=8))  # numpy_gpt.twin
 
 What it adds to numpy_gpt.training.train (it does not loop itself):
-  * data: a named dataset is prepared with the *checkpoint's* tokenizer (out/data/<name>-<kind>-
-    <fingerprint>), so the ids mean what the model learned; a prepared folder must hold that
-    same tokenizer. Examples are padded batches with the loss on responses only by default
-    (chat_format, numpy_gpt.data.dataset.collate_examples): the format trained on is the chat prompt.
+  * data: a named dataset is prepared with the *checkpoint's* tokenizer
+    (out/data/<name>-<kind>-<fingerprint>), so the ids mean what the model learned; a prepared
+    folder must hold that same tokenizer. Examples are padded batches with the loss on responses
+    only by default (chat_format, numpy_gpt.data.dataset.collate_examples): the format trained
+    on is the chat prompt.
   * settings: the model's shape comes from the checkpoint; smaller learning rates, frequent
     evaluations and early stopping on the validation loss (patience) by default.
   * LoRA: a backend that trains only the adapters (LoRANumpyBackend here, its torch twin in

@@ -254,7 +254,7 @@ def train(
 
     rep.start(tcfg.max_iters, start)
     status, it = "done", start
-    diag: dict = {}  # gradient norms and update/weight ratios (train_diagnostics.py)
+    diag: dict = {}  # gradient norms and update/weight ratios (diagnostics.py)
     try:
         for it in range(start, tcfg.max_iters + 1):
             if should_stop():

@@ -81,7 +81,8 @@ def test_every_parser_refuses_abbreviated_flags():
     assert parser_calls_without_allow_abbrev() == []
     from numpy_gpt.cli.main import build_parser
 
-    builders = [lambda: build_parser(twin_named("numpy")), lambda: build_parser(twin_named("torch"))]
+    builders = [lambda: build_parser(twin_named("numpy")),
+                lambda: build_parser(twin_named("torch"))]
     for module in ("parity.cli", "bench.cli"):
         mod = pytest.importorskip(module)
         builders.append(mod.build_parser)

@@ -1,5 +1,6 @@
-"""Batched generation (numpy_gpt/generation/batch_generate.py, torch_gpt/batch_generate.py): B prompts of
-different lengths decoded together give, row by row, exactly the tokens of generate() alone.
+"""Batched generation (numpy_gpt/generation/batch_generate.py, torch_gpt/batch_generate.py):
+B prompts of different lengths decoded together give, row by row, exactly the tokens of
+generate() alone.
 
 The cross-twin rows are parity cases (generate/batched-*); here each twin against its own
 single-sequence generate(), the stop and crop edges, the fake-CuPy run, and the settings.

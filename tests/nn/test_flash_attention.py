@@ -1,4 +1,5 @@
-"""The tiled attention (numpy_gpt/nn/layers/flash_attention.py) against the full one, and its config.
+"""The tiled attention (numpy_gpt/nn/layers/flash_attention.py) against the full one,
+and its config.
 
 Finite differences of the tiled layer run with every other layer's in test_layers.py (the
 cases attention_tiled* of numpy_gpt.nn.gradcheck: odd T, T not a multiple of the tile, T=1,

@@ -154,7 +154,8 @@ def test_load_rejects_mismatched_shapes(tmp_path):
     bigger = GPT(TINY.replace(vocab_size=12), seed=0)
     # a config.json that says V=12 next to weights for V=11
     (tmp_path / "a" / "config.json").write_text(
-        (tmp_path / "a" / "config.json").read_text().replace('"vocab_size": 11', '"vocab_size": 12'))
+        (tmp_path / "a" / "config.json").read_text().replace('"vocab_size": 11',
+                                                             '"vocab_size": 12'))
     with pytest.raises(CheckpointError, match="shape"):
         GPT.load(tmp_path / "a")
     assert bigger.params["transformer.wte.weight"].shape == (12, 8)

@@ -28,8 +28,8 @@ def test_sharded_equals_one_pass_with_ignored_targets_and_dropout(threads):
     assert loss == pytest.approx(ref_loss, rel=1e-13)
     for k in ref:
         np.testing.assert_allclose(grads[k], ref[k], rtol=1e-11, atol=1e-14, err_msg=k)
-    assert ShardedStep(model, threads, always=True).loss(x, y) == pytest.approx(model.forward(x, y)[1],
-                                                                   rel=1e-13)
+    assert (ShardedStep(model, threads, always=True).loss(x, y)
+            == pytest.approx(model.forward(x, y)[1], rel=1e-13))
 
 
 def test_shard_weights_skip_a_shard_with_nothing_to_count():

@@ -139,7 +139,8 @@ def test_disk_full_in_the_torch_twin(data, tmp_path, monkeypatch, capsys):
     """The torch twin writes the same checkpoint folders through the same code: the same line,
     and its resume ends where its undisturbed run ends."""
     pytest.importorskip("torch")
-    assert main(["train", *flags(data, tmp_path / "ref"), "--no-plot"], twin=twin_named("torch")) == 0
+    assert main(["train", *flags(data, tmp_path / "ref"), "--no-plot"],
+                twin=twin_named("torch")) == 0
     out = tmp_path / "run"
     monkeypatch.setattr(checkpoint, "save_file", fail_on_call(4, disk_full(),
                                                               checkpoint.save_file))
@@ -148,7 +149,8 @@ def test_disk_full_in_the_torch_twin(data, tmp_path, monkeypatch, capsys):
     assert line.startswith(f"error: cannot write {out / 'last/model.safetensors'}: {ENOSPC}; "
                            f"the checkpoint at iteration 0 in {out / 'last'} is intact")
     monkeypatch.undo()
-    assert main(["train", *flags(data, out), "--no-plot", "--resume"], twin=twin_named("torch")) == 0
+    assert main(["train", *flags(data, out), "--no-plot", "--resume"],
+                twin=twin_named("torch")) == 0
     same_params(load_checkpoint(out / "last")[1], load_checkpoint(tmp_path / "ref" / "last")[1])
 
 

@@ -98,7 +98,8 @@ def test_lora_trains_only_the_adapters_and_merges(tiny_chat, tmp_path, backend: 
     with pytest.raises(ValueError, match=r"holds the frozen base weights of a LoRA run, not the "
                                          r"fine-tuned model: chat with the run's merged folder"):
         ChatSession.load(twin_named(backend), tmp_path / "run" / "best")
-    session = ChatSession.load(twin_named(backend), tmp_path / "run" / "best", adapter=result.adapter_dir)
+    session = ChatSession.load(twin_named(backend), tmp_path / "run" / "best",
+                               adapter=result.adapter_dir)
     assert session.template_source == "as recorded by the adapter" and not session.notices
 
 
@@ -138,7 +139,8 @@ def test_cli_full_and_lora_runs(tiny_chat, tmp_path, capsys) -> None:
     folder, ckpt = tiny_chat
     common = ["--ckpt", str(ckpt), "--dataset", str(folder), "--max-iters", "4",
               "--eval-interval", "2", "--eval-iters", "1", "--batch-size", "2", "--no-plot"]
-    assert main(["finetune", *common, "--out", str(tmp_path / "full")], twin=twin_named("numpy")) == 0
+    assert main(["finetune", *common, "--out", str(tmp_path / "full")],
+                twin=twin_named("numpy")) == 0
     assert (tmp_path / "full" / "best").is_dir() and not (tmp_path / "full" / "merged").exists()
     assert main(["finetune", *common, "--out", str(tmp_path / "lora"), "--lora",
                  "--lora-rank", "2", "--lora-targets", "c_fc"], twin=twin_named("torch")) == 0

@@ -41,10 +41,12 @@ LossFn = Callable[[np.ndarray, np.ndarray], float]
 
 class Twin:
     """The interface; each method says what it must do. `name` appears in messages and in
-    default output folders (out/<preset>-<name>); `package` is what `python -m` runs."""
+    default output folders (out/<preset>-<name>); `package` is what `python -m` runs and
+    `command` the console script pyproject.toml installs for it."""
 
     name: str = ""
     package: str = ""
+    command: str = ""
     title: str = ""  # in the command line's description
     commands: frozenset[str] | None = None  # the subcommands offered; None: all of them
 
@@ -103,7 +105,7 @@ class Twin:
 class NumpyTwin(Twin):
     """numpy_gpt itself: float32 or float64, on the CPU (both cores) or on CuPy."""
 
-    name, package, title = "numpy", "numpy_gpt", "NumPy reference"
+    name, package, command, title = "numpy", "numpy_gpt", "numpy-gpt", "NumPy reference"
     commands = None  # all of them, gradcheck, exercise and plot included
     train_backend = staticmethod(numpy_backend)
 

@@ -27,7 +27,7 @@ from .train import torch_backend
 class TorchTwin(Twin):
     """torch_gpt: float32/float64 parameters or bf16/fp16 autocast, on cpu, cuda or mps."""
 
-    name, package, title = "torch", "torch_gpt", "PyTorch"
+    name, package, command, title = "torch", "torch_gpt", "torch-gpt", "PyTorch"
     commands = frozenset({"prepare", "train", "sample", "eval", "chat", "finetune", "export"})
     train_backend = staticmethod(torch_backend)
 

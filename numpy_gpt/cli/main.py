@@ -48,10 +48,9 @@ def machine_faults() -> tuple[type[BaseException], ...]:
 
 
 def build_parser(twin: Twin = NUMPY) -> argparse.ArgumentParser:
-    command = f"{twin.name}-gpt"  # the console script pyproject.toml installs
     called = os.path.basename(sys.argv[0]) if sys.argv else ""
     parser = argparse.ArgumentParser(
-        prog=command if called == command else f"python -m {twin.package}",
+        prog=twin.command if called == twin.command else f"python -m {twin.package}",
         allow_abbrev=False,  # `--lr` must not quietly mean --lr-decay-iters
         description=f"GPT from scratch ({twin.title} twin): prepare data, train, sample, "
                     "evaluate, chat.",

@@ -29,7 +29,7 @@ from .sampling import (
     stream_text,
 )
 
-if TYPE_CHECKING:  # a twin is handed in; numpy_gpt.twin imports this module
+if TYPE_CHECKING:  # a twin is handed in; numpy_gpt.twin sits above generation/
     from ..twin import Twin
 
 # nanoGPT sample.py's defaults

@@ -1,5 +1,13 @@
 """Entry point of `python -m parity` (the flags are documented in parity/cli.py)."""
 
-from .cli import main
+import sys
+
+try:
+    from .cli import main
+except ModuleNotFoundError as e:  # parity holds numpy_gpt against torch_gpt: it needs both
+    if e.name != "torch":
+        raise
+    sys.exit("error: parity compares numpy_gpt with torch_gpt and needs PyTorch, which is not "
+             "installed: pip install '.[torch]' (torch==2.13.0)")
 
 raise SystemExit(main())

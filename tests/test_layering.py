@@ -9,6 +9,7 @@ importing torch, torch_gpt or transformers fails.
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import subprocess
 import sys
@@ -43,6 +44,7 @@ class Import:
         return f"{self.path.as_posix()}:{self.line}"
 
 
+@functools.cache  # the tree does not change during a test session; parsed once
 def module_files() -> dict[str, Path]:
     """Every module of the four packages -> its file (relative to ROOT); a package's
     __init__.py is the module named by the package."""
@@ -108,7 +110,8 @@ class _ImportCollector(ast.NodeVisitor):
         self._add(node, names)
 
 
-def collect_imports() -> list[Import]:
+@functools.cache
+def collect_imports() -> tuple[Import, ...]:
     files = module_files()
     known = set(files)
     imports: list[Import] = []
@@ -117,7 +120,7 @@ def collect_imports() -> list[Import]:
         collector = _ImportCollector(module, path, path.name == "__init__.py", known)
         collector.visit(tree)
         imports += collector.imports
-    return imports
+    return tuple(imports)
 
 
 def _ancestors(module: str) -> set[str]:
@@ -125,7 +128,7 @@ def _ancestors(module: str) -> set[str]:
     return {".".join(parts[:i]) for i in range(1, len(parts))}
 
 
-def import_graph(imports: list[Import]) -> dict[str, dict[str, Import]]:
+def import_graph(imports: tuple[Import, ...]) -> dict[str, dict[str, Import]]:
     """module -> {imported module: the first import line that imports it}, modules of the
     four packages only. `import a.b.c` also runs a/__init__ and a/b/__init__, so those are
     edges too, except to the importer's own ancestor packages: importing a sibling already

@@ -16,6 +16,18 @@ from typing import Any
 
 GELU_KINDS = ("tanh", "exact")
 ATTENTION_KINDS = ("auto", "full", "tiled")
+# The Llama family's choices (DESIGN.md "GPTConfig"); the first of each is GPT-2's
+NORM_KINDS = ("layernorm", "rmsnorm")
+POSITION_KINDS = ("learned", "rope")
+# RoPE's pair layout: "halves" rotates (x[i], x[i + hs/2]) (Hugging Face / GPT-NeoX rotate_half),
+# "interleaved" rotates (x[2i], x[2i+1]) (Meta's original and llama2.c's complex pairs). The two
+# are different models with the same weights (a permutation of each head's q and k rows apart).
+ROPE_LAYOUTS = ("halves", "interleaved")
+MLP_KINDS = ("gelu", "swiglu")
+# SwiGLU's default hidden width, Meta's and llama2.c's rule: int(2/3 * 4C) rounded up to a
+# multiple of SWIGLU_MULTIPLE_OF (llama2.c's default 32: C=288 -> 768, C=128 -> 352). Three
+# matrices of 8/3 C keep the parameter count of GELU's two of 4C.
+SWIGLU_MULTIPLE_OF = 32
 # "auto" runs the tiled attention (numpy_gpt/nn/layers/flash_attention.py) for sequences longer
 # than this, the full one (layers/attention.py) up to it; with attention_tile None the tiles
 # are AUTO_TILE_SHORT rows up to T = AUTO_TILE_SHORT_MAX_T, AUTO_TILE_LONG above (measured:
@@ -47,6 +59,15 @@ class GPTConfig:
     # without these fields load with the defaults.
     attention: str = "auto"
     attention_tile: int | None = None  # rows per query/key tile; None: by T (see above)
+    # The Llama family (DESIGN.md; ARCHITECTURES below names the usual combinations). The
+    # defaults are GPT-2's, so a checkpoint written before these fields loads unchanged.
+    norm: str = "layernorm"  # "rmsnorm": weight only, no bias, no mean (eps = layer_norm_eps)
+    position: str = "learned"  # "rope": rotary embeddings on q and k, no wpe table
+    rope_theta: float = 10000.0  # RoPE's base: pair i turns by pos * theta^(-2i/hs)
+    rope_layout: str = "halves"  # RoPE's pairs: "halves" (Hugging Face) | "interleaved" (Meta)
+    mlp: str = "gelu"  # "swiglu": c_proj(silu(c_gate(x)) * c_fc(x))
+    ffn_hidden: int | None = None  # MLP hidden width F; None: 4C (gelu), Meta's 8/3 C (swiglu)
+    n_kv_head: int | None = None  # key/value heads (grouped-query); None: n_head; 1: multi-query
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -87,6 +108,37 @@ class GPTConfig:
                 "kernel keeps no (T, T) attention-dropout mask; use attention='auto' (full "
                 "attention while dropout is on) or dropout=0"
             )
+        self._check_llama_fields()
+
+    def _check_llama_fields(self) -> None:
+        """The Llama family's fields (norm ... n_kv_head), each error naming field and fix."""
+        for name, kinds in (("norm", NORM_KINDS), ("position", POSITION_KINDS),
+                            ("rope_layout", ROPE_LAYOUTS), ("mlp", MLP_KINDS)):
+            if getattr(self, name) not in kinds:
+                raise ConfigError(f"GPTConfig.{name} must be one of {kinds}, "
+                                  f"got {getattr(self, name)!r}")
+        theta = self.rope_theta
+        if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 0:
+            raise ConfigError(f"GPTConfig.rope_theta must be a number > 0 (Llama: 10000), "
+                              f"got {theta!r}")
+        for name in ("ffn_hidden", "n_kv_head"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise ConfigError(f"GPTConfig.{name} must be an integer >= 1 or None (the "
+                                  f"default), got {value!r}")
+        if self.n_head % self.kv_heads != 0:
+            raise ConfigError(
+                f"GPTConfig.n_kv_head ({self.n_kv_head}) must divide n_head ({self.n_head}): "
+                "each key/value head serves a whole group of query heads; pick a divisor "
+                f"of {self.n_head}"
+            )
+        if self.position == "rope" and self.head_size % 2 != 0:
+            raise ConfigError(
+                f"GPTConfig.position='rope' needs an even head size, got n_embd/n_head = "
+                f"{self.n_embd}/{self.n_head} = {self.head_size} (RoPE turns pairs of "
+                "coordinates); change n_embd or n_head"
+            )
 
     def tiled_attention(self, T: int, p: float = 0.0) -> bool:
         """Whether numpy_gpt runs the tiled kernel for a length-T forward with dropout p."""
@@ -104,6 +156,45 @@ class GPTConfig:
     def head_size(self) -> int:
         return self.n_embd // self.n_head
 
+    @property
+    def kv_heads(self) -> int:
+        """The number of key/value heads: n_kv_head, or n_head when it is None."""
+        return self.n_head if self.n_kv_head is None else self.n_kv_head
+
+    @property
+    def ffn_width(self) -> int:
+        """The MLP's hidden width F: ffn_hidden when given; else 4C for GELU, and for SwiGLU
+        int(2/3 * 4C) rounded up to a multiple of SWIGLU_MULTIPLE_OF (Meta's, llama2.c's)."""
+        if self.ffn_hidden is not None:
+            return self.ffn_hidden
+        if self.mlp == "gelu":
+            return 4 * self.n_embd
+        m = SWIGLU_MULTIPLE_OF
+        return -(-int(2 * 4 * self.n_embd / 3) // m) * m
+
+    @property
+    def arch(self) -> str:
+        """"gpt2" or "llama" when the block's structure (norm, position, mlp) is that
+        name's, whatever the biases, head tying or grouping; else "custom"."""
+        for name in ARCHITECTURES:
+            fields = arch_fields(name, self.n_head)
+            if all(getattr(self, k) == fields[k] for k in ("norm", "position", "mlp")):
+                return name
+        return "custom"
+
+    def describe_arch(self) -> str:
+        """The architecture in one line, for the shape header of every command, e.g.
+        'llama (rmsnorm, rope halves theta 10000, swiglu F=352, 4 q / 2 kv heads, no bias,
+        untied head)'."""
+        position = "learned positions" if self.position == "learned" else (
+            f"rope {self.rope_layout} theta {self.rope_theta:g}")
+        mlp = f"{'gelu ' + self.gelu if self.mlp == 'gelu' else 'swiglu'} F={self.ffn_width}"
+        heads = (f"{self.n_head} heads" if self.kv_heads == self.n_head
+                 else f"{self.n_head} q / {self.kv_heads} kv heads")
+        parts = [self.norm, position, mlp, heads, "bias" if self.bias else "no bias",
+                 "tied head" if self.tie_weights else "untied head"]
+        return f"{self.arch} ({', '.join(parts)})"
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -119,6 +210,30 @@ class GPTConfig:
         return dataclasses.replace(self, **changes)
 
 
+# --arch NAME: the usual combination of the architecture fields (every flag still overrides).
+ARCHITECTURES = ("gpt2", "llama")
+
+
+def arch_fields(arch: str, n_head: int) -> dict[str, Any]:
+    """The GPTConfig fields that `--arch NAME` sets, for a model of n_head heads.
+
+    gpt2: LayerNorm, learned positions, GELU MLP of 4C, biases, head tied to wte.
+    llama: RMSNorm (eps 1e-5, Llama 2's), RoPE (theta 10000, halves as Hugging Face),
+    SwiGLU of Meta's 8/3 C, no biases, an untied head, and grouped-query attention with
+    n_head/2 key/value heads when n_head is even (else one per query head), so the default
+    Llama run exercises the grouping; --n-kv-head picks any divisor of n_head.
+    """
+    if arch == "gpt2":
+        return {"norm": "layernorm", "position": "learned", "mlp": "gelu", "bias": True,
+                "tie_weights": True, "n_kv_head": None, "ffn_hidden": None}
+    if arch == "llama":
+        return {"norm": "rmsnorm", "position": "rope", "rope_theta": 10000.0,
+                "rope_layout": "halves", "mlp": "swiglu", "bias": False, "tie_weights": False,
+                "layer_norm_eps": 1e-5, "ffn_hidden": None,
+                "n_kv_head": n_head // 2 if n_head % 2 == 0 else n_head}
+    raise ConfigError(f"unknown architecture {arch!r}; valid: {', '.join(ARCHITECTURES)}")
+
+
 def unknown_fields(cls: type, keys: Iterable[str]) -> tuple[list[str], list[str]]:
     """(the keys that name no field of dataclass `cls`, its field names), both sorted: what a
     strict from_dict or settings check reports before building `cls`."""
@@ -131,34 +246,33 @@ def param_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
 
     Both twins build exactly these keys; checkpoints store exactly these tensors.
     """
-    C, V = config.n_embd, config.vocab_size
-    shapes: dict[str, tuple[int, ...]] = {
-        "transformer.wte.weight": (V, C),
-        "transformer.wpe.weight": (config.block_size, C),
-    }
+    C, V, F = config.n_embd, config.vocab_size, config.ffn_width
+    QKV = (config.n_head + 2 * config.kv_heads) * config.head_size  # = 3C without grouping
+    shapes: dict[str, tuple[int, ...]] = {"transformer.wte.weight": (V, C)}
+    if config.position == "learned":  # RoPE has no table: positions turn q and k instead
+        shapes["transformer.wpe.weight"] = (config.block_size, C)
+
+    def linear(name: str, n_out: int, n_in: int) -> None:
+        shapes[name + ".weight"] = (n_out, n_in)
+        if config.bias:
+            shapes[name + ".bias"] = (n_out,)
+
+    def norm(name: str) -> None:  # RMSNorm has a weight only, whatever config.bias says
+        shapes[name + ".weight"] = (C,)
+        if config.bias and config.norm == "layernorm":
+            shapes[name + ".bias"] = (C,)
+
     for i in range(config.n_layer):
         p = f"transformer.h.{i}."
-        shapes[p + "ln_1.weight"] = (C,)
-        if config.bias:
-            shapes[p + "ln_1.bias"] = (C,)
-        shapes[p + "attn.c_attn.weight"] = (3 * C, C)
-        if config.bias:
-            shapes[p + "attn.c_attn.bias"] = (3 * C,)
-        shapes[p + "attn.c_proj.weight"] = (C, C)
-        if config.bias:
-            shapes[p + "attn.c_proj.bias"] = (C,)
-        shapes[p + "ln_2.weight"] = (C,)
-        if config.bias:
-            shapes[p + "ln_2.bias"] = (C,)
-        shapes[p + "mlp.c_fc.weight"] = (4 * C, C)
-        if config.bias:
-            shapes[p + "mlp.c_fc.bias"] = (4 * C,)
-        shapes[p + "mlp.c_proj.weight"] = (C, 4 * C)
-        if config.bias:
-            shapes[p + "mlp.c_proj.bias"] = (C,)
-    shapes["transformer.ln_f.weight"] = (C,)
-    if config.bias:
-        shapes["transformer.ln_f.bias"] = (C,)
+        norm(p + "ln_1")
+        linear(p + "attn.c_attn", QKV, C)
+        linear(p + "attn.c_proj", C, C)
+        norm(p + "ln_2")
+        if config.mlp == "swiglu":
+            linear(p + "mlp.c_gate", F, C)
+        linear(p + "mlp.c_fc", F, C)
+        linear(p + "mlp.c_proj", C, F)
+    norm("transformer.ln_f")
     if not config.tie_weights:
         shapes["lm_head.weight"] = (V, C)
     return shapes

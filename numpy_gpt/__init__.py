@@ -11,10 +11,7 @@ exercises/ (write the backward passes yourself); twin.py is what the shared pipe
 from a twin.
 """
 
-from . import _moved
 from .nn.config import ConfigError, GPTConfig
 from .nn.model import GPT
-
-_moved.install()  # the first, flat layout's module paths keep working (numpy_gpt/_moved.py)
 
 __all__ = ["GPT", "ConfigError", "GPTConfig"]

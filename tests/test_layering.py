@@ -358,7 +358,7 @@ def _folder(module: str) -> str | None:
 
 
 def test_numpy_gpt_folders_import_downward() -> None:
-    found = {_folder(m) for m in module_files()} - {None, "__main__", "_moved"}
+    found = {_folder(m) for m in module_files()} - {None, "__main__"}
     assert found == set(LAYERS), f"folders not placed in LAYERS: {found ^ set(LAYERS)}"
     bad = {}  # one line per import statement and folder
     for imp in _reference_imports():
@@ -379,28 +379,19 @@ def test_torch_gpt_imports_no_harnesses() -> None:
     assert not bad, "torch_gpt imports parity, bench or tests:\n" + "\n".join(bad)
 
 
-def test_the_flat_layouts_module_paths_still_import() -> None:
-    """numpy_gpt/_moved.py: an old path gives the very module of its new home (one copy, its
-    own name and spec), submodules of moved packages included; DESIGN.md's imports work."""
+def test_design_imports_work_and_the_flat_layout_is_gone() -> None:
+    """DESIGN.md's imports work; the first, flat layout's module paths do not (the folders are
+    the only map: no alias finder, no second name for a module)."""
     import importlib
 
     from numpy_gpt import GPT, GPTConfig  # noqa: F401  (DESIGN.md)
-    from numpy_gpt._moved import MOVED
     from numpy_gpt.data import TokenDataset
     from numpy_gpt.tokenizers import GPT2Tokenizer, load_tokenizer  # noqa: F401  (DESIGN.md)
 
-    for old, new in MOVED.items():
-        if old in ("data", "cli"):  # folders now under the same name
-            continue
-        module = importlib.import_module(f"numpy_gpt.{old}")
-        assert module is importlib.import_module(f"numpy_gpt.{new}"), old
-        assert module.__name__ == module.__spec__.name == f"numpy_gpt.{new}"
-    from numpy_gpt.layers.linear import linear_backward
-
-    from numpy_gpt.nn.layers import linear
-
-    assert linear_backward is linear.linear_backward
     assert TokenDataset.__module__ == "numpy_gpt.data.dataset"
+    for old in ("model", "train_config", "layers", "train_cli", "hf_export", "safe_io"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(f"numpy_gpt.{old}")
 
 
 # --- behavioural tests: the CLI with torch missing -----------------------------------------------

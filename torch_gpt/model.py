@@ -39,6 +39,7 @@ from torch.nn import functional as F
 from numpy_gpt.nn import checkpoint
 from numpy_gpt.nn.config import GPTConfig
 from numpy_gpt.nn.device import to_numpy
+from numpy_gpt.nn.init_spec import init_rules
 
 IGNORE_INDEX = -100
 ATTN_IMPLS = ("sdpa", "manual")
@@ -182,8 +183,10 @@ class GPT(nn.Module):
     """The PyTorch twin. `GPT(config, attn=..., seed=..., device=..., dtype=...)`.
 
     Parameters are created on the meta device, materialised on the CPU, initialised there
-    with a seeded torch.Generator (never the global RNG; drawn in float64 then cast, like
-    numpy_gpt, so one seed gives the same model in either dtype) and then moved to `device`.
+    and then moved to `device`. The init is numpy_gpt's scheme (numpy_gpt.nn.init_spec): one
+    np.random.Generator(seed), never the global RNG, drawn parameter by parameter in canonical
+    order in float64 and then cast, so one seed gives bit-identical initial weights in both
+    twins and the same model in either dtype.
     `init=False` skips initialisation (for loaders that overwrite every parameter).
     """
 
@@ -213,25 +216,27 @@ class GPT(nn.Module):
         self.to(as_dtype(dtype))
         if init:
             self.to_empty(device="cpu")
-            self._init_weights(torch.Generator().manual_seed(seed))
+            self._init_weights(np.random.default_rng(seed))
             self.to(device)
         else:
             self.to_empty(device=device)
 
     @torch.no_grad()
-    def _init_weights(self, generator: torch.Generator) -> None:
-        """GPT-2 init: N(0, 0.02) weights and embeddings, residual projections (c_proj)
-        N(0, 0.02/sqrt(2 n_layer)), zero biases, LayerNorm ones/zeros. Ref: nanoGPT."""
-        resid_std = 0.02 / math.sqrt(2 * self.config.n_layer)
-        for name, p in self.named_parameters():
-            if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
-                p.fill_(1.0)
-            elif name.endswith(".bias"):
-                p.zero_()
+    def _init_weights(self, rng: np.random.Generator) -> None:
+        """GPT-2 init by the shared rules (numpy_gpt.nn.init_spec: N(0, 0.02) weights and
+        embeddings, residual projections c_proj N(0, 0.02/sqrt(2 n_layer)), zero biases, norm
+        weights one), drawn from NumPy's generator in canonical order (the order of the draws
+        is what makes the values numpy_gpt's) in float64, then cast. Ref: nanoGPT."""
+        params, rules = dict(self.named_parameters()), init_rules(self.config)
+        if params.keys() != rules.keys():  # every parameter drawn, none left uninitialised
+            raise RuntimeError(f"torch_gpt's parameters {sorted(params.keys() ^ rules.keys())} "
+                               "are not numpy_gpt's param_shapes")
+        for name, rule in rules.items():
+            p = params[name]
+            if rule.kind == "normal":
+                p.copy_(torch.from_numpy(rng.normal(0.0, rule.std, size=tuple(p.shape))))
             else:
-                std = resid_std if name.endswith("c_proj.weight") else 0.02
-                w = torch.empty(p.shape, dtype=torch.float64)
-                p.copy_(w.normal_(0.0, std, generator=generator))
+                p.fill_(1.0 if rule.kind == "ones" else 0.0)
 
     def forward(
         self,

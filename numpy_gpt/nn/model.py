@@ -25,7 +25,6 @@ Ref: nanoGPT model.py; llm.c train_gpt2.c gpt2_forward/gpt2_backward.
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any, NamedTuple
 
@@ -34,6 +33,7 @@ import numpy as np
 from . import checkpoint
 from .config import GPTConfig, dropout_mask_shapes, param_shapes
 from .device import DEVICES, array_module, to_numpy
+from .init_spec import init_rules
 from .layers import (
     FlashAttentionCache,
     attention_backward,
@@ -392,22 +392,19 @@ class GPT:
 
 def init_params(config: GPTConfig, dtype: np.dtype, rng: np.random.Generator
                 ) -> dict[str, np.ndarray]:
-    """GPT-2 initialization: N(0, 0.02) for weights and embeddings, residual projections
-    (attn.c_proj, mlp.c_proj) N(0, 0.02/sqrt(2 n_layer)), zero biases, LayerNorm 1 and 0.
-
-    Draws in float64 then casts, so one seed gives the same model in float32 and float64.
+    """GPT-2 initialization by init_spec's rules (N(0, 0.02) weights and embeddings, residual
+    projections N(0, 0.02/sqrt(2 n_layer)), zero biases, norm weights one), drawn from `rng`
+    in canonical order in float64 and then cast: the scheme torch_gpt draws by too, so one
+    seed gives one model in either twin and in float32 or float64.
     Ref: GPT-2 paper §2.3; nanoGPT GPT._init_weights.
     """
-    resid_std = 0.02 / math.sqrt(2 * config.n_layer)
+    rules = init_rules(config)
     params = {}
     for name, shape in param_shapes(config).items():
-        if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
-            value = np.ones(shape)
-        elif name.endswith(".bias"):
-            value = np.zeros(shape)
-        elif name.endswith("c_proj.weight"):
-            value = rng.normal(0.0, resid_std, size=shape)
+        rule = rules[name]
+        if rule.kind == "normal":
+            value = rng.normal(0.0, rule.std, size=shape)
         else:
-            value = rng.normal(0.0, 0.02, size=shape)
+            value = np.ones(shape) if rule.kind == "ones" else np.zeros(shape)
         params[name] = value.astype(dtype)
     return params

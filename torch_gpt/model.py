@@ -4,6 +4,15 @@
     Block:  x = x + attn.resid_dropout(attn.c_proj(attention(attn.c_attn(ln_1(x)))))
             x = x + mlp.dropout(mlp.c_proj(gelu(mlp.c_fc(ln_2(x)))))
 
+Llama-shaped blocks are the same classes with other choices (GPTConfig.norm, position, mlp,
+n_kv_head; DESIGN.md): RMSNorm (nn.RMSNorm, weight only) for ln_1/ln_2/ln_f; no wpe, and
+rotary embeddings applied to q and k (apply_rope: "halves" = Hugging Face's rotate_half,
+"interleaved" = Meta's / llama2.c's complex pairs; the cos/sin tables are built once per
+model in float64 and sliced by position, so a KV cache passes its offset); a SwiGLU MLP
+c_proj(silu(c_gate(x)) * c_fc(x)); grouped-query attention, c_attn producing NH query heads
+and n_kv_head key/value heads (SDPA with enable_gqa; the written-out path repeats K/V, which
+is fine here: only numpy_gpt must not copy them).
+
 Modules are named so that `state_dict()` has exactly numpy_gpt's parameter names and shapes
 (DESIGN.md). The tied head is a functional F.linear with wte's weight, so `lm_head.weight` is
 absent from `state_dict()` when tied, as in numpy_gpt (nanoGPT instead aliases the Parameter
@@ -22,7 +31,9 @@ seed it in the training script). For exact comparisons pass `dropout_masks` (boo
 by the site names of numpy_gpt.nn.config.dropout_mask_shapes), which replace the random ones.
 
 Deliberately omits: KV-cache generation (generate.py), the optimizer (optim.py).
-Ref: nanoGPT model.py; HF transformers GPT2LMHeadModel; Radford et al. 2019 (GPT-2).
+Ref: nanoGPT model.py; HF transformers GPT2LMHeadModel and LlamaForCausalLM; Radford et al.
+2019 (GPT-2); Su et al. 2021 (RoPE); Shazeer 2020 (SwiGLU); Ainslie et al. 2023 (GQA);
+llama2.c model.py (interleaved RoPE).
 """
 
 from __future__ import annotations
@@ -88,6 +99,45 @@ class LayerNorm(nn.LayerNorm):
         super().__init__(ndim, eps=eps, bias=bias)
 
 
+def make_norm(config: GPTConfig) -> nn.Module:
+    """ln_1 / ln_2 / ln_f: LayerNorm (GPT-2), or nn.RMSNorm y = w * x / sqrt(mean(x^2) + eps)
+    (Llama; a weight only, whatever config.bias says, as numpy_gpt's param_shapes)."""
+    if config.norm == "rmsnorm":
+        return nn.RMSNorm(config.n_embd, eps=config.layer_norm_eps)
+    return LayerNorm(config.n_embd, config.bias, config.layer_norm_eps)
+
+
+# ---------------------------------------------------------------------- rotary embeddings
+
+
+def rope_tables(config: GPTConfig, device: str | torch.device = "cpu"
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of every (position, pair) angle, (block_size, hs/2) float64 each:
+    angle[p, i] = p * theta^(-2i/hs), pair i turning coordinates (i, i + hs/2) ("halves") or
+    (2i, 2i+1) ("interleaved"); the same frequencies in both layouts."""
+    hs = config.head_size
+    inv_freq = config.rope_theta ** (-torch.arange(0, hs, 2, dtype=torch.float64) / hs)
+    angles = torch.arange(config.block_size, dtype=torch.float64)[:, None] * inv_freq
+    return angles.cos().to(device), angles.sin().to(device)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: str
+               ) -> torch.Tensor:
+    """Turn each pair of x's last axis by its angle. Shapes: x (..., T, hs); cos, sin
+    broadcastable to (..., T, hs/2) (the rows of the positions x holds) -> (..., T, hs).
+    halves: (x1, x2) = x's two halves -> (x1 cos - x2 sin, x2 cos + x1 sin), HF's
+    q * cos + rotate_half(q) * sin; interleaved: the same on (x[2i], x[2i+1]), llama2.c's."""
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    if layout == "halves":
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+    xe, xo = x[..., 0::2], x[..., 1::2]
+    return torch.stack((xe * cos - xo * sin, xe * sin + xo * cos), dim=-1).flatten(-2)
+
+
+Rope = tuple[torch.Tensor, torch.Tensor] | None  # (cos, sin) rows for the positions, or None
+
+
 def causal_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -99,17 +149,23 @@ def causal_attention(
 ) -> torch.Tensor:
     """softmax(q k^T / sqrt(hs) + causal mask) [dropout] v, per head.
 
-    Shapes: q, k, v (B,NH,T,hs) -> y (B,NH,T,hs). `dropout` is the attention-dropout module
-    (its p and train mode apply); `dropout_mask` (B,NH,T,T) bool needs attn="manual".
+    Shapes: q (B,NH,T,hs), k, v (B,KV,T,hs) -> y (B,NH,T,hs); KV divides NH, query head h
+    reads key/value head h // (NH/KV) (grouped-query attention; KV = NH is plain multi-head).
+    `dropout` is the attention-dropout module (its p and train mode apply); `dropout_mask`
+    (B,NH,T,T) bool needs attn="manual".
     """
     p = dropout.p if dropout is not None and dropout.training else 0.0
+    group = q.size(1) // k.size(1)
     if attn == "sdpa":
         if dropout_mask is not None and p > 0.0:
             raise ValueError(
                 "an injected attention-dropout mask needs attn='manual' "
                 "(scaled_dot_product_attention draws its own dropout)"
             )
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True,
+                                              enable_gqa=group > 1)
+    if group > 1:  # (B,KV,T,hs) -> (B,NH,T,hs): each key/value head once per query head
+        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
     T = q.size(-2)
     att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B,NH,T,T)
     future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
@@ -121,26 +177,43 @@ def causal_attention(
 
 
 class CausalSelfAttention(nn.Module):
-    """Fused q,k,v projection (c_attn), causal multi-head attention, output projection."""
+    """Fused q,k,v projection (c_attn), causal multi-head attention, output projection.
+
+    c_attn's rows are q (NH heads), then k and v (n_kv_head heads each): 3C rows without
+    grouping, (NH + 2 KV) hs with it. With RoPE, q and k are turned after the split."""
 
     def __init__(self, config: GPTConfig, attn: str = "sdpa"):
         super().__init__()
         if attn not in ATTN_IMPLS:
             raise ValueError(f"attn must be one of {ATTN_IMPLS}, got {attn!r}")
-        C = config.n_embd
-        self.n_head = config.n_head
+        C, hs = config.n_embd, config.head_size
+        self.n_head, self.n_kv_head, self.head_size = config.n_head, config.kv_heads, hs
+        self.rope_layout = config.rope_layout
         self.attn = attn
-        self.c_attn = nn.Linear(C, 3 * C, bias=config.bias)
+        self.c_attn = nn.Linear(C, (self.n_head + 2 * self.n_kv_head) * hs, bias=config.bias)
         self.c_proj = nn.Linear(C, C, bias=config.bias)
         self.attn_dropout = Dropout(config.dropout)
         self.resid_dropout = Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
+    def qkv(self, x: torch.Tensor, rope: Rope = None
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """c_attn, split into heads, RoPE on q and k. Shapes: x (B,T,C) -> q (B,NH,T,hs),
+        k, v (B,KV,T,hs); rope: the (cos, sin) rows of x's positions, or None."""
+        B, T, _ = x.shape
+        NH, KV, hs = self.n_head, self.n_kv_head, self.head_size
+        # (B,T,(NH+2KV)hs) -> (B,T,NH*hs), 2 x (B,T,KV*hs) -> (B,NH,T,hs), 2 x (B,KV,T,hs)
+        q, k, v = self.c_attn(x).split((NH * hs, KV * hs, KV * hs), dim=2)
+        q = q.view(B, T, NH, hs).transpose(1, 2)
+        k, v = (t.view(B, T, KV, hs).transpose(1, 2) for t in (k, v))
+        if rope is not None:
+            q, k = (apply_rope(t, *rope, self.rope_layout) for t in (q, k))
+        return q, k, v
+
+    def forward(self, x: torch.Tensor, masks: Masks | None = None, rope: Rope = None
+                ) -> torch.Tensor:
         masks = masks or {}
         B, T, C = x.shape
-        # (B,T,3C) -> 3 x (B,T,C) -> 3 x (B,NH,T,hs)
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        q, k, v = self.qkv(x, rope)
         y = causal_attention(q, k, v, attn=self.attn, dropout=self.attn_dropout,
                              dropout_mask=masks.get("attn_dropout"))
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-merge heads: (B,T,NH,hs) -> (B,T,C)
@@ -148,33 +221,42 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    """c_fc (C -> 4C), GELU (tanh approximation like GPT-2, or exact erf), c_proj (4C -> C)."""
+    """GPT-2: c_fc (C -> F), GELU (tanh approximation like GPT-2, or exact erf), c_proj
+    (F -> C), F = 4C by default. SwiGLU (Llama): c_proj(silu(c_gate(x)) * c_fc(x)), c_gate and
+    c_fc (C -> F) being HF's gate_proj and up_proj. F = config.ffn_width."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        C = config.n_embd
+        C, hidden = config.n_embd, config.ffn_width
+        self.swiglu = config.mlp == "swiglu"
         self.approximate = "tanh" if config.gelu == "tanh" else "none"
-        self.c_fc = nn.Linear(C, 4 * C, bias=config.bias)
-        self.c_proj = nn.Linear(4 * C, C, bias=config.bias)
+        if self.swiglu:  # created first: numpy_gpt's parameter order
+            self.c_gate = nn.Linear(C, hidden, bias=config.bias)
+        self.c_fc = nn.Linear(C, hidden, bias=config.bias)
+        self.c_proj = nn.Linear(hidden, C, bias=config.bias)
         self.dropout = Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
-        x = F.gelu(self.c_fc(x), approximate=self.approximate)
+        if self.swiglu:
+            x = F.silu(self.c_gate(x)) * self.c_fc(x)
+        else:
+            x = F.gelu(self.c_fc(x), approximate=self.approximate)
         return self.dropout(self.c_proj(x), (masks or {}).get("dropout"))
 
 
 class Block(nn.Module):
-    """Pre-LayerNorm transformer block: two residual branches, attention then MLP."""
+    """Pre-norm transformer block: two residual branches, attention then MLP."""
 
     def __init__(self, config: GPTConfig, attn: str = "sdpa"):
         super().__init__()
-        self.ln_1 = LayerNorm(config.n_embd, config.bias, config.layer_norm_eps)
+        self.ln_1 = make_norm(config)
         self.attn = CausalSelfAttention(config, attn)
-        self.ln_2 = LayerNorm(config.n_embd, config.bias, config.layer_norm_eps)
+        self.ln_2 = make_norm(config)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), _sub_masks(masks, "attn."))
+    def forward(self, x: torch.Tensor, masks: Masks | None = None, rope: Rope = None
+                ) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), _sub_masks(masks, "attn."), rope)
         x = x + self.mlp(self.ln_2(x), _sub_masks(masks, "mlp."))
         return x
 
@@ -188,6 +270,8 @@ class GPT(nn.Module):
     order in float64 and then cast, so one seed gives bit-identical initial weights in both
     twins and the same model in either dtype.
     `init=False` skips initialisation (for loaders that overwrite every parameter).
+    With RoPE the model also holds the cos/sin tables (rope_cos, rope_sin: non-persistent
+    buffers, so never in state_dict; None with learned positions).
     """
 
     def __init__(
@@ -205,10 +289,11 @@ class GPT(nn.Module):
         with torch.device("meta"):
             self.transformer = nn.ModuleDict({
                 "wte": nn.Embedding(config.vocab_size, config.n_embd),
-                "wpe": nn.Embedding(config.block_size, config.n_embd),
+                **({"wpe": nn.Embedding(config.block_size, config.n_embd)}
+                   if config.position == "learned" else {}),  # RoPE: no position table
                 "drop": Dropout(config.dropout),
                 "h": nn.ModuleList(Block(config, attn) for _ in range(config.n_layer)),
-                "ln_f": LayerNorm(config.n_embd, config.bias, config.layer_norm_eps),
+                "ln_f": make_norm(config),
             })
             # tied: the head is F.linear with wte's weight (see forward), no module of its own
             self.lm_head = (None if config.tie_weights
@@ -220,6 +305,23 @@ class GPT(nn.Module):
             self.to(device)
         else:
             self.to_empty(device=device)
+        self._build_rope()
+
+    def _build_rope(self) -> None:
+        """The RoPE tables, built once here (in float64, then cast) on the model's device."""
+        cos = sin = None
+        if self.config.position == "rope":
+            w = self.transformer.wte.weight
+            cos, sin = (t.to(w.device, w.dtype) for t in rope_tables(self.config))
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+
+    def rope(self, start: int, T: int) -> Rope:
+        """The (cos, sin) rows of positions start..start+T-1, (T, hs/2) each; None without
+        RoPE. A KV cache passes its length as `start`."""
+        if self.rope_cos is None:
+            return None
+        return self.rope_cos[start:start + T], self.rope_sin[start:start + T]
 
     @torch.no_grad()
     def _init_weights(self, rng: np.random.Generator) -> None:
@@ -258,11 +360,13 @@ class GPT(nn.Module):
                 "crop the sequence to the last block_size tokens"
             )
         masks = dropout_masks
-        pos = torch.arange(T, dtype=torch.long, device=idx.device)
-        x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B,T,C) + (T,C)
+        x = self.transformer.wte(idx)  # (B,T,C)
+        if "wpe" in self.transformer:
+            x = x + self.transformer.wpe(torch.arange(T, device=idx.device))  # + (T,C)
         x = self.transformer.drop(x, None if masks is None else masks.get("transformer.drop"))
+        rope = self.rope(0, T)
         for i, block in enumerate(self.transformer.h):
-            x = block(x, _sub_masks(masks, f"transformer.h.{i}."))
+            x = block(x, _sub_masks(masks, f"transformer.h.{i}."), rope)
         x = self.transformer.ln_f(x)
         head = self.transformer.wte.weight if self.lm_head is None else self.lm_head.weight
         logits = F.linear(x, head)  # (B,T,C) -> (B,T,V)
@@ -357,6 +461,6 @@ class GPT(nn.Module):
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; by default without wpe, as nanoGPT (and numpy_gpt)."""
         n = sum(p.numel() for p in self.parameters())
-        if non_embedding:
+        if non_embedding and "wpe" in self.transformer:
             n -= self.transformer.wpe.weight.numel()
         return n

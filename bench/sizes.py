@@ -42,6 +42,8 @@ class Size:
         if self.name == "gpt2-124m" and device == "cuda":
             return replace(self, config=self.config.replace(vocab_size=50304), seq_len=1024,
                            iters=10, warmup=3)
+        if self.name == "gpt2-124m-B16" and device == "cuda":
+            return replace(self, config=self.config.replace(vocab_size=50304))
         return self
 
     def shape(self) -> dict[str, int]:
@@ -70,6 +72,11 @@ SIZES: dict[str, Size] = {
     "gpt2-124m-T1024": Size("gpt2-124m-T1024", GPTConfig(vocab_size=50257, block_size=1024,
                                                          n_layer=12, n_head=12, n_embd=768),
                             1, 1024, warmup=1, iters=3),
+    # GPT-2 small as it trains on a GPU: B=16 at T=1024, the vocabulary padded to 50304 on
+    # CUDA (bench/gpu_check.py's bf16-compiled MFU target). Never in the CPU defaults.
+    "gpt2-124m-B16": Size("gpt2-124m-B16", GPTConfig(vocab_size=50257, block_size=1024,
+                                                     n_layer=12, n_head=12, n_embd=768),
+                          16, 1024, warmup=2, iters=6),
     # --quick: small enough that a whole run takes seconds (timings mean nothing)
     "tiny": Size("tiny", _cfg(2, 2, 32, 16), 2, 16, warmup=1, iters=2),
 }
@@ -78,6 +85,19 @@ DEFAULT_SIZES = ("baby", "6L-384", "gpt2-124m")
 SWEEP_N_EMBD = (64, 128, 256, 384, 512)  # at 4L/4H, T=64, B=8
 SWEEP_T = (32, 64, 128, 256, 512, 1024, 2048)  # at 4L/4H/128d, B=8
 LONG_T = 1024  # sweep points from here on time fewer iterations (a step takes seconds)
+
+
+# The long-context sweep on a GPU (bench/gpu_check.py): T 1024..8192 at 4L/4H/128d, B=4,
+# named "TL<T>" and plotted as T-sweep points. Not a --sweep choice: on 2 CPU cores its last
+# points would take many minutes.
+SWEEP_T_LONG = (1024, 2048, 4096, 8192)
+
+
+def long_t_sizes(quick: bool = False) -> list[Size]:
+    """The points of the long-context sweep; `quick` gives two tiny ones (gpu_check's dry run)."""
+    values, C, B, L = ((8, 16), 32, 2, 2) if quick else (SWEEP_T_LONG, 128, 4, 4)
+    return [Size(f"TL{t}", _cfg(L, 4, C, t), B, t, warmup=1, iters=2 if quick else 3,
+                 sweep="T", sweep_value=t) for t in values]
 
 
 def sweep_sizes(sweep: str, quick: bool = False) -> list[Size]:
@@ -100,10 +120,9 @@ def get_size(name: str, quick: bool = False) -> Size:
     """A named size or a sweep point ("C256", "T128")."""
     if name in SIZES:
         return SIZES[name]
-    for sweep in SWEEPS:
-        for s in sweep_sizes(sweep, quick):
-            if s.name == name:
-                return s
+    for s in [p for sweep in SWEEPS for p in sweep_sizes(sweep, quick)] + long_t_sizes(quick):
+        if s.name == name:
+            return s
     raise ValueError(f"unknown size {name!r}; one of {sorted(SIZES)} or a sweep point")
 
 

@@ -47,11 +47,15 @@ from .layers import (
     lora_backward,
     lora_forward,
 )
+from .layers.rmsnorm import rmsnorm_backward, rmsnorm_forward
+from .layers.rope import rope_backward, rope_forward, rope_tables
+from .layers.swiglu import swiglu_backward, swiglu_forward
 from .lora import LoRAConfig
 from .model import GPT, make_dropout_masks
 
 TOLERANCE = 1e-6  # float64; typical errors are ~1e-10
 TARGETS_ALL = ("c_attn", "c_proj", "c_fc")
+LLAMA_TARGETS = ("c_attn", "c_proj", "c_gate", "c_fc")  # q/k/v, o and the three MLP matrices
 
 
 @dataclass
@@ -135,6 +139,7 @@ def layer_cases(rng: np.random.Generator) -> dict[str, LayerCase]:
         cases[name] = LayerCase(
             functools.partial(flash_attention_forward, n_head=NH, tile=tile),
             lambda d, c: (flash_attention_backward(d, c),), {"qkv": randn((Bt, Tt, 3 * C))})
+    cases.update(llama_layer_cases(rng))
     cases["lora"] = LayerCase(
         lambda x, A, B_: lora_forward(x, A, B_, 2.0), lora_backward,
         {"x": randn((B, T, C)), "A": randn((3, C)), "B": randn((5, 3))})
@@ -159,6 +164,40 @@ def layer_cases(rng: np.random.Generator) -> dict[str, LayerCase]:
     cases["cross_entropy"] = ce_case(targets, 0.0)
     cases["cross_entropy_smoothing"] = ce_case(targets, 0.1)
     cases["cross_entropy_ignore"] = ce_case(ignored, 0.1)
+    return cases
+
+
+def llama_layer_cases(rng: np.random.Generator) -> dict[str, LayerCase]:
+    """RMSNorm, RoPE (both layouts, a KV-cache offset), SwiGLU and grouped-query attention in
+    both kernels (KV = 1: multi-query, KV = 2 of NH = 4; odd T, T = 1, short last tiles)."""
+    B, T, C, NH, hs = 2, 3, 8, 4, 2
+    randn = rng.standard_normal
+    cases: dict[str, LayerCase] = {}
+    cases["rmsnorm"] = LayerCase(
+        lambda x, w: rmsnorm_forward(x, w, 1e-5), rmsnorm_backward,
+        {"x": randn((B, T, C)), "w": 1.0 + 0.5 * randn(C)})
+    cos, sin = rope_tables(16, 6, 100.0, np.dtype(np.float64))  # theta 100: angles turn fast
+    for layout in ("halves", "interleaved"):
+        for name, (Tr, offset) in {"": (5, 0), "_offset": (3, 7), "_T1": (1, 11)}.items():
+            rows = (slice(offset, offset + Tr), None)  # positions offset.., as (T, 1, hs/2)
+            cases[f"rope_{layout}{name}"] = LayerCase(
+                functools.partial(rope_forward, cos=cos[rows], sin=sin[rows], layout=layout),
+                lambda d, c: (rope_backward(d, c),), {"x": randn((B, Tr, 3, 6))})
+    cases["swiglu"] = LayerCase(swiglu_forward, swiglu_backward,
+                                {"g": 3 * randn((B, T, 5)), "u": randn((B, T, 5))})
+    for KV in (1, 2):
+        width = (NH + 2 * KV) * hs
+        cases[f"attention_gqa_kv{KV}"] = LayerCase(
+            functools.partial(attention_forward, n_head=NH, n_kv_head=KV),
+            lambda d, c: (attention_backward(d, c),), {"qkv": randn((B, 5, width))})
+        for name, (Bt, Tt, tile) in {"": (B, 7, 3), "_T1": (1, 1, 4)}.items():
+            cases[f"attention_tiled_gqa_kv{KV}{name}"] = LayerCase(
+                functools.partial(flash_attention_forward, n_head=NH, tile=tile, n_kv_head=KV),
+                lambda d, c: (flash_attention_backward(d, c),), {"qkv": randn((Bt, Tt, width))})
+    attn_mask = rng.random((B, NH, T, T)) >= 0.3
+    cases["attention_gqa_dropout"] = LayerCase(
+        lambda qkv: attention_forward(qkv, NH, attn_mask, 0.3, n_kv_head=2),
+        lambda d, c: (attention_backward(d, c),), {"qkv": randn((B, T, (NH + 4) * hs))})
     return cases
 
 
@@ -239,4 +278,32 @@ def model_variants() -> dict[str, tuple[GPTConfig, dict]]:
         "model_lora": (base.replace(n_layer=1, dropout=0.1), {
             "lora": LoRAConfig(rank=2, alpha=4.0, dropout=0.2, targets=TARGETS_ALL),
             "dropout_masks": True}),
+        **llama_variants(),
+    }
+
+
+def llama_variants() -> dict[str, tuple[GPTConfig, dict]]:
+    """Llama-shaped models (RMSNorm, RoPE, SwiGLU, no biases, untied): grouped (KV = 2 of 4),
+    multi-query (KV = 1) and multi-head (KV = NH) attention, both RoPE layouts, both kernels,
+    odd T and T = 1, and each new piece alone on GPT-2 (one flag away)."""
+    llama = GPTConfig(vocab_size=11, block_size=5, n_layer=2, n_head=4, n_embd=8,
+                      norm="rmsnorm", position="rope", mlp="swiglu", ffn_hidden=6, n_kv_head=2,
+                      bias=False, tie_weights=False)
+    one = llama.replace(n_layer=1)
+    return {
+        "model_llama": (llama, {"T": 5}),
+        "model_llama_mqa_interleaved": (one.replace(n_kv_head=1, rope_layout="interleaved"),
+                                        {"T": 3}),
+        "model_llama_mha_T1": (one.replace(n_kv_head=4), {"T": 1}),
+        "model_llama_tiled": (one.replace(attention="tiled", attention_tile=2), {"T": 5}),
+        "model_llama_bias_tied_dropout": (one.replace(bias=True, tie_weights=True, dropout=0.2),
+                                          {"T": 4, "dropout_masks": True}),
+        "model_llama_lora": (one.replace(dropout=0.1), {
+            "T": 3, "lora": LoRAConfig(rank=2, alpha=4.0, dropout=0.2, targets=LLAMA_TARGETS),
+            "dropout_masks": True}),
+        "model_gpt2_rope": (GPTConfig(vocab_size=11, block_size=4, n_layer=1, n_head=2,
+                                      n_embd=8, position="rope"), {"T": 3}),
+        "model_gpt2_rmsnorm_swiglu": (GPTConfig(vocab_size=11, block_size=4, n_layer=1,
+                                                n_head=2, n_embd=8, norm="rmsnorm",
+                                                mlp="swiglu", ffn_hidden=5), {}),
     }

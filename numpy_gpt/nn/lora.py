@@ -6,7 +6,9 @@ An adapter adds, beside each targeted Linear `key` (e.g. transformer.h.0.attn.c_
     key.lora_B.weight  (out, r)   zeros, so the adapted model starts equal to the base
 
 and the Linear computes x W^T + b + (alpha / r) * dropout(x) A^T B^T (layers/lora.py).
-Targets are module names among c_attn, c_proj (the attention's and the MLP's) and c_fc.
+Targets are module names among c_attn, c_proj (the attention's and the MLP's), c_fc and,
+for a SwiGLU MLP, c_gate: on a Llama-shaped model c_attn,c_proj,c_gate,c_fc adapts q/k/v
+(fused), o and the three MLP matrices.
 
 The adapter folder holds only the adapter: `adapter_config.json` + `adapter.safetensors`.
 adapter_config.json also records what the adapter belongs to: `base_fingerprint`, the
@@ -44,9 +46,9 @@ from .checkpoint import (
     read_json,
     read_meta,
 )
-from .config import GPTConfig
+from .config import GPTConfig, param_shapes
 
-TARGETS = ("c_attn", "c_proj", "c_fc")
+TARGETS = ("c_attn", "c_proj", "c_gate", "c_fc")
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_FILE = "adapter.safetensors"
 BASE_KEY = "base_fingerprint"  # adapter_config.json: params_fingerprint of the base weights
@@ -83,17 +85,18 @@ class LoRAConfig:
 
 
 def lora_sites(config: GPTConfig, lcfg: LoRAConfig) -> dict[str, tuple[int, int]]:
-    """Adapted Linear keys -> (out, in) features, in forward order."""
-    C = config.n_embd
+    """Adapted Linear keys -> (out, in) features, in forward order (param_shapes' order).
+
+    A target the model does not have (c_gate without a SwiGLU MLP) is a ValueError."""
     sites = {}
-    for i in range(config.n_layer):
-        h = f"transformer.h.{i}."
-        for key, module, shape in ((h + "attn.c_attn", "c_attn", (3 * C, C)),
-                                   (h + "attn.c_proj", "c_proj", (C, C)),
-                                   (h + "mlp.c_fc", "c_fc", (4 * C, C)),
-                                   (h + "mlp.c_proj", "c_proj", (C, 4 * C))):
-            if module in lcfg.targets:
-                sites[key] = shape
+    for name, shape in param_shapes(config).items():
+        key = name.removesuffix(".weight")
+        if ".h." in key and key.rsplit(".", 1)[-1] in lcfg.targets and len(shape) == 2:
+            sites[key] = shape
+    missing = [t for t in lcfg.targets if not any(k.endswith("." + t) for k in sites)]
+    if missing:
+        raise ValueError(f"LoRA target {missing[0]!r} is not a module of this model "
+                         f"(mlp={config.mlp!r}); choose among the Linear layers it has")
     return sites
 
 

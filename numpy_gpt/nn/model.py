@@ -4,6 +4,11 @@
     Block:  x = x + dropout(c_proj(attention(c_attn(ln_1(x)))))
             x = x + dropout(mlp.c_proj(gelu(mlp.c_fc(ln_2(x)))))
 
+Llama-shaped blocks are the same lines with other layers, chosen by the config (DESIGN.md):
+norm="rmsnorm" (ln_* are RMSNorms), position="rope" (no wpe; q and k of c_attn's output are
+turned by RoPE before the attention), mlp="swiglu" (mlp.c_proj(silu(mlp.c_gate(h)) *
+mlp.c_fc(h))), n_kv_head < n_head (grouped-query attention inside the attention kernels).
+
 `forward` returns the cache of every layer; `backward(cache)` calls the layers' backward
 functions in exact reverse order (STYLE.md C4) and sums fan-out explicitly (C3): each residual
 stream gradient is the sum of its skip path and its branch, and the tied wte gets the
@@ -57,8 +62,18 @@ from .layers import (
     linear_forward,
     lora_backward,
     lora_forward,
+    rmsnorm_backward,
+    rmsnorm_forward,
+    rope_backward,
+    rope_forward,
+    rope_tables,
+    swiglu_backward,
+    swiglu_forward,
+    swiglu_recompute,
 )
 from .layers.loss import IGNORE_INDEX
+from .layers.rmsnorm import RMSNormCache
+from .layers.rope import qk_heads
 from .lora import (
     LoRAConfig,
     init_lora_params,
@@ -73,12 +88,14 @@ DTYPES = ("float32", "float64")
 class BlockCache(NamedTuple):
     ln_1: Any
     c_attn: Any
+    rope: Any  # None with learned positions
     attn: Any
     attn_proj: Any
     attn_drop: Any
     ln_2: Any
+    c_gate: Any  # None without SwiGLU
     c_fc: Any
-    gelu: Any
+    act: Any  # the GELU's or the SwiGLU's cache
     mlp_proj: Any
     mlp_drop: Any
 
@@ -183,34 +200,44 @@ class GPT:
             cfg = cfg.replace(attention=attention)  # validated: "tiled" refuses dropout
         tiled = cfg.tiled_attention(T, p)  # config.attention: O(T) or O(T^2) attention memory
 
-        x, emb = embedding_forward(idx, P["transformer.wte.weight"], P["transformer.wpe.weight"])
+        x, emb = embedding_forward(idx, P["transformer.wte.weight"],
+                                   P.get("transformer.wpe.weight"))  # None with RoPE
         x, emb_drop = dropout_forward(x, masks.get("transformer.drop"), p)
+        KV = cfg.kv_heads
         blocks = []
         for i in range(cfg.n_layer):
             h = f"transformer.h.{i}."
-            a, ln_1 = layernorm_forward(x, P[h + "ln_1.weight"], P.get(h + "ln_1.bias"),
-                                        cfg.layer_norm_eps)
+            a, ln_1 = self._norm(x, h + "ln_1")
             a, c_attn = self._linear(a, h + "attn.c_attn", masks, p_lora)
+            rope = None
+            if cfg.position == "rope":  # turn q and k (positions 0..T-1) inside the fused qkv,
+                qk = qk_heads(a, cfg.n_head, KV)  # a view; c_attn's fresh output, held by no
+                qk[...], rope = rope_forward(qk, *self._rope_rows(0, T), cfg.rope_layout)  # cache
             if tiled:
-                a, attn = flash_attention_forward(a, cfg.n_head, cfg.attention_tile_for(T))
+                a, attn = flash_attention_forward(a, cfg.n_head, cfg.attention_tile_for(T), KV)
             else:
-                a, attn = attention_forward(a, cfg.n_head, masks.get(h + "attn.attn_dropout"), p)
+                a, attn = attention_forward(a, cfg.n_head, masks.get(h + "attn.attn_dropout"), p,
+                                            KV)
             a, attn_proj = self._linear(a, h + "attn.c_proj", masks, p_lora)
             a, attn_drop = dropout_forward(a, masks.get(h + "attn.resid_dropout"), p)
             x += a  # residual 1, in place: no cache holds the residual stream x
-            m, ln_2 = layernorm_forward(x, P[h + "ln_2.weight"], P.get(h + "ln_2.bias"),
-                                        cfg.layer_norm_eps)
-            m, c_fc = self._linear(m, h + "mlp.c_fc", masks, p_lora)
-            m, gelu = gelu_forward(m)
+            m, ln_2 = self._norm(x, h + "ln_2")
+            c_gate = None
+            if cfg.mlp == "swiglu":  # two paths from m: the gate and the up projection
+                g, c_gate = self._linear(m, h + "mlp.c_gate", masks, p_lora)
+                m, c_fc = self._linear(m, h + "mlp.c_fc", masks, p_lora)
+                m, act = swiglu_forward(g, m)
+            else:
+                m, c_fc = self._linear(m, h + "mlp.c_fc", masks, p_lora)
+                m, act = gelu_forward(m)
             m, mlp_proj = self._linear(m, h + "mlp.c_proj", masks, p_lora)
-            if mlp_proj[1] is None:  # no LoRA path reads it: backward rebuilds the GELU output
-                mlp_proj = (mlp_proj[0]._replace(x=None), None)  # (gelu_recompute), -1/6 memory
+            if mlp_proj[1] is None:  # no LoRA path reads it: backward rebuilds the activation's
+                mlp_proj = (mlp_proj[0]._replace(x=None), None)  # output (*_recompute)
             m, mlp_drop = dropout_forward(m, masks.get(h + "mlp.dropout"), p)
             x += m  # residual 2
-            blocks.append(BlockCache(ln_1, c_attn, attn, attn_proj, attn_drop,
-                                     ln_2, c_fc, gelu, mlp_proj, mlp_drop))
-        x, ln_f = layernorm_forward(x, P["transformer.ln_f.weight"], P.get("transformer.ln_f.bias"),
-                                    cfg.layer_norm_eps)
+            blocks.append(BlockCache(ln_1, c_attn, rope, attn, attn_proj, attn_drop,
+                                     ln_2, c_gate, c_fc, act, mlp_proj, mlp_drop))
+        x, ln_f = self._norm(x, "transformer.ln_f")
         logits, lm_head = linear_forward(x, self._head_weight(), None)  # (B,T,C) -> (B,T,V)
 
         loss, loss_cache = None, None
@@ -237,21 +264,28 @@ class GPT:
 
         dlogits = cross_entropy_backward(cache.loss, dloss)
         dx, dhead, _ = linear_backward(dlogits, cache.lm_head)
-        dx, grads["transformer.ln_f.weight"], grads["transformer.ln_f.bias"] = (
-            layernorm_backward(dx, cache.ln_f))
+        dx = self._norm_backward(dx, cache.ln_f, "transformer.ln_f", grads)
         for i in reversed(range(cfg.n_layer)):
             h, c = f"transformer.h.{i}.", cache.blocks[i]
             # residual 2: x_out = x_mid + m, so dx reaches x_mid directly and through the MLP
             dm = dropout_backward(dx, c.mlp_drop)
-            mlp_proj, c_gelu = c.mlp_proj, c.gelu
-            if mlp_proj[0].x is None:  # forward let the GELU output go: rebuild it
-                hidden, c_gelu = gelu_recompute(c.gelu)
+            mlp_proj, c_act = c.mlp_proj, c.act
+            if mlp_proj[0].x is None:  # forward let the activation's output go: rebuild it
+                if c.c_gate is not None:
+                    hidden = swiglu_recompute(c.act)
+                else:
+                    hidden, c_act = gelu_recompute(c.act)
                 mlp_proj = (mlp_proj[0]._replace(x=hidden), None)
             dm = self._linear_backward(dm, mlp_proj, h + "mlp.c_proj", grads)
             del mlp_proj
-            dm = gelu_backward(dm, c_gelu)
-            dm = self._linear_backward(dm, c.c_fc, h + "mlp.c_fc", grads)
-            dm, grads[h + "ln_2.weight"], grads[h + "ln_2.bias"] = layernorm_backward(dm, c.ln_2)
+            if c.c_gate is not None:  # SwiGLU: h = silu(g) * u, u = c_fc(m), g = c_gate(m)
+                dg, dm = swiglu_backward(dm, c_act)
+                dm = self._linear_backward(dm, c.c_fc, h + "mlp.c_fc", grads)
+                dm += self._linear_backward(dg, c.c_gate, h + "mlp.c_gate", grads)  # fan-out
+            else:
+                dm = gelu_backward(dm, c_act)
+                dm = self._linear_backward(dm, c.c_fc, h + "mlp.c_fc", grads)
+            dm = self._norm_backward(dm, c.ln_2, h + "ln_2", grads)
             dx += dm  # fan-out of x_mid: skip path + MLP branch
             # residual 1: x_mid = x_in + a
             da = dropout_backward(dx, c.attn_drop)
@@ -260,13 +294,16 @@ class GPT:
                 da = flash_attention_backward(da, c.attn)
             else:
                 da = attention_backward(da, c.attn)
+            if c.rope is not None:  # forward turned q and k by +angle: turn dq, dk by -angle
+                dqk = qk_heads(da, cfg.n_head, cfg.kv_heads)  # view of da, fresh from attention
+                dqk[...] = rope_backward(dqk, c.rope)
             da = self._linear_backward(da, c.c_attn, h + "attn.c_attn", grads)
-            da, grads[h + "ln_1.weight"], grads[h + "ln_1.bias"] = layernorm_backward(da, c.ln_1)
+            da = self._norm_backward(da, c.ln_1, h + "ln_1", grads)
             dx += da  # fan-out of x_in: skip path + attention branch
             if release:
                 cache.blocks[i] = c = None
         dx = dropout_backward(dx, cache.emb_drop)
-        dwte, grads["transformer.wpe.weight"] = embedding_backward(dx, cache.emb)
+        dwte, grads["transformer.wpe.weight"] = embedding_backward(dx, cache.emb)  # None: RoPE
         if cfg.tie_weights:
             dwte += dhead  # tied: wte is used twice (embedding and lm_head), so grads add
         else:
@@ -307,7 +344,7 @@ class GPT:
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; by default without wpe (and without wte when untied), as nanoGPT."""
         n = sum(p.size for p in self.params.values())
-        if non_embedding:
+        if non_embedding and "transformer.wpe.weight" in self.params:  # no table with RoPE
             n -= self.params["transformer.wpe.weight"].size
         return n
 
@@ -358,6 +395,30 @@ class GPT:
         return dx
 
     # ------------------------------------------------------------------ helpers
+
+    def _norm(self, x: np.ndarray, key: str) -> tuple[np.ndarray, Any]:
+        """The norm `key` (ln_1, ln_2, ln_f): LayerNorm, or RMSNorm (weight only)."""
+        P, eps = self.params, self.config.layer_norm_eps
+        if self.config.norm == "rmsnorm":
+            return rmsnorm_forward(x, P[key + ".weight"], eps)
+        return layernorm_forward(x, P[key + ".weight"], P.get(key + ".bias"), eps)
+
+    def _norm_backward(self, dout: np.ndarray, cache: Any, key: str, grads: dict
+                       ) -> np.ndarray:
+        """Backward of _norm: fills grads[key.weight] (and .bias for LayerNorm), returns dx."""
+        if isinstance(cache, RMSNormCache):
+            dx, grads[key + ".weight"] = rmsnorm_backward(dout, cache)
+        else:
+            dx, grads[key + ".weight"], grads[key + ".bias"] = layernorm_backward(dout, cache)
+        return dx
+
+    def _rope_rows(self, offset: int, T: int) -> tuple[np.ndarray, np.ndarray]:
+        """RoPE's cos and sin for positions offset..offset+T-1, as (T, 1, hs/2): they
+        broadcast over the batch and the heads of a (B, T, H, hs) view."""
+        cfg = self.config
+        cos, sin = rope_tables(cfg.block_size, cfg.head_size, float(cfg.rope_theta), self.dtype,
+                               self.xp)
+        return cos[offset:offset + T, None], sin[offset:offset + T, None]
 
     def _head_weight(self) -> np.ndarray:
         key = "transformer.wte.weight" if self.config.tie_weights else "lm_head.weight"

@@ -62,6 +62,11 @@ def test_the_fake_refuses_what_cupy_refuses(cupy):
     {},
     {"gelu": "exact", "bias": False, "tie_weights": False},
     {"dropout": 0.0, "attention": "tiled", "attention_tile": 3},  # flash_attention.py
+    # Llama-shaped: RMSNorm, RoPE (both layouts), SwiGLU, grouped-query attention (both kernels)
+    {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "n_kv_head": 1, "bias": False,
+     "tie_weights": False},
+    {"norm": "rmsnorm", "position": "rope", "rope_layout": "interleaved", "mlp": "swiglu",
+     "n_head": 4, "n_kv_head": 2, "dropout": 0.0, "attention": "tiled", "attention_tile": 3},
 ])
 def test_forward_backward_on_device_equal_cpu(cupy, dtype, variant):
     """Logits, loss and every gradient, with dropout, label smoothing and ignored targets."""

@@ -11,6 +11,8 @@ references to forward values (never copies), so calling backward twice gives the
 Shape letters, used in every docstring and comment of this package:
     B  batch size          T  sequence length (<= block_size)
     C  n_embd              NH n_head              hs head size = C // NH
+    KV n_kv_head (grouped-query attention; = NH unless set)    G  NH // KV query heads per group
+    F  the MLP's hidden width (GPTConfig.ffn_width)
     V  vocab_size          N  B*T rows, when a layer flattens (B, T)
 
 Arrays may be NumPy's or CuPy's: a layer that calls a module function takes the module from
@@ -38,6 +40,9 @@ from .layernorm import layernorm_backward, layernorm_forward
 from .linear import linear_backward, linear_forward
 from .lora import lora_backward, lora_forward
 from .loss import cross_entropy_backward, cross_entropy_forward
+from .rmsnorm import rmsnorm_backward, rmsnorm_forward
+from .rope import rope_backward, rope_forward, rope_tables
+from .swiglu import swiglu_backward, swiglu_forward, swiglu_recompute
 
 __all__ = [
     "FlashAttentionCache",
@@ -62,4 +67,12 @@ __all__ = [
     "linear_forward",
     "lora_backward",
     "lora_forward",
+    "rmsnorm_backward",
+    "rmsnorm_forward",
+    "rope_backward",
+    "rope_forward",
+    "rope_tables",
+    "swiglu_backward",
+    "swiglu_forward",
+    "swiglu_recompute",
 ]

@@ -16,15 +16,17 @@ from ..device import get_array_module
 class EmbeddingCache(NamedTuple):
     idx: np.ndarray  # (B, T) int token ids
     vocab_size: int  # V, rows of wte
-    block_size: int  # rows of wpe
+    block_size: int | None  # rows of wpe; None without a table (RoPE turns q and k instead)
 
 
 def embedding_forward(
-    idx: np.ndarray, wte: np.ndarray, wpe: np.ndarray
+    idx: np.ndarray, wte: np.ndarray, wpe: np.ndarray | None
 ) -> tuple[np.ndarray, EmbeddingCache]:
-    """Shapes: idx (B,T) int, wte (V,C), wpe (block_size,C) -> out (B,T,C)."""
+    """Shapes: idx (B,T) int, wte (V,C), wpe (block_size,C) or None (RoPE) -> out (B,T,C)."""
     T = idx.shape[1]
     out = wte[idx]  # gather: (B, T) -> (B, T, C), a fresh array
+    if wpe is None:
+        return out, EmbeddingCache(idx, wte.shape[0], None)
     out += wpe[:T]  # broadcast over B
     return out, EmbeddingCache(idx, wte.shape[0], wpe.shape[0])
 
@@ -34,7 +36,7 @@ def embedding_backward(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Backward of out[b,t] = wte[idx[b,t]] + wpe[t].
 
-    Shapes: dout (B,T,C) -> dwte (V,C), dwpe (block_size,C)
+    Shapes: dout (B,T,C) -> dwte (V,C), dwpe (block_size,C) (None without wpe)
     Math:   dwte[v] = sum over (b,t) with idx[b,t] == v of dout[b,t]   (scatter-add)
             dwpe[t] = sum_b dout[b,t] for t < T; rows t >= T are 0 (unused positions)
     Ref:    llm.c encoder_backward.
@@ -54,6 +56,8 @@ def embedding_backward(
     else:  # a GPU adds into the rows with atomic additions
         xp.add.at(dwte, ids, rows)
 
+    if cache.block_size is None:
+        return dwte, None
     dwpe = xp.zeros((cache.block_size, C), dtype=dout.dtype)
     dwpe[:T] = dout.sum(axis=0)
     return dwte, dwpe

@@ -42,6 +42,11 @@ masked with -inf above its own diagonal, attention.py's causal_bias) or wholly b
 mask). Each row's first key tile holds key 0 <= every query, so the running max
 is finite after the first tile (no e^(-inf + inf)).
 
+Grouped-query attention (n_kv_head = KV < NH, attention.py's docstring): the query heads are
+held by group, (B, KV, G, T, hs), and each tile of a K/V head is broadcast over its group's G
+query heads inside the batched matmuls, never repeated in memory. In the backward, dk_j and
+dv_j of a shared head are sums over the G query heads that read it (sum_group), per tile.
+
 Deliberately omits: attention dropout. Dropping P_ij would need the same mask in forward and
 backward (FlashAttention regenerates it from the RNG state per tile); the mask both twins
 could share is (B, NH, T, T) bools, the memory this layer exists to avoid. GPTConfig refuses
@@ -60,17 +65,17 @@ from typing import NamedTuple
 import numpy as np
 
 from ..device import get_array_module
-from .attention import causal_bias, split_heads
+from .attention import by_group, causal_bias, split_heads, sum_group
 
 STRIP_ROWS = 256  # query rows per batched matmul in the backward (measured: 256-512 best)
 
 
 class FlashAttentionCache(NamedTuple):
-    q: np.ndarray  # (B, NH, T, hs) q * scale, contiguous
-    k: np.ndarray  # (B, NH, T, hs) contiguous
-    v: np.ndarray  # (B, NH, T, hs) contiguous
-    out: np.ndarray  # (B, NH, T, hs) view of the output y (the forward's return value)
-    lse: np.ndarray  # (B, NH, T) log sum_j exp(S_ij), one per row
+    q: np.ndarray  # (B, KV, G, T, hs) q * scale, contiguous, query heads by group (G = NH/KV)
+    k: np.ndarray  # (B, KV, 1, T, hs) contiguous, broadcast over the group
+    v: np.ndarray  # (B, KV, 1, T, hs) contiguous
+    out: np.ndarray  # (B, KV, G, T, hs) view of the output y (the forward's return value)
+    lse: np.ndarray  # (B, KV, G, T) log sum_j exp(S_ij), one per row
     scale: float  # 1 / sqrt(hs)
     tile: int  # rows per query tile and per key tile
 
@@ -80,33 +85,37 @@ def tiles(T: int, tile: int) -> list[tuple[int, int]]:
     return [(a, min(a + tile, T)) for a in range(0, T, tile)]
 
 
-def flash_attention_forward(qkv: np.ndarray, n_head: int, tile: int = 128
+def flash_attention_forward(qkv: np.ndarray, n_head: int, tile: int = 128,
+                            n_kv_head: int | None = None
                             ) -> tuple[np.ndarray, FlashAttentionCache]:
-    """Shapes: qkv (B,T,3C) -> out (B,T,C). Equal to attention_forward(qkv, n_head) up to
-    rounding; the cache holds q, k, v, out and lse: O(T) per head, never (T, T)."""
+    """Shapes: qkv (B,T,(NH+2KV)hs) (KV = n_kv_head, default NH: (B,T,3C)) -> out (B,T,C).
+    Equal to attention_forward(qkv, n_head, n_kv_head=n_kv_head) up to rounding; the cache
+    holds q, k, v, out and lse: O(T) per head, never (T, T)."""
     xp = get_array_module(qkv)
-    B, T, C3 = qkv.shape
-    C = C3 // 3
-    hs = C // n_head
+    q, k, v = split_heads(qkv, n_head, n_kv_head)  # (B,NH,T,hs), 2 x (B,KV,T,hs) views
+    B, NH, T, hs = q.shape
+    KV = k.shape[1]
+    G = NH // KV
     scale = 1.0 / math.sqrt(hs)
-    q, k, v = split_heads(qkv, n_head)  # (B,T,3C) -> 3 x (B,NH,T,hs) strided views
-    # contiguous copies (O(T C) each): every tile slice is then one dense block for BLAS
-    q = xp.ascontiguousarray(q * scale)  # S = (q * scale) k^T, as attention.py scales q
-    k, v = xp.ascontiguousarray(k), xp.ascontiguousarray(v)
+    # contiguous copies (O(T C) each): every tile slice is then one dense block for BLAS.
+    # Query heads by group (B,KV,G,T,hs); K/V heads (B,KV,1,T,hs), broadcast over the group
+    q = by_group(xp.ascontiguousarray(q * scale), KV)  # S = (q * scale) k^T, as attention.py
+    k, v = xp.ascontiguousarray(k[:, :, None]), xp.ascontiguousarray(v[:, :, None])
     # y is written straight into the merged-heads layout, as attention.py does
-    out = xp.empty((B, T, n_head, hs), dtype=qkv.dtype)
-    y = out.transpose(0, 2, 1, 3)  # (B,NH,T,hs) view
-    lse = xp.empty((B, n_head, T), dtype=qkv.dtype)
+    out = xp.empty((B, T, NH, hs), dtype=qkv.dtype)
+    y = by_group(out.transpose(0, 2, 1, 3), KV)  # (B,KV,G,T,hs) view
+    lse = xp.empty((B, KV, G, T), dtype=qkv.dtype)
     ones = xp.ones(min(tile, T), dtype=qkv.dtype)
     for q0, q1 in tiles(T, tile):
-        qi = q[:, :, q0:q1]  # (B,NH,tq,hs)
-        m = xp.full((B, n_head, q1 - q0), -np.inf, dtype=qkv.dtype)  # running max
-        l = xp.zeros((B, n_head, q1 - q0), dtype=qkv.dtype)  # running sum of exp(s - m)
-        acc = xp.zeros((B, n_head, q1 - q0, hs), dtype=qkv.dtype)  # running sum of exp(s-m) v
+        qi = q[..., q0:q1, :]  # (B,KV,G,tq,hs)
+        m = xp.full((B, KV, G, q1 - q0), -np.inf, dtype=qkv.dtype)  # running max
+        l = xp.zeros((B, KV, G, q1 - q0), dtype=qkv.dtype)  # running sum of exp(s - m)
+        acc = xp.zeros((B, KV, G, q1 - q0, hs), dtype=qkv.dtype)  # running sum of exp(s-m) v
         for k0, k1 in tiles(T, tile):
             if k0 > q1 - 1:  # every key after every query: wholly masked, skipped
                 break
-            s = qi @ k[:, :, k0:k1].swapaxes(-1, -2)  # (B,NH,tq,hs) @ (B,NH,hs,tk) -> (tq,tk)
+            # (B,KV,G,tq,hs) @ (B,KV,1,hs,tk) -> (B,KV,G,tq,tk): a K/V tile serves its group
+            s = qi @ k[..., k0:k1, :].swapaxes(-1, -2)
             if k0 == q0:  # the diagonal tile (q and k tiles are aligned): mask j > i
                 s += causal_bias(q1 - q0, s.dtype, xp)
             m_new = xp.maximum(m, s.max(axis=-1))
@@ -116,53 +125,57 @@ def flash_attention_forward(qkv: np.ndarray, n_head: int, tile: int = 128
             l *= alpha
             l += s @ ones[:k1 - k0]  # row sums by gemv, as attention.py (faster than .sum)
             acc *= alpha[..., None]
-            acc += s @ v[:, :, k0:k1]  # (B,NH,tq,tk) @ (B,NH,tk,hs) -> (B,NH,tq,hs)
+            acc += s @ v[..., k0:k1, :]  # (B,KV,G,tq,tk) @ (B,KV,1,tk,hs) -> (.., tq, hs)
             m = m_new
-        xp.divide(acc, l[..., None], out=y[:, :, q0:q1])  # y = acc / l
-        lse[:, :, q0:q1] = m + xp.log(l)
-    return out.reshape(B, T, C), FlashAttentionCache(q, k, v, y, lse, scale, tile)
+        xp.divide(acc, l[..., None], out=y[..., q0:q1, :])  # y = acc / l
+        lse[..., q0:q1] = m + xp.log(l)
+    return out.reshape(B, T, NH * hs), FlashAttentionCache(q, k, v, y, lse, scale, tile)
 
 
 def flash_attention_backward(dout: np.ndarray, cache: FlashAttentionCache) -> np.ndarray:
     """Backward of the tiled attention core, from the merged heads back to the fused qkv.
 
-    Shapes: dout (B,T,C) -> dqkv (B,T,3C)
+    Shapes: dout (B,T,C) -> dqkv (B,T,(NH+2KV)hs)
     Math:   P_ij = exp(q_i . k_j * scale - lse_i), recomputed per tile (0 above the diagonal)
             D_i = dy_i . y_i   (= sum_j dP_ij P_ij, since dP_ij = dy_i . v_j)
             dv_j = sum_i P_ij dy_i;  dS_ij = P_ij (dy_i . v_j - D_i)
             dq_i = scale sum_j dS_ij k_j;  dk_j = scale sum_i dS_ij q_i
+            GQA: dk_j, dv_j also sum over the G query heads sharing K/V head j
     Ref:    Dao et al. 2022, FlashAttention Alg. 2 / App. B.2; Dao 2023, FlashAttention-2 Alg. 2.
     """
     q, k, v, y, lse, scale, tile = cache
     xp = get_array_module(dout)
-    B, NH, T, hs = q.shape
-    dy = xp.ascontiguousarray(dout.reshape(B, T, NH, hs).transpose(0, 2, 1, 3))  # (B,NH,T,hs)
-    D = xp.einsum("bhtd,bhtd->bht", dy, y)  # rowsum(dP * P) without P: (B,NH,T)
-    dqkv = xp.empty((B, T, 3 * NH * hs), dtype=dout.dtype)
-    dq, dk, dv = split_heads(dqkv, NH)  # views: everything below writes straight into dqkv
+    B, KV, G, T, hs = q.shape
+    NH = KV * G
+    dy = by_group(xp.ascontiguousarray(dout.reshape(B, T, NH, hs).transpose(0, 2, 1, 3)), KV)
+    D = xp.einsum("bjgtd,bjgtd->bjgt", dy, y)  # rowsum(dP * P) without P: (B,KV,G,T)
+    dqkv = xp.empty((B, T, (NH + 2 * KV) * hs), dtype=dout.dtype)
+    dq, dk, dv = split_heads(dqkv, NH, KV)  # views: everything below writes straight into dqkv
+    dq = by_group(dq, KV)  # (B,KV,G,T,hs) view, as q
     dqkv[...] = 0.0  # dq_i sums over key tiles, dk_j and dv_j over strips of query rows
     strip = max(tile, STRIP_ROWS // tile * tile)  # whole tiles: the first holds the diagonal
     for k0, k1 in tiles(T, tile):
-        kj, vj = k[:, :, k0:k1], v[:, :, k0:k1]  # (B,NH,tk,hs)
+        kj, vj = k[..., k0:k1, :], v[..., k0:k1, :]  # (B,KV,1,tk,hs)
         # the query rows at or below key tile j (the tiles above it are skipped), in strips
         # of whole tiles, about STRIP_ROWS rows: one batched matmul per strip instead of per
         # tile (fewer Python steps), short enough that a strip's scores stay in cache
         for s0 in range(k0, T, strip):
             s1 = min(s0 + strip, T)
-            qs, dys = q[:, :, s0:s1], dy[:, :, s0:s1]  # (B,NH,ts,hs)
+            qs, dys = q[..., s0:s1, :], dy[..., s0:s1, :]  # (B,KV,G,ts,hs)
             # forward: P = exp(S - lse), S = (q * scale) k^T, masked above the diagonal
-            p = qs @ kj.swapaxes(-1, -2)  # (B,NH,ts,hs) @ (B,NH,hs,tk) -> (B,NH,ts,tk)
+            p = qs @ kj.swapaxes(-1, -2)  # (B,KV,G,ts,hs) @ (B,KV,1,hs,tk) -> (B,KV,G,ts,tk)
             if s0 == k0:  # the strip starts with the diagonal tile
-                p[:, :, :k1 - k0] += causal_bias(k1 - k0, p.dtype, xp)
-            p -= lse[:, :, s0:s1, None]
+                p[..., :k1 - k0, :] += causal_bias(k1 - k0, p.dtype, xp)
+            p -= lse[..., s0:s1, None]
             xp.exp(p, out=p)
-            dv[:, :, k0:k1] += p.swapaxes(-1, -2) @ dys  # forward: y = P v
-            dp = dys @ vj.swapaxes(-1, -2)  # (B,NH,ts,hs) @ (B,NH,hs,tk) -> (B,NH,ts,tk)
-            dp -= D[:, :, s0:s1, None]  # forward: P = softmax(S); dS = P (dP - D)
+            # forward: y = P v, the K/V tile shared by the group: dv sums its G query heads
+            dv[:, :, k0:k1] += sum_group(p.swapaxes(-1, -2) @ dys)
+            dp = dys @ vj.swapaxes(-1, -2)  # (B,KV,G,ts,hs) @ (B,KV,1,hs,tk) -> (..., ts, tk)
+            dp -= D[..., s0:s1, None]  # forward: P = softmax(S); dS = P (dP - D)
             dp *= p
             # forward: S = (q * scale) k^T. q holds q*scale already: dk_j = sum_i dS_ij q_i
-            # needs no more scaling; dq gets its scale once, at the end
-            dk[:, :, k0:k1] += dp.swapaxes(-1, -2) @ qs
-            dq[:, :, s0:s1] += dp @ kj
+            # (and over the group) needs no more scaling; dq gets its scale once, at the end
+            dk[:, :, k0:k1] += sum_group(dp.swapaxes(-1, -2) @ qs)
+            dq[..., s0:s1, :] += dp @ kj
     dq *= scale
     return dqkv

@@ -1,9 +1,11 @@
 """Run a numpy_gpt command with the machine made slow, for tests/training/test_faults.py: each
-training step sleeps STEP_S seconds (so a signal lands mid-run, whatever the CPU), and the
+training step sleeps STEP_S seconds (so a signal lands mid-run, whatever the CPU), the
 checkpoint written when a run is stopped sleeps SAVE_S seconds before its trainer state (so a
-second signal lands while it is being written). Nothing numerical changes.
+second signal lands while it is being written), and, when EVAL_S is given, each evaluation
+batch sleeps EVAL_S seconds, the first one after creating the file `evaluating` in the working
+directory (so a signal lands mid-evaluation). Nothing numerical changes.
 
-    python tests/fault_runner.py STEP_S SAVE_S train --dataset ... --out ...
+    python tests/fault_runner.py STEP_S SAVE_S [EVAL_S] train --dataset ... --out ...
 """
 
 import sys
@@ -17,8 +19,14 @@ from numpy_gpt.nn import checkpoint
 from numpy_gpt.training import train  # noqa: E402
 
 
-def slowed(step_s: float, save_s: float) -> None:
+def slowed(step_s: float, save_s: float, eval_s: float = 0.0) -> None:
     step, write_json = train.NumpyBackend.step, checkpoint._write_json
+    eval_loss = train.NumpyBackend.eval_loss
+
+    def slow_eval(self, x, y):
+        Path("evaluating").touch()
+        time.sleep(eval_s)
+        return eval_loss(self, x, y)
 
     def slow_step(self, lr, grad_clip):
         time.sleep(step_s)
@@ -31,8 +39,13 @@ def slowed(step_s: float, save_s: float) -> None:
 
     train.NumpyBackend.step = slow_step
     checkpoint._write_json = slow_json
+    if eval_s:
+        train.NumpyBackend.eval_loss = slow_eval
 
 
 if __name__ == "__main__":
-    slowed(float(sys.argv[1]), float(sys.argv[2]))
-    sys.exit(main(sys.argv[3:]))  # the NumPy twin
+    times, command = sys.argv[1:3], sys.argv[3:]
+    if command[0] != "train":  # the optional EVAL_S
+        times, command = [*times, command[0]], command[1:]
+    slowed(*map(float, times))
+    sys.exit(main(command))  # the NumPy twin

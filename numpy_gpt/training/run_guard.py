@@ -2,15 +2,17 @@
 
     stop = StopFlag()
     with lock_run(out_dir), stop.installed():     # one run per folder; SIGINT/TERM/HUP caught
-        result = train(..., should_stop=stop)      # finishes its step, saves last/, stops
+        result = train(..., should_stop=stop)      # stops at the next batch, saves last/
     return stop.exit_status                        # 128 + the signal's number (130, 143, 129)
 
 SIGTERM is what a cluster scheduler, `timeout`, systemd and `docker stop` send; SIGHUP what a
 closed terminal or ssh session sends. Both are handled as Ctrl-C is: the first asks the loop
-to save OUT/last after the current step and stop; a second stops at once (Aborted), and a
-checkpoint being written at that moment is abandoned whole (it is written beside the old one
-and swapped in by rename: numpy_gpt.files.safe_io), so last/ is the old one or the new one, never a
-mix. Handlers are installed only here, the command-line layer, only while a run is under way,
+to stop, which it does at its next batch (it looks between evaluation batches and between the
+micro-batches of a step, so within seconds, as schedulers allow between SIGTERM and SIGKILL),
+dropping the unfinished evaluation or step and saving the last completed step in OUT/last
+(numpy_gpt.training.train); a second stops at once (Aborted), and a checkpoint being written
+at that moment is abandoned whole (it is written beside the old one and swapped in by rename:
+numpy_gpt.files.safe_io), so last/ is the old one or the new one, never a mix. Handlers are installed only here, the command-line layer, only while a run is under way,
 and the previous ones are restored after. The first signal's notice is written with os.write:
 a handler may run while the main thread is inside print(), and print is not reentrant.
 
@@ -99,8 +101,9 @@ class StopFlag:
             raise Aborted(signum)
         self.signum = signum
         how = "Ctrl-C" if signum == signal.SIGINT else signal_name(signum)
-        os.write(2, f"\n{signal_name(signum)}: stopping after this step and saving (send "
-                    f"{how} again to stop at once, without saving)\n".encode())
+        os.write(2, f"\n{signal_name(signum)}: stopping at the next batch and saving the last "
+                    f"completed step (send {how} again to stop at once, without saving)\n"
+                    .encode())
 
 
 def saved_state(out_dir: Path) -> str:

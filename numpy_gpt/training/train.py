@@ -14,6 +14,10 @@ the iteration, so `resume` continues bit-identically. Evaluation draws from its 
 generator, so it never perturbs the training stream (unlike nanoGPT's shared global RNG).
 
 Checkpoints: OUT/last (every evaluation, and on interrupt) and OUT/best (lowest val loss).
+`should_stop` (a stop signal) is looked at before every batch, evaluation batches and
+micro-batches included, so a stop never waits for a whole evaluation or step: the unfinished
+one is dropped and last/ gets the last completed step, generators included (resume redoes the
+dropped work bit-identically).
 A non-finite loss stops the run before anything is written, so last/ stays the last good
 state. A write that fails (a full disk: safe_io.WriteError) stops the run with a TrainingError
 naming the file, the cause and the iteration last/ still holds; a checkpoint's log record is
@@ -252,21 +256,41 @@ def train(
                 "elapsed_s": elapsed0 + time.perf_counter() - t_start,
                 "train_config": tcfg.to_dict(), "record": record}
 
+    def generator_states() -> dict[str, Any]:
+        return {"batch_rng": rng_state(batch_rng), "backend_rng": backend.rng_state()}
+
+    def save_stopped(it: int, at_start: dict[str, Any]) -> None:
+        """A stop signal: last/ gets iteration `it` as it stood before its unfinished work
+        (an evaluation cut short, or the micro-batches of a step not taken), with the random
+        generators as they were then, so --resume redoes that work bit-identically. Nothing
+        to write when last/ holds `it` already (its evaluation's checkpoint, or the resume's
+        own): the parameters, moments and generators have not moved since."""
+        nonlocal saved_at
+        if backend.is_main and saved_at != it:
+            backend.save(last, tokenizer, {**trainer_state(it, None), **at_start})
+            saved_at = it
+
     rep.start(tcfg.max_iters, start)
     status, it = "done", start
     diag: dict = {}  # gradient norms and update/weight ratios (diagnostics.py)
     try:
         for it in range(start, tcfg.max_iters + 1):
+            # Stop signals are looked at between batches: here, between evaluation batches and
+            # between micro-batches. A stop drops the unfinished evaluation or step and keeps
+            # the last completed one (save_stopped), so it never waits for a whole evaluation.
+            at_start = generator_states()  # evaluation draws from neither generator
             if should_stop():
-                if backend.is_main:
-                    backend.save(last, tokenizer, trainer_state(it, None))
-                    saved_at = it
+                save_stopped(it, at_start)
                 status = "interrupted"
                 break
             eval_due = it % tcfg.eval_interval == 0 or it == tcfg.max_iters
             if eval_due and not (it == start and skip_eval_at_start):
-                losses = {s: estimate_loss(backend, dataset, s, tcfg)
+                losses = {s: estimate_loss(backend, dataset, s, tcfg, should_stop)
                           for s in ("train", "val")}
+                if None in losses.values():  # stopped: this evaluation is dropped, unlogged
+                    save_stopped(it, at_start)
+                    status = "interrupted"
+                    break
                 improved = losses["val"] < best_val
                 if improved:
                     best_val, evals_since_best = losses["val"], 0
@@ -295,8 +319,10 @@ def train(
 
             t0 = time.perf_counter()
             lr = lr_at(it, tcfg)
-            loss = 0.0
-            for _ in range(n_micro):
+            loss, done_micro = 0.0, 0
+            while done_micro < n_micro:
+                if done_micro and should_stop():  # the step's gradients so far are dropped
+                    break
                 x, y = dataset.get_batch("train", B, T, batch_rng, loss_on=tcfg.loss_on)
                 micro = backend.forward_backward(x, y, 1.0 / n_micro)
                 if not math.isfinite(micro):
@@ -305,6 +331,11 @@ def train(
                         f"{last} keeps the last good state. Lower --learning-rate or "
                         "--grad-clip and resume")
                 loss += micro / n_micro
+                done_micro += 1
+            if done_micro < n_micro:
+                save_stopped(it, at_start)
+                status = "interrupted"
+                break
             probe = StepProbe(backend) if probe_due(it + 1, tcfg.eval_interval,
                                                     tcfg.max_iters) else None
             backend.step(lr, tcfg.grad_clip)
@@ -322,13 +353,16 @@ def train(
                        elapsed_s=elapsed0 + time.perf_counter() - t_start)
 
 
-def estimate_loss(backend: Backend, dataset: TokenDataset, split: str, tcfg: TrainConfig
-                  ) -> float:
+def estimate_loss(backend: Backend, dataset: TokenDataset, split: str, tcfg: TrainConfig,
+                  should_stop: Callable[[], bool] = lambda: False) -> float | None:
     """Mean loss over eval_iters batches of a split, from a generator fixed per split, so
-    every evaluation sees the same batches and training batches are untouched."""
+    every evaluation sees the same batches and training batches are untouched. None when
+    `should_stop` turns true before the last batch (a stop signal: the estimate is dropped)."""
     rng = np.random.default_rng([tcfg.seed, 1, 0 if split == "train" else 1])
     losses = []
     for _ in range(tcfg.eval_iters):
+        if should_stop():
+            return None
         x, y = dataset.get_batch(split, tcfg.batch_size, tcfg.block_size, rng,
                                  loss_on=tcfg.loss_on)
         losses.append(backend.eval_loss(x, y))

@@ -15,7 +15,13 @@ from tiny_train import factory, final_params, tiny
 from numpy_gpt.data.dataset import TokenDataset
 from numpy_gpt.data.prepare import prepare
 from numpy_gpt.nn.checkpoint import load_trainer_state
-from numpy_gpt.training.train import NumpyBackend, TrainingError, numpy_backend, train
+from numpy_gpt.training.train import (
+    NumpyBackend,
+    Reporter,
+    TrainingError,
+    numpy_backend,
+    train,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,23 +48,54 @@ def test_short_run_lowers_the_loss_and_writes_outputs(backend, data_dir, tmp_pat
     assert {"iter", "train_loss", "val_loss", "val_ppl", "lr", "elapsed_s"} <= set(lines[0])
 
 
+class StopDuring(Reporter):
+    """A stop signal's flag that turns true at its k-th look once step n is done. The loop
+    looks at the top of each iteration (look 1), before each evaluation batch (tiny's 2 per
+    split: looks 2-5 at an evaluated iteration) and before each micro-batch but the first."""
+
+    def __init__(self, n: int, k: int) -> None:
+        self.n, self.k, self.looks = n, k, None
+
+    def step(self, it: int, loss: float, lr: float, tokens_per_s: float) -> None:
+        if it == self.n:
+            self.looks = 0
+
+    def __call__(self) -> bool:
+        if self.looks is None:
+            return False
+        self.looks += 1
+        return self.looks >= self.k
+
+
+STOPS = {"between steps": (8, 1), "mid-step": (8, 2), "mid-evaluation, train split": (10, 3),
+         "mid-evaluation, val split": (10, 5), "mid-step after an evaluation": (10, 6)}
+
+
+@pytest.mark.parametrize("when", list(STOPS))
 @pytest.mark.parametrize("backend", backends())
-def test_interrupt_and_resume_is_bit_identical(backend, data_dir, tmp_path):
-    """Stop after 8 steps (what Ctrl-C does), resume to the end: the same parameters as an
-    uninterrupted run, bit for bit, with dropout and gradient accumulation on."""
+def test_interrupt_and_resume_is_bit_identical(backend, when, data_dir, tmp_path):
+    """Stop at each place the loop looks (what Ctrl-C does), resume to the end: the same
+    parameters and log as an uninterrupted run, bit for bit, with dropout and gradient
+    accumulation on. An evaluation cut short is dropped (not logged) and redone on resume."""
     cfg, ds = tiny(data_dir), TokenDataset(data_dir)
     train(cfg, ds, tmp_path / "a", factory(backend))
-    calls = iter(range(100))
-    stopped = train(cfg, ds, tmp_path / "b", factory(backend),
-                    should_stop=lambda: next(calls) == 8)
-    assert stopped.status == "interrupted" and stopped.iter == 8
-    assert load_trainer_state(tmp_path / "b" / "last")["iter"] == 8
+    n, k = STOPS[when]
+    stop = StopDuring(n, k)
+    stopped = train(cfg, ds, tmp_path / "b", factory(backend), reporter=stop, should_stop=stop)
+    assert stopped.status == "interrupted" and stopped.iter == n
+    state = load_trainer_state(tmp_path / "b" / "last")
+    assert state["iter"] == n and state["evaluated"] == (when == "mid-step after an evaluation")
+    logged = [json.loads(x)["iter"]
+              for x in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert logged[-1] == (10 if state["evaluated"] else 5)
     train(cfg, ds, tmp_path / "b", factory(backend), resume=True)
     a, b = final_params(tmp_path / "a"), final_params(tmp_path / "b")
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-    log_a = (tmp_path / "a" / "log.jsonl").read_text()
-    assert (tmp_path / "b" / "log.jsonl").read_text().count("\n") == log_a.count("\n")
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    log_a = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    log_b = [json.loads(x) for x in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [(r["iter"], r["val_loss"]) for r in log_b] == [(r["iter"], r["val_loss"])
+                                                           for r in log_a]
 
 
 def test_sigkill_after_a_checkpoint_then_resume_matches(data_dir, tmp_path):

@@ -4,7 +4,9 @@
     ok = all(r.ok for r in rows)
 
 Presets are the model sizes a run compares at: "tiny" (the default, every size different
-and small: B=2, T=3, C=8, NH=2, V=11), "small", and "baby" (nanoGPT's CPU config).
+and small: B=2, T=3, C=8, NH=2, V=11), "small", and "baby" (nanoGPT's CPU config), and their
+Llama-shaped counterparts "llama-tiny" (C=16, NH=4 query / KV=2 key-value heads, hs=4, SwiGLU
+F=24, RoPE halves) and "llama-small" (multi-query, KV=1, RoPE interleaved).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from numpy_gpt.nn.config import ConfigError, GPTConfig
+from numpy_gpt.nn.config import ConfigError, GPTConfig, arch_fields
 from numpy_gpt.nn.device import DeviceError, array_module
 
 from .cases import Case, select
@@ -31,6 +33,12 @@ PRESETS: dict[str, tuple[GPTConfig, int, int]] = {
     "tiny": (GPTConfig(vocab_size=11, block_size=4, n_layer=2, n_head=2, n_embd=8), 2, 3),
     "small": (GPTConfig(vocab_size=65, block_size=16, n_layer=2, n_head=4, n_embd=32), 4, 16),
     "baby": (GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128), 4, 64),
+    "llama-tiny": (GPTConfig(vocab_size=11, block_size=4, n_layer=2, n_head=4, n_embd=16,
+                             **arch_fields("llama", 4) | {"ffn_hidden": 24}), 2, 3),
+    "llama-small": (GPTConfig(vocab_size=65, block_size=16, n_layer=2, n_head=4, n_embd=32,
+                              **arch_fields("llama", 4) | {"n_kv_head": 1,
+                                                           "rope_layout": "interleaved"}),
+                    4, 16),
 }
 
 

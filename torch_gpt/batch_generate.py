@@ -15,7 +15,6 @@ Ref: HF transformers generate() with attention_mask; vLLM / Orca per-sequence ca
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,8 +35,10 @@ from numpy_gpt.generation.sampling import (
 from .generate import (
     KVCache,
     cached_attention,
+    embed,
     forward_blocks,
     forward_cached,
+    grouped_attention,
     head_logits,
     next_token,
 )
@@ -48,18 +49,17 @@ from .precision import autocast
 def rows_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache,
                    layer: int, positions: torch.Tensor) -> torch.Tensor:
     """One new position per row, row b's at positions[b], attending to its keys 0..positions[b].
-    Shapes: q, k, v (B,NH,1,hs), positions (B,) long -> (B,NH,1,hs); writes each row's key and
-    value at its own position. Keys after a row's position get -inf: softmax weight 0."""
+    Shapes: q (B,NH,1,hs), k, v (B,KV,1,hs), positions (B,) long -> (B,NH,1,hs); writes each
+    row's key and value at its own position. Keys after a row's position get -inf: softmax
+    weight 0."""
     B = q.size(0)
     rows = torch.arange(B, device=q.device)
-    cache.k[layer][rows, :, positions] = k[:, :, 0]  # (B,NH,hs) into row b at positions[b]
+    cache.k[layer][rows, :, positions] = k[:, :, 0]  # (B,KV,hs) into row b at positions[b]
     cache.v[layer][rows, :, positions] = v[:, :, 0]
     L = int(positions.max().item()) + 1
-    K, V = cache.k[layer][:, :, :L], cache.v[layer][:, :, :L]  # (B,NH,L,hs)
-    att = (q @ K.transpose(-2, -1)) * (1.0 / math.sqrt(K.size(-1)))  # (B,NH,1,L)
+    K, V = cache.k[layer][:, :, :L], cache.v[layer][:, :, :L]  # (B,KV,L,hs)
     beyond = torch.arange(L, device=q.device)[None, :] > positions[:, None]  # (B, L)
-    att = att.masked_fill(beyond[:, None, None, :], float("-inf"))
-    return torch.softmax(att, dim=-1) @ V
+    return grouped_attention(q, K, V, beyond[:, None, None, None, :])  # over (B,KV,G,1,L)
 
 
 class BatchDecoder:
@@ -106,16 +106,14 @@ class BatchDecoder:
             if self.cache is None:
                 return self.model(idx)[0][rows, last].clone()
             self.cache.reset()
-            tr = self.model.transformer
-            pos = torch.arange(idx.size(1), device=self.device)
-            x = tr.wte(idx) + tr.wpe(pos)
+            x = embed(self.model, idx, torch.arange(idx.size(1), device=self.device))
 
             def attend(i: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
                        ) -> torch.Tensor:
                 K, V = self.cache.append(i, k, v)
                 return cached_attention(q, K, V, 0)
 
-            x = forward_blocks(self.model, x, attend)
+            x = forward_blocks(self.model, x, attend, self.model.rope(0, idx.size(1)))
             self.cache.length = idx.size(1)
             return head_logits(self.model, x[rows, last][:, None])[:, 0].clone()
 
@@ -124,10 +122,13 @@ class BatchDecoder:
         B = len(self.contexts)
         tok = self._ids([[tokens[b] if b in step else 0 for b in range(B)]])[0]
         pos = self._ids([[min(len(c) - 1, self.block_size - 1) for c in self.contexts]])[0]
-        tr = self.model.transformer
-        x = (tr.wte(tok) + tr.wpe(pos))[:, None]  # (B,1,C)
+        x = embed(self.model, tok[:, None], pos[:, None])  # (B,1,C)
+        rope = None
+        if self.model.rope_cos is not None:  # row b turned by its own position: (B,1,1,hs/2)
+            rope = tuple(t[pos][:, None, None]
+                         for t in (self.model.rope_cos, self.model.rope_sin))
         x = forward_blocks(self.model, x, lambda i, q, k, v: rows_attention(
-            q, k, v, self.cache, i, pos))
+            q, k, v, self.cache, i, pos), rope)
         logits = head_logits(self.model, x)[:, 0]  # (B,V)
         sel = torch.tensor(step, device=self.device)
         self.logits[sel] = logits[sel].to(self.logits.dtype)

@@ -8,9 +8,11 @@
 
 The twin of numpy_gpt/generation/generate.py (read its docstring for the KV cache and why the
 cache is rebuilt when the context is cropped at block_size). The cached step is written here
-from the model's own submodules (ln_1, attn.c_attn, attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj,
-ln_f and the head weight), so torch_gpt/model.py needed no change; attention over the cache is
-written out (cached_attention says why it does not call F.scaled_dot_product_attention). The
+from the model's own submodules (ln_1, attn.qkv, attn.c_proj, ln_2, mlp, ln_f and the head
+weight); attention over the cache is written out (cached_attention says why it does not call
+F.scaled_dot_product_attention). The cache stores the n_kv_head key/value heads, not one per
+query head (grouped-query attention's memory saving), and with RoPE it stores the keys already
+turned: each new token's q and k are turned by its own position (the cache's length). The
 cache tensors live on the model's device and take the dtype the projections produce (bf16 or
 fp16 under autocast). Every computation runs under torch.inference_mode, entered per step
 rather than around the whole generator: a generator suspended inside a `with` block would
@@ -49,7 +51,7 @@ from numpy_gpt.generation.sampling import (
 )
 from numpy_gpt.generation.sampling import generate_text as _generate_text
 
-from .model import GPT
+from .model import GPT, Rope
 from .precision import autocast
 
 # ---------------------------------------------------------------------- KV cache
@@ -58,8 +60,8 @@ from .precision import autocast
 class KVCache:
     """Keys and values of every layer for the positions processed so far.
 
-    k[i], v[i]: (B, NH, block_size, hs), allocated on the first append (device and dtype of
-    the keys); rows [0, length) are filled.
+    k[i], v[i]: (B, KV, block_size, hs), KV = n_kv_head, allocated on the first append (device
+    and dtype of the keys); rows [0, length) are filled.
     """
 
     def __init__(self, n_layer: int, block_size: int):
@@ -80,10 +82,10 @@ class KVCache:
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write k, v (B,NH,T,hs) at rows length..length+T; return all filled rows."""
-        B, NH, T, hs = k.shape
+        """Write k, v (B,KV,T,hs) at rows length..length+T; return all filled rows."""
+        B, KV, T, hs = k.shape
         if self.k[layer] is None or self.k[layer].shape[0] != B or self.k[layer].dtype != k.dtype:
-            shape = (B, NH, self.block_size, hs)
+            shape = (B, KV, self.block_size, hs)
             self.k[layer] = k.new_empty(shape)
             self.v[layer] = v.new_empty(shape)
         L = self.length + T
@@ -95,17 +97,31 @@ class KVCache:
 def cached_attention(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, offset: int
                      ) -> torch.Tensor:
     """softmax(q K^T / sqrt(hs), masked where j > offset + i) V: T new queries at positions
-    offset.. over all L = offset + T cached keys. Shapes: q (B,NH,T,hs), K, V (B,NH,L,hs) ->
+    offset.. over all L = offset + T cached keys. Shapes: q (B,NH,T,hs), K, V (B,KV,L,hs) ->
     (B,NH,T,hs). Written out instead of F.scaled_dot_product_attention: for one query row on
     this project's 2 shared CPU cores, torch 2.13's CPU SDPA kernel took ~5.6 ms per call with
     2 threads (its thread-pool hand-off) against ~35 us for these three ops."""
     T, L = q.size(-2), K.size(-2)
-    att = (q @ K.transpose(-2, -1)) * (1.0 / math.sqrt(K.size(-1)))  # (B,NH,T,L)
+    future = None
     if T > 1:  # a single new token sees every cached position: nothing to mask
         future = (torch.arange(L, device=q.device)[None, :]
                   > offset + torch.arange(T, device=q.device)[:, None])  # (T, L)
-        att = att.masked_fill(future, float("-inf"))
-    return torch.softmax(att, dim=-1) @ V
+    return grouped_attention(q, K, V, future)
+
+
+def grouped_attention(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor,
+                      masked: torch.Tensor | None) -> torch.Tensor:
+    """softmax(q K^T / sqrt(hs), -inf where `masked`) V with K/V heads shared by groups of
+    query heads, never repeated: q is viewed (B,KV,G,T,hs), G = NH/KV, so query head
+    h = kv*G + g reads key/value head kv (HF's repeat_kv order). Shapes: q (B,NH,T,hs), K, V
+    (B,KV,L,hs), masked broadcastable to (B,1,1,T,L) or None -> (B,NH,T,hs)."""
+    B, NH, T, hs = q.shape
+    KV = K.size(1)
+    qg = q.view(B, KV, NH // KV, T, hs)
+    att = (qg @ K.unsqueeze(2).transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B,KV,G,T,L)
+    if masked is not None:
+        att = att.masked_fill(masked, float("-inf"))
+    return (torch.softmax(att, dim=-1) @ V.unsqueeze(2)).view(B, NH, T, hs)
 
 
 @torch.inference_mode()
@@ -123,37 +139,38 @@ def forward_cached(
     if L + T > cfg.block_size:
         raise ValueError(f"forward_cached: {T} new tokens do not fit a cache holding {L} of "
                          f"{cfg.block_size} positions")
-    tr = model.transformer
-    pos = torch.arange(L, L + T, dtype=torch.long, device=idx.device)
-    x = tr.wte(idx) + tr.wpe(pos)  # (B,T,C) + (T,C)
+    x = embed(model, idx, torch.arange(L, L + T, dtype=torch.long, device=idx.device))
 
     def attend(i: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        K, V = cache.append(i, k, v)  # (B,NH,L+T,hs)
+        K, V = cache.append(i, k, v)  # (B,KV,L+T,hs)
         return cached_attention(q, K, V, L)
 
-    x = forward_blocks(model, x, attend)
+    x = forward_blocks(model, x, attend, model.rope(L, T))
     if last_only:
         x = x[:, -1:]
     cache.length = L + T
     return head_logits(model, x)  # (B,T,C) -> (B,T,V)
 
 
-def forward_blocks(model: GPT, x: torch.Tensor, attend: Callable[..., torch.Tensor]
-                   ) -> torch.Tensor:
+def embed(model: GPT, idx: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Token embeddings, plus the position table's rows `pos` when the model has one (RoPE
+    models turn q and k instead). Shapes: idx (B,T), pos (T,) or (B,T) -> (B,T,C)."""
+    x = model.transformer.wte(idx)
+    return x + model.transformer.wpe(pos) if "wpe" in model.transformer else x
+
+
+def forward_blocks(model: GPT, x: torch.Tensor, attend: Callable[..., torch.Tensor],
+                   rope: Rope = None) -> torch.Tensor:
     """The blocks of GPT.forward in eval mode, with `attend(layer, q, k, v) -> (B,NH,T,hs)`
-    (q, k, v (B,NH,T,hs) of the new positions) in place of the attention over the sequence."""
-    cfg = model.config
+    (q (B,NH,T,hs), k, v (B,KV,T,hs) of the new positions, RoPE already applied with the
+    (cos, sin) rows `rope`) in place of the attention over the sequence."""
     B, T, C = x.shape
-    NH = cfg.n_head
     for i, block in enumerate(model.transformer.h):
-        q, k, v = block.attn.c_attn(block.ln_1(x)).split(C, dim=2)
-        # (B,T,C) -> (B,NH,T,hs)
-        q, k, v = (t.view(B, T, NH, C // NH).transpose(1, 2) for t in (q, k, v))
+        q, k, v = block.attn.qkv(block.ln_1(x), rope)
         y = attend(i, q, k, v)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-merge heads
         x = x + block.attn.c_proj(y)  # residual 1
-        m = F.gelu(block.mlp.c_fc(block.ln_2(x)), approximate=block.mlp.approximate)
-        x = x + block.mlp.c_proj(m)  # residual 2
+        x = x + block.mlp.c_proj(block.mlp.hidden(block.ln_2(x)))  # residual 2 (no dropout)
     return x
 
 

@@ -236,12 +236,14 @@ class MLP(nn.Module):
         self.c_proj = nn.Linear(hidden, C, bias=config.bias)
         self.dropout = Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The activation c_proj reads: (B,T,C) -> (B,T,F)."""
         if self.swiglu:
-            x = F.silu(self.c_gate(x)) * self.c_fc(x)
-        else:
-            x = F.gelu(self.c_fc(x), approximate=self.approximate)
-        return self.dropout(self.c_proj(x), (masks or {}).get("dropout"))
+            return F.silu(self.c_gate(x)) * self.c_fc(x)
+        return F.gelu(self.c_fc(x), approximate=self.approximate)
+
+    def forward(self, x: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.hidden(x)), (masks or {}).get("dropout"))
 
 
 class Block(nn.Module):

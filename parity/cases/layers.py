@@ -132,12 +132,16 @@ def run_gelu(ctx: Context, kind: str) -> None:
 
 
 def _torch_attention(qkv: torch.Tensor, mask: torch.Tensor | None, *, n_head: int, attn: str,
-                     drop: Dropout) -> torch.Tensor:
+                     drop: Dropout, n_kv_head: int | None = None) -> torch.Tensor:
     """The attention core as CausalSelfAttention runs it, between c_attn and c_proj."""
-    B, T, C3 = qkv.shape
-    C = C3 // 3
-    # (B,T,3C) -> 3 x (B,NH,T,hs)
-    q, k, v = (t.reshape(B, T, n_head, C // n_head).transpose(1, 2) for t in qkv.split(C, -1))
+    B, T, D = qkv.shape
+    KV = n_head if n_kv_head is None else n_kv_head
+    hs = D // (n_head + 2 * KV)
+    C = n_head * hs
+    # (B,T,(NH+2KV)hs) -> q (B,NH,T,hs), k, v (B,KV,T,hs)
+    q, k, v = qkv.split((C, KV * hs, KV * hs), -1)
+    q = q.reshape(B, T, n_head, hs).transpose(1, 2)
+    k, v = (t.reshape(B, T, KV, hs).transpose(1, 2) for t in (k, v))
     y = causal_attention(q, k, v, attn=attn, dropout=drop, dropout_mask=mask)
     return y.transpose(1, 2).reshape(B, T, C)  # re-merge heads
 

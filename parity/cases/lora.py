@@ -7,6 +7,8 @@
                    parameter's (they see the LoRA paths through the input path of each layer);
                    train mode shares the model's and the LoRA paths' dropout masks
                    (numpy_gpt.nn.model.make_dropout_masks with the LoRA config)
+    lora/llama-*   the same on the --config size Llama-shaped, adapting q/k/v (c_attn), o and
+                   the MLP's three matrices (c_proj, c_gate, c_fc)
     merged         in each twin, the merged model's logits equal the adapted model's, and
                    torch's merged weights equal numpy's
 
@@ -32,7 +34,7 @@ from numpy_gpt.nn.model import make_dropout_masks
 from torch_gpt.lora import LoRALinear, apply_lora, lora_numpy_params, merge_lora
 
 from ..harness import Context
-from . import Case, register
+from . import Case, llama_config, register
 
 LORA_P = 0.25  # LoRA dropout of the train-mode cases
 
@@ -88,6 +90,7 @@ class Variant:
     bias: bool = True
     dropout: float = 0.0  # > 0: train mode, the model's dropout with identical masks
     lora_dropout: float = 0.0  # > 0: train mode, the LoRA paths' dropout, identical masks
+    llama: bool = False  # the context's size Llama-shaped (cases.llama_config)
 
 
 VARIANTS = [
@@ -97,6 +100,10 @@ VARIANTS = [
     Variant("model-train-lora-dropout", lora_dropout=LORA_P),
     Variant("model-train-both-dropouts-untied", tie_weights=False, dropout=0.2,
             lora_dropout=LORA_P),
+    Variant("llama-model-all-targets", targets=("c_attn", "c_proj", "c_gate", "c_fc"),
+            tie_weights=False, bias=False, llama=True),
+    Variant("llama-model-train-both-dropouts", targets=("c_attn", "c_proj", "c_gate", "c_fc"),
+            tie_weights=False, bias=False, dropout=0.2, lora_dropout=LORA_P, llama=True),
 ]
 
 
@@ -104,7 +111,8 @@ def adapted_pair(ctx: Context, v: Variant, rng: np.random.Generator
                  ) -> tuple[NumpyGPT, torch_gpt.GPT, LoRAConfig]:
     """The same adapted model in both twins: numpy's base and adapter (A as initialised, B
     drawn at random) loaded into torch by name."""
-    config = ctx.config.replace(tie_weights=v.tie_weights, bias=v.bias, dropout=v.dropout)
+    config = (llama_config(ctx.config) if v.llama else ctx.config).replace(
+        tie_weights=v.tie_weights, bias=v.bias, dropout=v.dropout)
     lcfg = LoRAConfig(rank=2, alpha=5.0, dropout=v.lora_dropout, targets=v.targets)
     ref = NumpyGPT(config, dtype=ctx.ref_dtype, seed=ctx.seed)
     ref.add_lora(lcfg, seed=ctx.seed)
@@ -147,10 +155,11 @@ def run_model(ctx: Context, v: Variant) -> None:
         ctx.check(f"grad:{name}", t_grad, grads[name], "grad")
 
 
-def run_merged(ctx: Context) -> None:
+def run_merged(ctx: Context, llama: bool = False) -> None:
     """Merged == adapted in each twin (eval mode), and the twins' merged weights agree."""
     rng = ctx.rng(2)
-    v = Variant("merged", tie_weights=False)
+    v = (Variant("merged-llama", ("c_attn", "c_proj", "c_gate", "c_fc"), tie_weights=False,
+                 bias=False, llama=True) if llama else Variant("merged", tie_weights=False))
     ref, model, _ = adapted_pair(ctx, v, rng)
     model.eval()
     B, T = ctx.batch_size, min(ctx.seq_len, ref.config.block_size)
@@ -178,3 +187,4 @@ register(Case("lora/layer-dropout", functools.partial(run_layer, dropout=True)))
 for _v in VARIANTS:
     register(Case(f"lora/{_v.name}", functools.partial(run_model, v=_v)))
 register(Case("lora/merged", run_merged))
+register(Case("lora/llama-merged", functools.partial(run_merged, llama=True)))

@@ -5,7 +5,10 @@ equal, STYLE.md P5); then logits, loss and every gradient by name are compared. 
 cover tied/untied head, bias on/off, both GELUs, both attention implementations, label
 smoothing, ignored targets (-100), no targets, the B=1, T=1 edge, train mode with
 dropout > 0 using identical masks from numpy_gpt.nn.model.make_dropout_masks, and numpy_gpt's
-tiled attention kernel (GPTConfig.attention="tiled") against torch's SDPA.
+tiled attention kernel (GPTConfig.attention="tiled") against torch's SDPA. The "llama"
+variants run the --config size Llama-shaped (cases.llama_config): RMSNorm, RoPE in both pair
+layouts, SwiGLU, grouped-query attention (and plain multi-head with `mha`), in eval and train
+mode, full and tiled attention, B=1 T=1.
 
 Under bf16/fp16 autocast the torch side keeps float32 weights and is compared with the
 float64 reference; fp16 scales the loss by a constant 1024 before backward (what GradScaler
@@ -26,7 +29,7 @@ from numpy_gpt.nn.model import GPT as NumpyGPT
 from numpy_gpt.nn.model import make_dropout_masks
 
 from ..harness import Context
-from . import Case, register
+from . import Case, llama_config, register
 
 FP16_LOSS_SCALE = 1024.0
 
@@ -44,6 +47,9 @@ class Variant:
     edge: bool = False  # B=1, T=1 instead of the context's sizes
     attention: str | None = None  # GPTConfig.attention for numpy_gpt; None: the context's
     attention_tile: int | None = None  # GPTConfig.attention_tile; None: the context's
+    llama: bool = False  # the context's size Llama-shaped (cases.llama_config)
+    rope_layout: str | None = None  # GPTConfig.rope_layout; None: the config's
+    mha: bool = False  # n_kv_head = n_head (no grouping)
 
 
 VARIANTS = [
@@ -66,6 +72,18 @@ VARIANTS = [
     Variant("tiled-untied-nobias-exact-sdpa-smooth-ignore", tie_weights=False, bias=False,
             gelu="exact", label_smoothing=0.1, targets="ignored", attention="tiled",
             attention_tile=2),
+    # Llama-shaped: RMSNorm, RoPE, SwiGLU, grouped-query attention
+    Variant("llama-untied-nobias-sdpa", llama=True, tie_weights=False, bias=False),
+    Variant("llama-interleaved-manual-smooth-ignore", llama=True, tie_weights=False,
+            bias=False, rope_layout="interleaved", attn="manual", label_smoothing=0.1,
+            targets="ignored"),
+    Variant("llama-mha-tied-bias-sdpa-notargets", llama=True, mha=True, targets="none"),
+    Variant("llama-untied-nobias-sdpa-B1T1", llama=True, tie_weights=False, bias=False,
+            edge=True),
+    Variant("train-dropout-llama-interleaved-manual", llama=True, tie_weights=False,
+            bias=False, rope_layout="interleaved", attn="manual", dropout=0.2),
+    Variant("tiled-llama-untied-nobias-sdpa-ignore", llama=True, tie_weights=False, bias=False,
+            targets="ignored", attention="tiled", attention_tile=2),
 ]
 
 
@@ -132,8 +150,11 @@ def compare_model(
 
 
 def run_variant(ctx: Context, v: Variant) -> None:
-    config = ctx.config.replace(tie_weights=v.tie_weights, bias=v.bias, gelu=v.gelu,
-                                dropout=v.dropout)
+    config = llama_config(ctx.config) if v.llama else ctx.config
+    config = config.replace(tie_weights=v.tie_weights, bias=v.bias, gelu=v.gelu,
+                            dropout=v.dropout, rope_layout=v.rope_layout or config.rope_layout)
+    if v.mha:
+        config = config.replace(n_kv_head=None)
     if v.attention is not None:
         config = config.replace(attention=v.attention,
                                 attention_tile=v.attention_tile or config.attention_tile)

@@ -29,7 +29,7 @@ from torch_gpt.optim import clip_grad_norm as torch_clip_grad_norm
 from torch_gpt.optim import configure_optimizer, set_lr
 
 from ..harness import Context
-from . import Case, register
+from . import Case, llama_config, register
 
 STEPS, N_MICRO, MAX_NORM = 10, 2, 0.5
 ADAMW = {"betas": (0.9, 0.95), "eps": 1e-6, "weight_decay": 0.1}  # eps: see the docstring
@@ -79,8 +79,11 @@ def compare_training(ctx: Context, config: GPTConfig, *, attn: str = "sdpa") -> 
             ctx.check(f"param:{name}", p, ref.params[name], "train")
 
 
-def run_train(ctx: Context, tie_weights: bool, bias: bool, gelu: str, attn: str) -> None:
-    config = ctx.config.replace(tie_weights=tie_weights, bias=bias, gelu=gelu, dropout=0.0)
+def run_train(ctx: Context, tie_weights: bool, bias: bool, gelu: str, attn: str,
+              llama: bool = False, rope_layout: str | None = None) -> None:
+    config = llama_config(ctx.config) if llama else ctx.config
+    config = config.replace(tie_weights=tie_weights, bias=bias, gelu=gelu, dropout=0.0,
+                            rope_layout=rope_layout or config.rope_layout)
     compare_training(ctx, config, attn=attn)
 
 
@@ -88,3 +91,9 @@ register(Case("train/adamw-tied-bias-tanh-sdpa", functools.partial(
     run_train, tie_weights=True, bias=True, gelu="tanh", attn="sdpa"), cupy=True))
 register(Case("train/adamw-untied-nobias-exact-manual", functools.partial(
     run_train, tie_weights=False, bias=False, gelu="exact", attn="manual"), cupy=True))
+register(Case("train/adamw-llama-untied-nobias-sdpa", functools.partial(
+    run_train, tie_weights=False, bias=False, gelu="tanh", attn="sdpa", llama=True),
+    cupy=True))
+register(Case("train/adamw-llama-interleaved-tied-bias-manual", functools.partial(
+    run_train, tie_weights=True, bias=True, gelu="tanh", attn="manual", llama=True,
+    rope_layout="interleaved"), cupy=True))

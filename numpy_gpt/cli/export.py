@@ -4,8 +4,9 @@
     # then: transformers.GPT2LMHeadModel.from_pretrained("hf/")
 
 Both twins run this same code (the export touches no framework: numpy_gpt.hf.exporter). Prints
-what it will do, then one line per thing worth knowing (how bias=False or an untied head was
-written, what happened to the tokenizer). Every refusal is one line `error: ...`.
+what it will do once every check has passed, then one line per thing worth knowing (how
+bias=False or an untied head was written, what happened to the tokenizer). Every refusal is
+one line `error: ...`, alone.
 """
 
 from __future__ import annotations
@@ -33,9 +34,12 @@ def run(args: argparse.Namespace) -> int:
     if args.format not in FORMATS:
         raise HFExportError(f"--format {args.format!r} is not supported; the only format is "
                             "'hf' (Hugging Face GPT-2)")
-    print(f"export {args.ckpt} -> {args.out} (Hugging Face GPT-2: config.json, "
-          "model.safetensors, tokenizer files)", flush=True)
-    for note in export_hf(args.ckpt, args.out, overwrite=args.overwrite):
+
+    def plan() -> None:  # printed once every check has passed: a refusal is one line alone
+        print(f"export {args.ckpt} -> {args.out} (Hugging Face GPT-2: config.json, "
+              "model.safetensors, tokenizer files)", flush=True)
+
+    for note in export_hf(args.ckpt, args.out, overwrite=args.overwrite, on_checked=plan):
         print(note)
     print(f"wrote {args.out}; load it with transformers.GPT2LMHeadModel.from_pretrained")
     return 0

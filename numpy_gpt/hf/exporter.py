@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +81,12 @@ class HFExportError(ValueError):
 
 
 def export_hf(ckpt: str | os.PathLike, out: str | os.PathLike, *,
-              overwrite: bool = False) -> list[str]:
+              overwrite: bool = False, on_checked: Callable[[], None] | None = None
+              ) -> list[str]:
     """Write checkpoint folder `ckpt` as a Hugging Face GPT-2 folder at `out` (atomically).
-    Returns one line per thing worth saying (what was and was not exported)."""
+    Returns one line per thing worth saying (what was and was not exported). `on_checked` is
+    called once every check has passed, just before writing (the command line prints its plan
+    there, so a refusal is its error line alone)."""
     ckpt, out = Path(ckpt), Path(out)
     refuse_adapter(ckpt)
     config, params, meta = load_checkpoint(ckpt)
@@ -107,6 +111,8 @@ def export_hf(ckpt: str | os.PathLike, out: str | os.PathLike, *,
     hf_config = gpt_config_to_hf(config, eot_id=eot, dtype=dtype)
     tensors = canonical_to_hf(params, config)
 
+    if on_checked is not None:
+        on_checked()
     existed = out.exists()
     try:
         with staged_dir(out) as tmp:  # a fault leaves OUT as it was

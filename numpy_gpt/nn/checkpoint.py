@@ -40,6 +40,9 @@ TOKENIZER_FILE = "tokenizer.json"
 TEMPLATE_KEY = "chat_template"
 OPTIMIZER_FILE = "optimizer.safetensors"
 TRAINER_STATE_FILE = "trainer_state.json"
+# the checkpoint folders a `train` / `finetune` run leaves in its OUT, and what each holds
+RUN_CHECKPOINTS = {"best": "the lowest val loss", "last": "the latest step",
+                   "merged": "a LoRA fine-tune with its adapter folded in"}
 
 
 class CheckpointError(ValueError):
@@ -119,6 +122,11 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
             f"no checkpoint folder at {path}: pass the folder that holds {CONFIG_FILE} "
             f"and {MODEL_FILE} (e.g. out/<run>/best)"
         )
+    inside = [path / n for n in RUN_CHECKPOINTS if (path / n / CONFIG_FILE).is_file()]
+    if inside and not (path / CONFIG_FILE).exists():
+        raise CheckpointError(
+            f"{path} is a training run's folder, not a checkpoint: pass "
+            + " or ".join(f"{p} ({RUN_CHECKPOINTS[p.name]})" for p in inside))
     meta = read_json(path / CONFIG_FILE, what="checkpoint config")
     version = meta.get("format_version") if isinstance(meta, dict) else None
     if version != FORMAT_VERSION:

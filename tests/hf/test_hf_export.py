@@ -231,6 +231,9 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     save_adapter(lora_best / "adapter", lcfg, lora)
     taken = tmp_path / "taken"
     (taken / "mine").mkdir(parents=True)
+    run = tmp_path / "run"  # a training run's OUT: best/ and last/ inside
+    model.save(run / "best")
+    model.save(run / "last")
     out = str(tmp_path / "out")
     return {
         "missing": (["--ckpt", str(tmp_path / "nope"), "--out", out], "no checkpoint folder"),
@@ -243,7 +246,12 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "into ckpt": (["--ckpt", str(good), "--out", str(good), "--overwrite"],
                       "would replace the checkpoint"),
         "not ours": (["--ckpt", str(good), "--out", str(taken), "--overwrite"],
-                     "not an HF GPT-2 folder"),
+                     "not an HF GPT-2"),
+        "exists": (["--ckpt", str(good), "--out", str(taken)], "already exists"),
+        "run folder": (["--ckpt", str(run), "--out", out],
+                       f"{run} is a training run's folder, not a checkpoint: pass "
+                       f"{run / 'best'} (the lowest val loss) or {run / 'last'} (the latest "
+                       "step)"),
     }
 
 
@@ -256,6 +264,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, capsys) -> Non
         lines = captured.err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], \
             (name, captured.err)
+        assert captured.out == "", (name, captured.out)  # no plan line before a refusal
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 

@@ -11,7 +11,8 @@ length n_b (tokens in its KV cache so far).
             only to positions <= t, all real, so its keys, values and logits are those of the
             prompt alone. The pad positions' keys and values are junk, and never read (below).
   decode    one new token per row per step, row b's at position n_b: its embedding adds
-            wpe[n_b], its key and value are written at cache row n_b, and its query attends to
+            wpe[n_b] (or RoPE turns its q and k by position n_b), its key and value are
+            written at cache row n_b, and its query attends to
             keys 0..n_b only (scores of the keys beyond are set to -inf, so their softmax
             weight is exactly 0 and the pad junk and other rows' longer histories drop out).
   crop      a row whose context passes block_size is cropped from the left and its cache row
@@ -41,7 +42,7 @@ import numpy as np
 
 from ..nn.device import get_array_module, to_numpy
 from ..nn.layers import embedding_forward
-from ..nn.layers.attention import split_heads
+from ..nn.layers.attention import by_group, split_heads
 from .generate import (
     KVCache,
     cached_attention_forward,
@@ -77,30 +78,33 @@ def rows_attention_forward(qkv: np.ndarray, n_head: int, k_cache: np.ndarray,
                            bias: np.ndarray | None = None) -> np.ndarray:
     """One new position per row, row b's at positions[b], attending to its keys 0..positions[b].
 
-    Shapes: qkv (B,1,3C), k_cache, v_cache (B,NH,S,hs), positions (B,) ints, bias
+    Shapes: qkv (B,1,(NH+2KV)hs), k_cache, v_cache (B,KV,S,hs) (KV < NH: grouped-query
+            attention, as generate.cached_attention_forward), positions (B,) ints, bias
             rows_bias(positions) or None (computed here) -> out (B,1,C).
             Writes each row's key and value at its own position.
     Math:   S[b, j] = q_b . K[b, j] / sqrt(hs), = -inf for j > positions[b]
             y_b = sum_j softmax_j(S[b])_j V[b, j]       (the masked keys get weight exactly 0)
     """
     xp = get_array_module(qkv)
-    B, _, C3 = qkv.shape
-    C = C3 // 3
-    q, k, v = split_heads(qkv, n_head)  # (B,1,3C) -> 3 x (B,NH,1,hs)
+    B = qkv.shape[0]
+    KV = k_cache.shape[1]
+    q, k, v = split_heads(qkv, n_head, KV)  # (B,NH,1,hs), 2 x (B,KV,1,hs)
+    hs = q.shape[-1]
     rows = xp.arange(B)
-    k_cache[rows, :, positions] = k[:, :, 0]  # (B,NH,hs) into row b, position positions[b]
+    k_cache[rows, :, positions] = k[:, :, 0]  # (B,KV,hs) into row b, position positions[b]
     v_cache[rows, :, positions] = v[:, :, 0]
     bias = rows_bias(positions) if bias is None else bias
     L = bias.shape[-1]
-    K, V = k_cache[:, :, :L], v_cache[:, :, :L]  # (B,NH,L,hs) views
-    att = q @ K.swapaxes(-1, -2)  # (B,NH,1,hs) @ (B,NH,hs,L) -> (B,NH,1,L)
-    att *= 1.0 / math.sqrt(C // n_head)
+    K, V = k_cache[:, :, None, :L], v_cache[:, :, None, :L]  # (B,KV,1,L,hs) views
+    att = by_group(q, KV) @ K.swapaxes(-1, -2)  # (B,KV,G,1,hs) @ (B,KV,1,hs,L) -> (..,1,L)
+    att = att.reshape(B, n_head, 1, L)
+    att *= 1.0 / math.sqrt(hs)
     att += bias  # -inf after the row's position: exp gives exactly 0 there
     att -= att.max(axis=-1, keepdims=True)  # softmax along keys, as cached_attention_forward
     xp.exp(att, out=att)
     att /= att.sum(axis=-1, keepdims=True)
-    y = att @ V  # (B,NH,1,L) @ (B,NH,L,hs) -> (B,NH,1,hs)
-    return y.transpose(0, 2, 1, 3).reshape(B, 1, C)  # re-merge heads
+    y = by_group(att, KV) @ V  # (B,KV,G,1,L) @ (B,KV,1,L,hs) -> (B,KV,G,1,hs)
+    return y.reshape(B, 1, n_head * hs)  # re-merge heads (T = 1: the same memory order)
 
 
 class BatchDecoder:
@@ -152,9 +156,10 @@ class BatchDecoder:
         P, cfg = self.params, self.model.config
         # forward_cached's prefill, but the head only on each row's last real position
         x, _ = embedding_forward(xp.asarray(idx), P["transformer.wte.weight"],
-                                 P["transformer.wpe.weight"])  # positions 0..Lmax-1
+                                 P.get("transformer.wpe.weight"))  # positions 0..Lmax-1
+        rope = self.model.rope_rows(0, idx.shape[1]) if cfg.position == "rope" else None
         x = forward_blocks(self.model, x, P, lambda i, qkv: cached_attention_forward(
-            qkv, cfg.n_head, self.cache.k[i], self.cache.v[i], 0))
+            qkv, cfg.n_head, self.cache.k[i], self.cache.v[i], 0), rope)
         self.cache.length = idx.shape[1]
         x = x[rows, last][:, None]  # (B,1,C): each row's last real position
         return to_numpy(head_logits(self.model, x, P)[:, 0])
@@ -168,10 +173,16 @@ class BatchDecoder:
         # row b's new token sits at position len(context) - 1 (the context includes it)
         pos = np.array([min(len(c) - 1, self.block_size - 1) for c in self.contexts])
         tok_d, pos_d = xp.asarray(tok), xp.asarray(pos)
-        x = (P["transformer.wte.weight"][tok_d] + P["transformer.wpe.weight"][pos_d])[:, None]
+        x = P["transformer.wte.weight"][tok_d][:, None]  # (B,1,C)
+        rope = None
+        if cfg.position == "rope":  # row b's q and k turned by its own position pos[b]
+            cos, sin = self.model.rope_rows(0, self.block_size)  # (block_size, 1, hs/2)
+            rope = cos[pos_d][:, None], sin[pos_d][:, None]  # (B,1,1,hs/2) vs (B,1,H,hs/2)
+        else:
+            x = x + P["transformer.wpe.weight"][pos_d][:, None]
         bias = rows_bias(pos_d)  # one mask for every layer of this step
         x = forward_blocks(self.model, x, P, lambda i, qkv: rows_attention_forward(
-            qkv, cfg.n_head, self.cache.k[i], self.cache.v[i], pos_d, bias))
+            qkv, cfg.n_head, self.cache.k[i], self.cache.v[i], pos_d, bias), rope)
         logits = to_numpy(head_logits(self.model, x, P)[:, 0])  # (B,V)
         self.logits[step] = logits[step]
 

@@ -22,6 +22,12 @@ of the cropped context. Past block_size each new token therefore costs one full 
 exactly what the uncached path costs, and the output equals the uncached output (a cheaper
 sliding window is only exact with relative positions such as RoPE, which GPT-2 lacks).
 
+Llama-shaped models. RoPE turns each new position's q and k by its own absolute position
+(offset L of the cache + t), before the key is cached: a cached key is stored turned, as a
+full forward computes it, and there is no wpe to add. The cache holds n_kv_head heads per
+layer, not n_head: with grouped-query attention its memory shrinks by n_head / n_kv_head.
+A crop rebuilds the cache as for GPT-2 (positions shift; exact, not a sliding window).
+
 Sampling follows the contract in numpy_gpt/generation/sampling.py, written here with NumPy ops;
 torch_gpt/generate.py writes the same steps with torch ops.
 
@@ -45,10 +51,13 @@ from ..nn.layers import (
     embedding_forward,
     gelu_exact_forward,
     gelu_tanh_forward,
-    layernorm_forward,
     linear_forward,
+    rope_forward,
+    swiglu_forward,
 )
-from ..nn.layers.attention import split_heads
+from ..nn.layers.attention import by_group, split_heads
+from ..nn.layers.rope import qk_heads
+from ..nn.model import norm_forward
 from .sampling import (
     SamplingConfig,
     check_generation_inputs,
@@ -63,13 +72,13 @@ from .sampling import generate_text as _generate_text
 class KVCache:
     """Keys and values of every layer for the positions processed so far.
 
-    k[i], v[i]: (B, NH, block_size, hs), preallocated on xp's device; rows [0, length) are
-    filled.
+    k[i], v[i]: (B, KV, block_size, hs), preallocated on xp's device (KV = n_kv_head: the
+    key/value heads, n_head unless grouped); rows [0, length) are filled.
     """
 
     def __init__(self, config: GPTConfig, batch_size: int = 1, dtype: Any = np.float64,
                  xp: Any = np):
-        shape = (batch_size, config.n_head, config.block_size, config.head_size)
+        shape = (batch_size, config.kv_heads, config.block_size, config.head_size)
         self.k = [xp.zeros(shape, dtype=dtype) for _ in range(config.n_layer)]
         self.v = [xp.zeros(shape, dtype=dtype) for _ in range(config.n_layer)]
         self.batch_size, self.block_size = batch_size, config.block_size
@@ -93,9 +102,11 @@ def cached_attention_forward(
 ) -> np.ndarray:
     """Causal attention of T new positions over the cached positions and themselves.
 
-    Shapes: qkv (B,T,3C) at positions offset..offset+T-1; k_cache, v_cache (B,NH,S,hs) with
-            rows [0, offset) filled earlier -> out (B,T,C). Writes rows [offset, offset+T).
-    Math:   K = [K_cache; k_new], V = [V_cache; v_new]          (B,NH,L,hs), L = offset+T
+    Shapes: qkv (B,T,(NH+2KV)hs) at positions offset..offset+T-1; k_cache, v_cache
+            (B,KV,S,hs) with rows [0, offset) filled earlier -> out (B,T,C). Writes rows
+            [offset, offset+T). KV (the cache's heads) < NH: grouped-query attention, each
+            cached head read by its group of NH/KV query heads (attention.py's by_group).
+    Math:   K = [K_cache; k_new], V = [V_cache; v_new]          (B,KV,L,hs), L = offset+T
             S[i, j] = q_i . K_j / sqrt(hs)                       (B,NH,T,L)
             S[i, j] = -inf for j > offset + i                    query i sits at offset+i
             y_i = sum_j softmax_j(S)[i, j] V_j                   (B,NH,T,hs) -> (B,T,C)
@@ -103,24 +114,27 @@ def cached_attention_forward(
             forward recomputes; y equals rows offset.. of attention_forward up to rounding.
     """
     xp = get_array_module(qkv)
-    B, T, C3 = qkv.shape
-    C = C3 // 3
+    B, T, _ = qkv.shape
+    KV = k_cache.shape[1]
     L = offset + T
-    q, k, v = split_heads(qkv, n_head)  # (B,T,3C) -> 3 x (B,NH,T,hs)
+    q, k, v = split_heads(qkv, n_head, KV)  # (B,NH,T,hs), 2 x (B,KV,T,hs)
+    hs = q.shape[-1]
     k_cache[:, :, offset:L] = k
     v_cache[:, :, offset:L] = v
-    K, V = k_cache[:, :, :L], v_cache[:, :, :L]  # views of the filled rows
+    # the filled rows, as (B,KV,1,L,hs) views: each K/V head broadcast over its group
+    K, V = k_cache[:, :, None, :L], v_cache[:, :, None, :L]
 
-    att = q @ K.swapaxes(-1, -2)  # (B,NH,T,hs) @ (B,NH,hs,L) -> (B,NH,T,L)
-    att *= 1.0 / math.sqrt(C // n_head)
+    att = by_group(q, KV) @ K.swapaxes(-1, -2)  # (B,KV,G,T,hs) @ (B,KV,1,hs,L) -> (..,T,L)
+    att = att.reshape(B, n_head, T, L)  # a view of the fresh product
+    att *= 1.0 / math.sqrt(hs)
     if T > 1:  # a single new token sees every cached position: nothing to mask
         future = xp.arange(L)[None, :] > offset + xp.arange(T)[:, None]  # (T, L)
         att[..., future] = -np.inf
     att -= att.max(axis=-1, keepdims=True)  # softmax along keys, as attention_forward
     xp.exp(att, out=att)
     att /= att.sum(axis=-1, keepdims=True)
-    y = att @ V  # (B,NH,T,L) @ (B,NH,L,hs) -> (B,NH,T,hs)
-    return y.transpose(0, 2, 1, 3).reshape(B, T, C)  # re-merge heads
+    y = by_group(att, KV) @ V  # (B,KV,G,T,L) @ (B,KV,1,L,hs) -> (B,KV,G,T,hs)
+    return y.reshape(B, n_head, T, hs).transpose(0, 2, 1, 3).reshape(B, T, n_head * hs)
 
 
 def inference_params(model: Any) -> dict[str, np.ndarray]:
@@ -156,11 +170,14 @@ def forward_cached(
             f"forward_cached: {B}x{T} new tokens do not fit a cache of batch "
             f"{cache.batch_size} holding {L} of {cfg.block_size} positions"
         )
-    # positions L..L+T-1: embedding_forward adds wpe[:T] of the table it is given
+    # positions L..L+T-1: embedding_forward adds wpe[:T] of the table it is given; RoPE
+    # turns q and k by rows L..L+T-1 of its tables instead
+    wpe = P.get("transformer.wpe.weight")
     x, _ = embedding_forward(idx, P["transformer.wte.weight"],
-                             P["transformer.wpe.weight"][L:L + T])
+                             None if wpe is None else wpe[L:L + T])
+    rope = model.rope_rows(L, T) if cfg.position == "rope" else None
     x = forward_blocks(model, x, P, lambda i, qkv: cached_attention_forward(
-        qkv, cfg.n_head, cache.k[i], cache.v[i], L))
+        qkv, cfg.n_head, cache.k[i], cache.v[i], L), rope)
     if last_only:
         x = x[:, -1:]
     logits = head_logits(model, x, P)  # (B,T,C) -> (B,T,V)
@@ -169,33 +186,39 @@ def forward_cached(
 
 
 def forward_blocks(model: Any, x: np.ndarray, P: dict[str, np.ndarray],
-                   attend: Callable[[int, np.ndarray], np.ndarray]) -> np.ndarray:
+                   attend: Callable[[int, np.ndarray], np.ndarray],
+                   rope: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """The n_layer blocks of GPT.forward in eval mode, with `attend(layer, qkv) -> (B,T,C)`
-    in place of the attention core (attention over a KV cache). x (B,T,C) -> (B,T,C)."""
+    in place of the attention core (attention over a KV cache). x (B,T,C) -> (B,T,C).
+    `rope`: RoPE's (cos, sin) rows of the new positions, broadcastable against (B,T,H,hs/2)
+    (GPT.rope_rows), when config.position is "rope"; they turn q and k before `attend`."""
     cfg = model.config
     gelu_forward = gelu_tanh_forward if cfg.gelu == "tanh" else gelu_exact_forward
+
+    def linear(m: np.ndarray, key: str) -> np.ndarray:
+        return linear_forward(m, P[key + ".weight"], P.get(key + ".bias"))[0]
+
     for i in range(cfg.n_layer):
         h = f"transformer.h.{i}."
-        a, _ = layernorm_forward(x, P[h + "ln_1.weight"], P.get(h + "ln_1.bias"),
-                                 cfg.layer_norm_eps)
-        a, _ = linear_forward(a, P[h + "attn.c_attn.weight"], P.get(h + "attn.c_attn.bias"))
+        a = linear(norm_forward(cfg, P, x, h + "ln_1")[0], h + "attn.c_attn")
+        if rope is not None:  # turn q and k in place (a is fresh), v untouched
+            qk = qk_heads(a, cfg.n_head, cfg.kv_heads)
+            qk[...] = rope_forward(qk, *rope, cfg.rope_layout)[0]
         a = attend(i, a)
-        a, _ = linear_forward(a, P[h + "attn.c_proj.weight"], P.get(h + "attn.c_proj.bias"))
-        x = x + a  # residual 1
-        m, _ = layernorm_forward(x, P[h + "ln_2.weight"], P.get(h + "ln_2.bias"),
-                                 cfg.layer_norm_eps)
-        m, _ = linear_forward(m, P[h + "mlp.c_fc.weight"], P.get(h + "mlp.c_fc.bias"))
-        m, _ = gelu_forward(m)
-        m, _ = linear_forward(m, P[h + "mlp.c_proj.weight"], P.get(h + "mlp.c_proj.bias"))
-        x = x + m  # residual 2
+        x = x + linear(a, h + "attn.c_proj")  # residual 1
+        m = norm_forward(cfg, P, x, h + "ln_2")[0]
+        if cfg.mlp == "swiglu":
+            m = swiglu_forward(linear(m, h + "mlp.c_gate"), linear(m, h + "mlp.c_fc"))[0]
+        else:
+            m = gelu_forward(linear(m, h + "mlp.c_fc"))[0]
+        x = x + linear(m, h + "mlp.c_proj")  # residual 2
     return x
 
 
 def head_logits(model: Any, x: np.ndarray, P: dict[str, np.ndarray]) -> np.ndarray:
     """ln_f, then the (tied or untied) head: x (B,T,C) -> logits (B,T,V)."""
     cfg = model.config
-    x, _ = layernorm_forward(x, P["transformer.ln_f.weight"], P.get("transformer.ln_f.bias"),
-                             cfg.layer_norm_eps)
+    x, _ = norm_forward(cfg, P, x, "transformer.ln_f")
     head = P["transformer.wte.weight" if cfg.tie_weights else "lm_head.weight"]
     return linear_forward(x, head, None)[0]
 

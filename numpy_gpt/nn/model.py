@@ -212,7 +212,7 @@ class GPT:
             rope = None
             if cfg.position == "rope":  # turn q and k (positions 0..T-1) inside the fused qkv,
                 qk = qk_heads(a, cfg.n_head, KV)  # a view; c_attn's fresh output, held by no
-                qk[...], rope = rope_forward(qk, *self._rope_rows(0, T), cfg.rope_layout)  # cache
+                qk[...], rope = rope_forward(qk, *self.rope_rows(0, T), cfg.rope_layout)  # cache
             if tiled:
                 a, attn = flash_attention_forward(a, cfg.n_head, cfg.attention_tile_for(T), KV)
             else:
@@ -397,11 +397,7 @@ class GPT:
     # ------------------------------------------------------------------ helpers
 
     def _norm(self, x: np.ndarray, key: str) -> tuple[np.ndarray, Any]:
-        """The norm `key` (ln_1, ln_2, ln_f): LayerNorm, or RMSNorm (weight only)."""
-        P, eps = self.params, self.config.layer_norm_eps
-        if self.config.norm == "rmsnorm":
-            return rmsnorm_forward(x, P[key + ".weight"], eps)
-        return layernorm_forward(x, P[key + ".weight"], P.get(key + ".bias"), eps)
+        return norm_forward(self.config, self.params, x, key)
 
     def _norm_backward(self, dout: np.ndarray, cache: Any, key: str, grads: dict
                        ) -> np.ndarray:
@@ -412,9 +408,10 @@ class GPT:
             dx, grads[key + ".weight"], grads[key + ".bias"] = layernorm_backward(dout, cache)
         return dx
 
-    def _rope_rows(self, offset: int, T: int) -> tuple[np.ndarray, np.ndarray]:
+    def rope_rows(self, offset: int, T: int) -> tuple[np.ndarray, np.ndarray]:
         """RoPE's cos and sin for positions offset..offset+T-1, as (T, 1, hs/2): they
-        broadcast over the batch and the heads of a (B, T, H, hs) view."""
+        broadcast over the batch and the heads of a (B, T, H, hs) view (a KV cache's new
+        positions start at its offset; generation indexes rows by position too)."""
         cfg = self.config
         cos, sin = rope_tables(cfg.block_size, cfg.head_size, float(cfg.rope_theta), self.dtype,
                                self.xp)
@@ -449,6 +446,16 @@ class GPT:
                 + (f"; use {IGNORE_INDEX} to ignore a target" if is_target else "")
             )
         return ids
+
+
+def norm_forward(config: GPTConfig, params: dict[str, np.ndarray], x: np.ndarray, key: str
+                 ) -> tuple[np.ndarray, Any]:
+    """The norm `key` (ln_1, ln_2, ln_f) with weights from `params`: LayerNorm, or RMSNorm
+    (weight only) for config.norm "rmsnorm". (out, cache), as the layer's forward."""
+    eps = config.layer_norm_eps
+    if config.norm == "rmsnorm":
+        return rmsnorm_forward(x, params[key + ".weight"], eps)
+    return layernorm_forward(x, params[key + ".weight"], params.get(key + ".bias"), eps)
 
 
 def init_params(config: GPTConfig, dtype: np.dtype, rng: np.random.Generator

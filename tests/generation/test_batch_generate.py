@@ -30,10 +30,10 @@ SETTINGS = [
 ]
 
 
-def decisive_model(dtype: str = "float64", device: str = "cpu") -> GPT:
+def decisive_model(dtype: str = "float64", device: str = "cpu", config: GPTConfig = CFG) -> GPT:
     """Logits with std ~3 (as parity/cases/generate.py): sampled tokens are far from ties."""
-    model = GPT(CFG, dtype=dtype, seed=1, device=device)
-    model.params["transformer.ln_f.weight"] *= 3.0 / (0.02 * math.sqrt(CFG.n_embd))
+    model = GPT(config, dtype=dtype, seed=1, device=device)
+    model.params["transformer.ln_f.weight"] *= 3.0 / (0.02 * math.sqrt(config.n_embd))
     return model
 
 
@@ -64,8 +64,14 @@ def test_torch_rows_equal_generate_alone_and_numpy(settings):
     assert rows == alone == generate_batch(ref, ps, max_new_tokens=30, **settings)
 
 
-def test_batch_logits_equal_one_decoder_per_row():
-    model, ps = decisive_model(), prompts(2)
+# Llama-shaped: RoPE at per-row positions, 2 K/V heads for 4 query heads (test_llama_generate)
+LLAMA = CFG.replace(n_head=4, norm="rmsnorm", position="rope", mlp="swiglu", n_kv_head=2,
+                    bias=False, tie_weights=False)
+
+
+@pytest.mark.parametrize("config", [CFG, LLAMA], ids=["gpt2", "llama"])
+def test_batch_logits_equal_one_decoder_per_row(config):
+    model, ps = decisive_model(config=config), prompts(2)
     forced = np.random.default_rng(3).integers(0, CFG.vocab_size, (len(ps), 15))
     batch = BatchDecoder(model, ps)
     steps = [batch.logits.copy()] + [batch.append(t.tolist()).copy() for t in forced.T]

@@ -117,6 +117,9 @@ def _linear_mistakes(case: Case, dout: np.ndarray, cache: Any) -> list[Mistake]:
     d2, x2 = dout.reshape(-1, w.shape[0]), x.reshape(-1, w.shape[1])
     out.append(Mistake(1, "dw from the first row only: dw = doutᵀ x sums over all B*T rows",
                        np.outer(d2[0], x2[0])))
+    if "b" in case.tensors:
+        out.append(Mistake(2, "db from the first row only: every row adds b, so db sums dout "
+                              "over all B*T rows", d2[0]))
     return out
 
 

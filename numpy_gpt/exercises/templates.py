@@ -11,9 +11,15 @@ template_model.py.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+# the guide the exercises follow: in the repository beside numpy_gpt/, not in the package
+# (`pip install .` installs numpy_gpt only)
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "backprop.md"
+
 HEADER = '''"""Exercise {number}/{total}: {title}.
 
-Read docs/backprop.md, section "{section}".
+{guide}
 Then write {backward} below: replace its `raise NotImplementedError` with your
 code. Leave the forward as it is.
 
@@ -301,4 +307,16 @@ BODIES = {
 def render(body: str, **fields: str) -> str:
     """The learner's file: the header (fields: number, total, title, section, backward, name,
     folder) then the exercise's body."""
-    return HEADER.format(**fields) + "\n" + body.lstrip("\n")
+    return (HEADER.format(guide=guide_line(fields["section"], fields["name"]), **fields) + "\n"
+            + body.lstrip("\n"))
+
+
+def guide_line(section: str, name: str, guide: Path = GUIDE) -> str:
+    """Where to read the derivation, as a path that opens from any folder: the guide's full
+    path in a checkout; where it is absent (an installed copy), where to find it and the hint
+    that holds its equations."""
+    if guide.is_file():
+        return f'Read {guide}, section "{section}".'
+    return (f'Read docs/backprop.md of the gpt-twins repository, section "{section}" (an\n'
+            f"installed numpy_gpt does not include it; `python -m numpy_gpt exercise hint {name}\n"
+            "--level 3` gives its equations).")

@@ -115,6 +115,8 @@ MISTAKES = [
      "dw", "constant factor 0.1667 = 1/N"),
     ("linear", lin("-(d2 @ w).reshape(x.shape), d2.T @ x2, d2.sum(0) if has_bias else None"),
      "dx", "wrong sign"),
+    ("linear", lin("(d2 @ w).reshape(x.shape), d2.T @ x2, d2[0] if has_bias else None"),
+     "db", "db from the first row only"),
     ("linear", lin("(d2 @ w).reshape(x.shape), d2.T @ x2, np.ones(3) if has_bias else None"),
      "db", "wrong shape (T=3,), expected (out=5,)"),
     ("layernorm", """
@@ -284,3 +286,19 @@ def test_diagnose_names_each_generic_mistake():
     assert "this is dw's value" in diagnose(w, w + 1, dims=dims, others={"dw": w})
     assert "wrong shape (C=4, B=2), expected (C=4, C=4)" in diagnose(w[:, :2], w, dims=dims)
     assert "returned None" in diagnose(None, w, dims=dims)
+
+
+def test_the_starting_file_names_a_guide_that_opens_from_anywhere(tmp_path):
+    """The file says the guide's full path (not `docs/backprop.md`, which opens only from the
+    repository's root), and the section it names is a heading of that guide; an installed copy
+    without the guide says where it lives and which hint holds its equations."""
+    from numpy_gpt.exercises.catalog import LAYER_EXERCISES
+    from numpy_gpt.exercises.templates import GUIDE, guide_line
+
+    path = start("linear", tmp_path / "elsewhere")
+    line = next(x for x in path.read_text().splitlines() if x.startswith("Read "))
+    assert line == f'Read {GUIDE}, section "{LAYER_EXERCISES["linear"].section}".'
+    assert GUIDE.is_absolute() and f"## {LAYER_EXERCISES['linear'].section}\n" in GUIDE.read_text()
+    text = guide_line("3. LayerNorm", "layernorm", tmp_path / "absent.md")
+    assert "installed numpy_gpt does not include it" in text
+    assert "exercise hint layernorm\n--level 3" in text

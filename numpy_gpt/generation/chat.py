@@ -126,8 +126,12 @@ class ChatSession:
         self.sampler, self.template = sampler, template
         self.tokenizer = sampler.tokenizer
         if self.tokenizer.eot_id is None:
-            raise ValueError(f"the checkpoint's {self.tokenizer.kind} tokenizer has no "
-                             "end-of-turn token; chat needs one (see numpy_gpt.data.chat_format)")
+            raise ValueError(
+                f"the checkpoint's {self.tokenizer.kind} tokenizer has no end-of-turn token, so "
+                "the model was not trained on conversations and a reply would never end; "
+                "continue text with it instead (sample --ckpt DIR --prompt TEXT), or train a "
+                "chat model (train --preset dialogue-word, chat-bpe or instruct) and chat with "
+                "its best/ folder")
         self.block_size: int = sampler.model.config.block_size
         self.config = resolve_config(config, {}) if config else SamplingConfig(**CHAT_DEFAULTS)
         _check_reply_length(self.config)

@@ -267,6 +267,22 @@ def test_bad_checkpoint_is_one_line_exit_1(tmp_path) -> None:
     assert p.stderr.startswith("error: no checkpoint folder at") and p.stderr.count("\n") == 1
 
 
+def test_a_model_without_end_of_turn_says_what_to_do_instead(tmp_path) -> None:
+    """A model trained on plain text (a char tokenizer without <|endoftext|>, as Shakespeare's):
+    one line saying why chat cannot work and what to run instead."""
+    from numpy_gpt.tokenizers import CharTokenizer
+
+    tok = CharTokenizer.train("to be or not to be")
+    assert tok.eot_id is None
+    GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=8, n_layer=1, n_head=2, n_embd=8)
+        ).save(tmp_path / "text", tokenizer=tok)
+    p = chat("numpy", tmp_path / "text", "hi\n")
+    assert p.returncode == 1 and p.stdout == "" and p.stderr.count("\n") == 1, p.stderr
+    assert p.stderr.startswith("error: the checkpoint's char tokenizer has no end-of-turn token")
+    assert "sample --ckpt DIR --prompt TEXT" in p.stderr
+    assert "train --preset dialogue-word, chat-bpe or instruct" in p.stderr
+
+
 # ---------------------------------------------------------------------- what chat says it does
 
 

@@ -82,7 +82,11 @@ def run(args: argparse.Namespace) -> int:
     sampler = Sampler.load(args.twin, args.ckpt, device=getattr(args, "device", None),
                            dtype=getattr(args, "dtype", None))
     text = default_prompt(sampler.tokenizer) if prompt is None else prompt
-    encode_prompt(sampler.tokenizer, text)  # a bad prompt fails before anything is printed
+    ids = encode_prompt(sampler.tokenizer, text)  # a bad prompt fails before anything prints
+    # the prompt as the model reads it (a word tokenizer lowercases, spaces punctuation and
+    # shows <UNK>; the others give it back as typed), so the echo and the text after it are
+    # one decode and never disagree
+    shown = sampler.tokenizer.decode(ids)
     if args.num_samples == 1:  # streamed as it is generated
         pieces = [sampler.text(text, config, np.random.default_rng(args.seed),
                                prompt_shown=prompt is not None)]
@@ -93,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         if i:
             print(SEPARATOR, flush=True)
         if prompt is not None:
-            print(prompt, end="", flush=True)  # the default start token is not echoed
+            print(shown, end="", flush=True)  # the default start token is not echoed
         for piece in sample:
             print(piece, end="", flush=True)
         print(flush=True)

@@ -465,3 +465,22 @@ def test_text_after_a_shown_prompt_joins_it_as_one_decode_would():
     joined = "".join(stream_text(iter(new), tok, context=prompt))
     assert tok.decode(prompt) + joined == tok.decode(prompt + new) == "how are you? fine thanks."
     assert "".join(stream_text(iter(new), tok)) == "fine thanks."  # prompt not shown: no space
+
+
+def test_cli_echoes_the_prompt_as_the_model_reads_it(capsys, tmp_path):
+    """A word tokenizer lowercases: `--prompt "How are YOU? <END>"` is read as
+    "how are you? <END>", and that is what the echo shows (it used to echo the prompt as
+    typed, capitals the model never saw); the whole line is one decode of prompt + sample."""
+    from numpy_gpt.tokenizers import WordTokenizer
+
+    tok = WordTokenizer.train("how are you ? i am fine . hello there")
+    GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=8)
+        ).save(tmp_path / "words", tokenizer=tok)
+    rc, out, err = sample(capsys, "numpy", "--ckpt", str(tmp_path / "words"), "--prompt",
+                          "How are YOU? <END>", "--max-new-tokens", "4", "--greedy")
+    assert rc == 0 and err == ""
+    assert out.startswith("how are you? <END>")
+    ids = tok.encode("how are you? <END>", allowed_special="all")
+    assert out.rstrip("\n") == tok.decode(tok.encode(out.rstrip("\n"), allowed_special="all"))
+    assert len(tok.encode(out, allowed_special="all")) == len(ids) + 4
+

@@ -12,7 +12,7 @@ Twin in its own package and hand itself in the same way, touching no numpy_gpt f
 
 What a twin provides, by the command that needs it:
   train, finetune   train_backend (numpy_gpt.training.train's BackendFactory), lora_backend,
-                    export_merged, is_cpu, autocast_slowdown, add_train_args
+                    export_merged, is_cpu, autocast_slowdown, add_train_args, blas_lines
   sample, chat      load_generator, attach_lora, add_inference_args
   eval              loss_fn
 """
@@ -28,6 +28,7 @@ import numpy as np
 
 from .generation.batch_generate import generate_batch
 from .generation.generate import generate
+from .nn.blas import blas_lines, numpy_blas
 from .nn.config import GPTConfig
 from .nn.device import array_module
 from .nn.lora import LoRAConfig
@@ -81,6 +82,13 @@ class Twin:
         this machine (1.0 for a twin without autocast)."""
         return 1.0
 
+    def blas_lines(self, command: str, threads: int | None = None) -> list[str]:
+        """The header lines naming the BLAS this twin's CPU matmuls run on, with a note when
+        its kernel is forced older than the CPU (numpy_gpt.nn.blas.blas_lines; `command`
+        is the one a native re-run would prefix; `threads`: the run's --threads, if given);
+        [] for a twin that does not say."""
+        return []
+
     # ---- inference
     def load_generator(self, ckpt: str | Path, device: str | None, dtype: str | None
                        ) -> tuple[Any, Callable, Callable | None, dict[str, Any]]:
@@ -125,6 +133,11 @@ class NumpyTwin(Twin):
 
     def export_merged(self, best: Path, out: Path) -> Path:
         return export_merged_numpy(best, out)
+
+    def blas_lines(self, command: str, threads: int | None = None) -> list[str]:
+        # the BLAS's own pool as loaded: --threads sets the number of batch shards, each of
+        # which runs the BLAS single-threaded (nn/parallel.py)
+        return blas_lines(numpy_blas(), command=command)
 
     def is_cpu(self, device: str | None) -> bool:
         name = numpy_device(device)

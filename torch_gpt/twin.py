@@ -16,6 +16,7 @@ from numpy_gpt.training.train import BackendFactory
 from numpy_gpt.twin import Twin
 
 from .batch_generate import generate_batch
+from .blas import torch_blas_lines
 from .finetune import export_merged, lora_torch_backend
 from .generate import generate
 from .lora import apply_lora, load_lora_params, merge_lora
@@ -58,6 +59,9 @@ class TorchTwin(Twin):
 
     def autocast_slowdown(self, config: GPTConfig, dtype: str) -> float:
         return autocast_slowdown(config, dtype, batch_size=1)
+
+    def blas_lines(self, command: str, threads: int | None = None) -> list[str]:
+        return torch_blas_lines(command=command, threads=threads)
 
     def load_generator(self, ckpt, device, dtype):
         half = dtype in AUTOCAST_DTYPES

@@ -171,6 +171,10 @@ def run_locked(args: argparse.Namespace, out_dir: Path, stop: StopFlag) -> int:
         f"T={tcfg.block_size}, "
         f"B={tcfg.batch_size}x{tcfg.gradient_accumulation_steps}, {tcfg.max_iters} iters, "
         f"{tcfg.dtype}) -> {out_dir}", flush=True)
+    if on_cpu:  # every CPU figure names the BLAS kernel that produced it (DESIGN.md)
+        for line in args.twin.blas_lines(f"python -m {args.twin.package} train ...",
+                                         tcfg.threads):
+            say(line)
     if tcfg.init_from and not args.resume:
         say(f"starting from the weights of {tcfg.init_from}")
     if args.resume:

@@ -52,6 +52,19 @@ FLAGS: dict[str, tuple[Any, str]] = {
     "block-size": (int, "context length"),
     "dropout": (float, "dropout probability in training"),
     "gelu": (str, "'tanh' (GPT-2) or 'exact' (nanoGPT)"),
+    "arch": (str, "'gpt2' (LayerNorm, learned positions, GELU MLP of 4C, biases, tied head; "
+                  "the default) or 'llama' (RMSNorm, RoPE, SwiGLU of 8/3 C, no biases, untied "
+                  "head, n_head/2 key/value heads); the flags below override single parts"),
+    "norm": (str, "'layernorm' or 'rmsnorm' (default: the arch's)"),
+    "position": (str, "'learned' (a wpe table) or 'rope' (rotary; no table)"),
+    "rope-theta": (float, "RoPE's base (default 10000)"),
+    "rope-layout": (str, "RoPE's pairs: 'halves' (Hugging Face rotate_half; the default) or "
+                         "'interleaved' (Meta's original, llama2.c)"),
+    "mlp": (str, "'gelu' or 'swiglu' (silu(gate) * up)"),
+    "ffn-hidden": (int, "the MLP's hidden width (default 4C for gelu; for swiglu int(8C/3) "
+                        "rounded up to a multiple of 32, as llama2.c)"),
+    "n-kv-head": (int, "key/value heads, a divisor of --n-head (grouped-query attention; "
+                       "1 = multi-query; default: the arch's)"),
     "init-from": (str, "start from this checkpoint folder's weights instead of scratch"),
     "pad-vocab-to": (int, "round the model's vocabulary up to a multiple of N (64: GPT-2's "
                           "50257 -> 50304, as nanoGPT; padding ids are never sampled)"),
@@ -96,9 +109,9 @@ def add_args(parser: argparse.ArgumentParser, twin: Twin) -> None:
     for flag, (kind, help_text) in FLAGS.items():
         parser.add_argument(f"--{flag}", type=kind, default=None, help=help_text)
     parser.add_argument("--bias", action=argparse.BooleanOptionalAction, default=None,
-                        help="biases in Linear and LayerNorm layers")
+                        help="biases in Linear and LayerNorm layers (default: the arch's)")
     parser.add_argument("--tie-weights", action=argparse.BooleanOptionalAction, default=None,
-                        help="share the embedding and output matrices")
+                        help="share the embedding and output matrices (default: the arch's)")
     twin.add_train_args(parser, dtypes=("float32", "float64"))
     parser.add_argument("--no-plot", action="store_true", help="do not write loss.png")
 
@@ -171,6 +184,7 @@ def run_locked(args: argparse.Namespace, out_dir: Path, stop: StopFlag) -> int:
         f"T={tcfg.block_size}, "
         f"B={tcfg.batch_size}x{tcfg.gradient_accumulation_steps}, {tcfg.max_iters} iters, "
         f"{tcfg.dtype}) -> {out_dir}", flush=True)
+    say(f"architecture: {tcfg.model_config(dataset.vocab_size).describe_arch()}", flush=True)
     if on_cpu:  # every CPU figure names the BLAS kernel that produced it (DESIGN.md)
         for line in args.twin.blas_lines(f"python -m {args.twin.package} train ...",
                                          tcfg.threads):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..nn.config import GPTConfig, unknown_fields
+from ..nn.config import ARCHITECTURES, ConfigError, GPTConfig, arch_fields, unknown_fields
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,21 @@ class TrainConfig:
     n_embd: int = 128
     block_size: int = 64
     dropout: float = 0.0
-    bias: bool = True
-    tie_weights: bool = True
+    bias: bool | None = None  # None: the arch's (gpt2 True, llama False)
+    tie_weights: bool | None = None  # None: the arch's (gpt2 True, llama False)
     pad_vocab_to: int = 1  # the model's vocabulary rounded up to a multiple (GPT-2, 64: 50304)
     gelu: str = "tanh"
+    # the architecture (numpy_gpt.nn.config.arch_fields): `arch` names the usual combination
+    # and each field below left None takes the arch's value; one given overrides it (GPT-2
+    # with RoPE is --position rope). Runs stored before these existed are gpt2.
+    arch: str = "gpt2"
+    norm: str | None = None  # layernorm | rmsnorm
+    position: str | None = None  # learned | rope
+    rope_theta: float | None = None
+    rope_layout: str | None = None  # halves | interleaved
+    mlp: str | None = None  # gelu | swiglu
+    ffn_hidden: int | None = None  # None: the rule of GPTConfig.ffn_width
+    n_kv_head: int | None = None  # None: the arch's (gpt2 n_head, llama n_head / 2 if even)
     init_from: str | None = None  # a checkpoint folder to start from instead of scratch
     # optimization
     batch_size: int = 12
@@ -93,12 +104,28 @@ class TrainConfig:
             raise ValueError(f"--threads must be >= 1, got {self.threads}")
         if self.loss_on not in ("response", "all"):
             raise ValueError(f"--loss-on must be 'response' or 'all', got {self.loss_on!r}")
+        self._check_architecture()
         if self.tokenizer is not None:
             from ..tokenizers import TOKENIZERS
 
             if self.tokenizer not in TOKENIZERS:
                 raise ValueError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}, "
                                  f"got {self.tokenizer!r}")
+
+    def _check_architecture(self) -> None:
+        """--arch and the architecture flags make a possible model, or the error names the
+        flag (GPTConfig's check, in the command line's words)."""
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"--arch must be one of {', '.join(ARCHITECTURES)}, got "
+                             f"{self.arch!r}")
+        try:
+            self.model_config(vocab_size=1)
+        except ConfigError as e:
+            message = str(e)
+            for name in (*ARCH_SETTINGS, "n_layer", "n_head", "n_embd", "block_size",
+                         "dropout"):
+                message = message.replace(f"GPTConfig.{name}", f"--{_flag(name)}")
+            raise ValueError(message) from None
 
     def _check_schedule(self) -> None:
         """Each schedule takes only its own settings: one that would be ignored is an error."""
@@ -139,9 +166,11 @@ class TrainConfig:
     def model_config(self, vocab_size: int) -> GPTConfig:
         """The model for a tokenizer of vocab_size tokens (padded per pad_vocab_to)."""
         vocab_size = self.model_vocab_size(vocab_size)
+        arch = arch_fields(self.arch, self.n_head)  # the arch's values, then the given ones
+        arch.update({k: getattr(self, k) for k in ARCH_SETTINGS if getattr(self, k) is not None})
         return GPTConfig(vocab_size=vocab_size, block_size=self.block_size, n_layer=self.n_layer,
                          n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout,
-                         bias=self.bias, tie_weights=self.tie_weights, gelu=self.gelu)
+                         gelu=self.gelu, **arch)
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
@@ -156,6 +185,10 @@ class TrainConfig:
             raise ValueError(f"unknown training setting(s) {unknown}; valid: {', '.join(valid)}")
         return cls(**d)
 
+
+# the TrainConfig fields that, left None, take --arch's value (arch_fields)
+ARCH_SETTINGS = ("bias", "tie_weights", "norm", "position", "rope_theta", "rope_layout", "mlp",
+                 "ffn_hidden", "n_kv_head")
 
 # nanoGPT config/train_shakespeare_char.py, with its README's CPU overrides
 _SHAKESPEARE_CHAR = {

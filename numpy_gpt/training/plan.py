@@ -37,7 +37,8 @@ from .config import TrainConfig
 RESUMABLE = ("max_iters", "lr_decay_iters", "min_lr", "eval_interval", "eval_iters",
              "log_interval", "patience", "sample_tokens", "device", "threads", "compile")
 # the model's shape, as TrainConfig and GPTConfig both name it (block_size is handled apart)
-SHAPE_FIELDS = ("n_layer", "n_head", "n_embd", "bias", "tie_weights", "gelu")
+SHAPE_FIELDS = ("n_layer", "n_head", "n_embd", "bias", "tie_weights", "gelu", "arch", "norm",
+                "position", "rope_theta", "rope_layout", "mlp", "ffn_hidden", "n_kv_head")
 
 
 def flag(name: str) -> str:
@@ -125,13 +126,14 @@ def init_from_config(tcfg: TrainConfig, given: dict[str, Any], dataset: TokenDat
     check_tokenizer(init, dataset, "--init-from",
                     f"train on data encoded with the checkpoint's tokenizer (finetune --ckpt "
                     f"{init} --dataset NAME prepares it) or drop --init-from")
-    wrong = [f for f in SHAPE_FIELDS if f in given and given[f][0] != getattr(stored, f)]
+    shape = stored_shape(stored)
+    wrong = [f for f in SHAPE_FIELDS if f in given and given[f][0] != shape[f]]
     if wrong:
         asked = ", ".join(setting(f, given[f][0])
                           + (f" (from {given[f][1]})" if given[f][1] else "") for f in wrong)
         raise ValueError(
             f"{asked}: --init-from {init} is a "
-            f"model with {', '.join(f'{f}={getattr(stored, f)!r}' for f in wrong)}; drop the "
+            f"model with {', '.join(f'{f}={shape[f]!r}' for f in wrong)}; drop the "
             "setting (the checkpoint's shape is used) or train from scratch without "
             "--init-from")
     pad, where = given.get("pad_vocab_to", (None, None))
@@ -145,8 +147,17 @@ def init_from_config(tcfg: TrainConfig, given: dict[str, Any], dataset: TokenDat
     if block is not None and block > stored.block_size:
         raise ValueError(f"--block-size {block} exceeds the block_size {stored.block_size} of "
                          f"--init-from {init}; pass --block-size {stored.block_size} or less")
-    shape = {f: getattr(stored, f) for f in SHAPE_FIELDS}
+    if shape["arch"] == "custom":  # no name for it: every architecture field is explicit
+        shape["arch"] = tcfg.arch
     return tcfg.replace(**shape, block_size=block or stored.block_size)
+
+
+def stored_shape(stored: GPTConfig) -> dict[str, Any]:
+    """A checkpoint's SHAPE_FIELDS as a TrainConfig holds them: the effective n_kv_head and
+    ffn_hidden (not None), and arch by name ("custom" when no name fits)."""
+    shape = {f: getattr(stored, f) for f in SHAPE_FIELDS}
+    shape.update(n_kv_head=stored.kv_heads, ffn_hidden=stored.ffn_width)
+    return shape
 
 
 def check_tokenizer(folder: Path, dataset: TokenDataset, what: str, fix: str) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from numpy_gpt.nn.checkpoint import load_checkpoint
 from numpy_gpt.training.config import TrainConfig
+from numpy_gpt.training.train import Reporter
 
 
 def tiny(data: Path, **changes) -> TrainConfig:
@@ -33,3 +34,22 @@ def factory(name: str):
 
 def final_params(out: Path) -> dict[str, np.ndarray]:
     return load_checkpoint(out / "last")[1]
+
+
+class StopDuring(Reporter):
+    """A stop signal's flag that turns true at its k-th look once step n is done. The loop
+    looks at the top of each iteration (look 1), before each evaluation batch (tiny's 2 per
+    split: looks 2-5 at an evaluated iteration) and before each micro-batch but the first."""
+
+    def __init__(self, n: int, k: int) -> None:
+        self.n, self.k, self.looks = n, k, None
+
+    def step(self, it: int, loss: float, lr: float, tokens_per_s: float) -> None:
+        if it == self.n:
+            self.looks = 0
+
+    def __call__(self) -> bool:
+        if self.looks is None:
+            return False
+        self.looks += 1
+        return self.looks >= self.k

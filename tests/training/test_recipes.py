@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from conftest import CITIZENS as TEXT
 from conftest import twin_named
-from tiny_train import factory, final_params, tiny
+from tiny_train import StopDuring, factory, final_params, tiny
 
 from numpy_gpt.cli.main import main
 from numpy_gpt.data.dataset import DataError, TokenDataset
@@ -173,9 +173,8 @@ def test_warm_restarts_through_the_loop_resume_exactly_and_match_torch(backend, 
                lr_restart_period=3, lr_restart_mult=2)
     ds = TokenDataset(citizens_chars)
     whole = train(cfg, ds, tmp_path / "a", factory(backend))
-    calls = iter(range(100))
-    stopped = train(cfg, ds, tmp_path / "b", factory(backend),
-                    should_stop=lambda: next(calls) == 7)  # inside the 6-step second cycle
+    stop = StopDuring(7, 1)  # stops at iteration 7, inside the 6-step second cycle
+    stopped = train(cfg, ds, tmp_path / "b", factory(backend), reporter=stop, should_stop=stop)
     assert stopped.status == "interrupted" and stopped.iter == 7
     resumed = train(cfg, ds, tmp_path / "b", factory(backend), resume=True)
     a, b = final_params(tmp_path / "a"), final_params(tmp_path / "b")

@@ -10,18 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_train import factory, final_params, tiny
+from tiny_train import StopDuring, factory, final_params, tiny
 
 from numpy_gpt.data.dataset import TokenDataset
 from numpy_gpt.data.prepare import prepare
 from numpy_gpt.nn.checkpoint import load_trainer_state
-from numpy_gpt.training.train import (
-    NumpyBackend,
-    Reporter,
-    TrainingError,
-    numpy_backend,
-    train,
-)
+from numpy_gpt.training.train import NumpyBackend, TrainingError, numpy_backend, train
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,25 +40,6 @@ def test_short_run_lowers_the_loss_and_writes_outputs(backend, data_dir, tmp_pat
     lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["iter"] for r in lines] == [0, 5, 10, 15, 20, 25, 30]
     assert {"iter", "train_loss", "val_loss", "val_ppl", "lr", "elapsed_s"} <= set(lines[0])
-
-
-class StopDuring(Reporter):
-    """A stop signal's flag that turns true at its k-th look once step n is done. The loop
-    looks at the top of each iteration (look 1), before each evaluation batch (tiny's 2 per
-    split: looks 2-5 at an evaluated iteration) and before each micro-batch but the first."""
-
-    def __init__(self, n: int, k: int) -> None:
-        self.n, self.k, self.looks = n, k, None
-
-    def step(self, it: int, loss: float, lr: float, tokens_per_s: float) -> None:
-        if it == self.n:
-            self.looks = 0
-
-    def __call__(self) -> bool:
-        if self.looks is None:
-            return False
-        self.looks += 1
-        return self.looks >= self.k
 
 
 STOPS = {"between steps": (8, 1), "mid-step": (8, 2), "mid-evaluation, train split": (10, 3),

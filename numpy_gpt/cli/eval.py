@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     loss = total / count
     print(f"{args.split} loss {loss:.4f}, perplexity {math.exp(min(loss, 700)):.2f} over "
           f"{count:,} tokens ({dataset_name}, {args.backend} twin)")
+    print(f"architecture: {ckpt.checkpoint_arch(folder)}")
     return 0
 
 

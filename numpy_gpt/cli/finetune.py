@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..data.dataset import TokenDataset
 from ..files.safe_io import WriteError
-from ..nn.checkpoint import checkpoint_tokenizer
+from ..nn.checkpoint import checkpoint_arch, checkpoint_tokenizer
 from ..nn.lora import TARGETS, LoRAConfig
 from ..training.config import TrainConfig
 from ..training.finetune import (
@@ -182,6 +182,7 @@ def finetune_locked(args: argparse.Namespace, out_dir: Path, tcfg: TrainConfig, 
     print(f"{args.backend} twin: {what} of {tcfg.init_from} on {dataset.folder} "
           f"(loss on {tcfg.loss_on}, lr {tcfg.learning_rate:g}, B={tcfg.batch_size}, "
           f"{tcfg.max_iters} iters, patience {tcfg.patience}) -> {out_dir}", flush=True)
+    print(f"architecture: {checkpoint_arch(tcfg.init_from)}", flush=True)
     if args.resume:
         print(resume_line(out_dir, state, tcfg), flush=True)
     t0 = time.perf_counter()

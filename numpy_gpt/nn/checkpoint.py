@@ -114,6 +114,12 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[GPTConfig, dict[str, np.nd
     return config, params, meta
 
 
+def checkpoint_arch(path: str | os.PathLike) -> str:
+    """A checkpoint folder's architecture in one line, for a command's header
+    (GPTConfig.describe_arch: 'llama (rmsnorm, rope halves theta 10000, ...)')."""
+    return GPTConfig.from_dict(read_meta(path)["model"]).describe_arch()
+
+
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     """config.json of a checkpoint folder, with its format version checked."""
     path = Path(path)

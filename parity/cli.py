@@ -5,6 +5,11 @@
     python -m parity --config small --case 'model/*'
     python -m parity --twin my_gpt.py:make_model --name-map map.json   # any GPT (external.py)
     python -m parity --twin hf                         # also: --twin torch, --twin numpy
+    python -m parity --config llama-tiny               # Llama-shaped (RMSNorm, RoPE, SwiGLU,
+                                                       # GQA); the default run has Llama cases
+
+--twin hf with a GPT-2-shaped config checks GPT2LMHeadModel at it and LlamaForCausalLM at the
+same size Llama-shaped (cases.llama_config); with a Llama config, LlamaForCausalLM alone.
 
 Exit status: 0 all rows within tolerance, 1 any failure, 2 bad flags or a twin that cannot
 be loaded, placed or run (one-line error).
@@ -21,7 +26,7 @@ from typing import NoReturn
 
 import torch
 
-from .cases import CASES, select
+from .cases import CASES, llama_config, select
 from .external import check_twin, format_twin_report
 from .harness import Row, env_info, print_report
 from .runner import DEVICES, DTYPES, PRESETS, parse_setup, plan, run, torch_threads
@@ -124,27 +129,34 @@ def _main_twin(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
         parser.error(f"--threads must be >= 0, got {args.threads}")
     try:
         config, batch_size, seq_len = parse_setup(args.config)
+        runs = [(config, None)]
+        if args.twin == "hf" and config.arch == "gpt2":  # transformers' Llama too
+            runs.append((llama_config(config), "hf-llama"))
         t0 = time.perf_counter()
         with torch_threads(args.threads or None):
-            report = check_twin(args.twin, config, batch_size, seq_len, seed=args.seed,
-                                name_map=args.name_map, dtype=args.dtype,
-                                device=args.device or "cpu")
+            reports = [check_twin(args.twin, cfg, batch_size, seq_len, seed=args.seed,
+                                  name_map=args.name_map, dtype=args.dtype,
+                                  device=args.device or "cpu", label=label)
+                       for cfg, label in runs]
     except (TwinError, ValueError) as e:
         parser.error(str(e))
     elapsed = time.perf_counter() - t0
-    print_report(report.rows, failures_only=args.failures_only)
-    print("\n" + "\n".join(format_twin_report(report)))
-    config = report.config  # with the head and bias read from the model
+    rows = [r for report in reports for r in report.rows]
+    print_report(rows, failures_only=args.failures_only)
+    for report in reports:
+        print("\n" + "\n".join(format_twin_report(report)))
+        print(f"  config as the model has it: {report.config.describe_arch()}")
+    config = reports[0].config  # with the head and bias read from the model
     print(f"({elapsed:.1f} s; config {args.config} as the model has it: {config.to_dict()}, "
           f"B={batch_size}, T={seq_len}, seed {args.seed})")
     if args.json:
+        twins = [{"spec": args.twin, "label": r.label, "config": r.config.to_dict(),
+                  "notes": r.notes, "findings": r.findings} for r in reports]
         env = env_info() | {"config": config.to_dict(), "batch_size": batch_size,
                             "seq_len": seq_len, "seed": args.seed, "tf32": False,
-                            "elapsed_s": elapsed,
-                            "twin": {"spec": args.twin, "notes": report.notes,
-                                     "findings": report.findings}}
-        _write_json(args, env, report.rows)
-    return 0 if report.ok else 1
+                            "elapsed_s": elapsed, "twin": twins[0], "twins": twins}
+        _write_json(args, env, rows)
+    return 0 if all(r.ok for r in reports) else 1
 
 
 def _write_json(args: argparse.Namespace, env: dict, rows: list[Row]) -> None:

@@ -9,6 +9,9 @@ What is recognised:
     positional argument, or none (then the harness computes the loss from the logits);
   - the result: a logits tensor, a tuple/list (logits, loss), a dict or an object with
     `.logits` (and `.loss`); logits (B, T, V), or (B*T, V) as some models return with targets;
+  - a loss kept elsewhere: a forward that takes targets but returns only logits and stores
+    the loss in an attribute (llama2.c's `self.last_loss`) is read from that attribute, found
+    as the scalar tensor attribute the call set; else the harness computes the loss;
   - the loss: over all positions (nanoGPT: logits[t] predicts targets[t]) or shifted by one
     inside the model (HF: logits[t] predicts labels[t + 1]); read off by comparing the
     model's loss with both, computed here from its own logits;
@@ -43,6 +46,7 @@ class Convention:
     last_only: bool = False  # without targets the model returns only the last position
     own_loss: bool = True  # False: the harness computes the loss from the logits
     low_precision_loss: bool = False  # the model's loss has a lower dtype than its logits
+    loss_attr: str | None = None  # the model stores its loss there (llama2.c: "last_loss")
 
     def call(self, model: nn.Module, idx: torch.Tensor, targets: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -61,7 +65,10 @@ class Convention:
             out = model(idx, targets)
         else:
             out = model(idx, **{self.targets_arg: targets})
-        return unpack(out, self)
+        logits, loss = unpack(out, self)
+        if targets is not None and loss is None and self.loss_attr is not None:
+            loss = getattr(model, self.loss_attr)
+        return logits, loss
 
     def describe(self) -> str:
         arg = {"labels": "model(idx, labels=targets)", "targets": "model(idx, targets=targets)",
@@ -71,7 +78,9 @@ class Convention:
         if not self.own_loss:
             loss = ("loss computed here from the logits (" +
                     ("the model's own is in lower precision" if self.low_precision_loss
-                     else "the model returns none") + ")")
+                     else "the model returns none and stores none") + ")")
+        elif self.loss_attr is not None:
+            loss = f"loss read from model.{self.loss_attr} (the forward returns logits only)"
         else:
             loss = "loss from the model"
         where = "shifted by one inside the model (HF labels)" if self.shifted else \
@@ -130,6 +139,20 @@ def _targets_arg(model: nn.Module) -> str:
         p.kind == p.VAR_POSITIONAL for p in params) else "none"
 
 
+def _scalar_attrs(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's plain attributes (not parameters or buffers) holding a 0-dim float tensor."""
+    return {k: v for k, v in vars(model).items() if isinstance(v, torch.Tensor)
+            and v.dim() == 0 and v.is_floating_point()}
+
+
+def _stored_loss(model: nn.Module, before: dict[str, torch.Tensor]) -> str | None:
+    """The attribute a forward with targets set to a scalar tensor (a stored loss), if one."""
+    for name, value in _scalar_attrs(model).items():
+        if before.get(name) is not value:
+            return name
+    return None
+
+
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Equal up to the coarser of the two dtypes (float32 noise at worst)."""
     return bool(torch.isfinite(a)) and abs(float(a) - float(b)) <= 1e-5 * max(1.0, abs(float(b)))
@@ -140,7 +163,11 @@ def detect(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor) -> Conven
     """Find the model's convention by calling it (eval mode, no gradients); see the module
     docstring. Errors from the model propagate (the caller turns them into one line)."""
     conv = Convention(targets_arg=_targets_arg(model))
+    before = _scalar_attrs(model)
     logits, loss = conv.raw_call(model, idx, targets)
+    if loss is None and conv.targets_arg != "none":
+        conv.loss_attr = _stored_loss(model, before)
+        loss = None if conv.loss_attr is None else getattr(model, conv.loss_attr)
     if loss is None:
         conv.own_loss = False
         conv.ignore_index = -100  # the harness's own loss

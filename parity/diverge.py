@@ -14,9 +14,10 @@ broadcast when it is a (T, C) table the model already expanded.
 The first divergence is the first probe in forward order outside the tolerance: every probe
 before it agrees, so the bug sits between that probe's input and it. For gradients, the
 failing one nearest the loss is named (in reverse forward order), since the gradients below
-it inherit its error. A usual config mismatch (the other GELU or none, another LayerNorm eps,
-another attention scale, the other head, biases not applied) is named when the reference
-recomputed with it matches every probe the model exposed.
+it inherit its error. A usual config mismatch (the other GELU or none, another norm eps,
+another attention scale, the other head, biases not applied; for Llama-shaped configs the
+other RoPE pair layout, LayerNorm in place of RMSNorm or the reverse) is named when the
+reference recomputed with it matches every probe the model exposed.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from .harness import Context, Row, compare, to_numpy
 from .reference import Variant, describe, reference_trace
 
 INPUT_PROBES = ("ln_1", "ln_2", "ln_f", "attn.c_proj", "mlp.c_proj")  # also hook their input
+NORM_NAMES = {"layernorm": "LayerNorm", "rmsnorm": "RMSNorm"}
+ROPE_PAIRS = {"halves": "(x[i], x[i + hs/2]), Hugging Face's rotate_half",
+              "interleaved": "(x[2i], x[2i+1]), Meta's and llama2.c's complex pairs"}
 
 
 @contextlib.contextmanager
@@ -137,12 +141,25 @@ def rounding_hint(rows: list[Row], float32_tol: float) -> str | None:
 def variants(config: GPTConfig) -> list[Variant]:
     """The usual config mismatches worth trying for this config."""
     hs = config.n_embd // config.n_head
-    out = [Variant(f"GELU '{g}' instead of '{config.gelu}'", gelu=g)
-           for g in ("tanh", "exact") if g != config.gelu]
-    out.append(Variant("the MLP has no activation (GELU missing)", gelu="none"))
-    out.append(Variant("the MLP uses ReLU instead of GELU", gelu="relu"))
-    out += [Variant(f"LayerNorm eps {eps:g} instead of {config.layer_norm_eps:g}", eps=eps)
+    out = []
+    if config.mlp == "gelu":
+        out += [Variant(f"GELU '{g}' instead of '{config.gelu}'", gelu=g)
+                for g in ("tanh", "exact") if g != config.gelu]
+        out.append(Variant("the MLP has no activation (GELU missing)", gelu="none"))
+        out.append(Variant("the MLP uses ReLU instead of GELU", gelu="relu"))
+    norm = NORM_NAMES[config.norm]
+    out += [Variant(f"{norm} eps {eps:g} instead of {config.layer_norm_eps:g}", eps=eps)
             for eps in (1e-5, 1e-6, 1e-8, 1e-12, 0.0) if eps != config.layer_norm_eps]
+    other = "layernorm" if config.norm == "rmsnorm" else "rmsnorm"
+    out.append(Variant(f"{NORM_NAMES[other]} instead of {norm} (the norms' mean is "
+                       f"{'removed' if other == 'layernorm' else 'kept'})", norm=other))
+    if config.position == "rope":
+        layout = config.rope_layout
+        flip = "interleaved" if layout == "halves" else "halves"
+        out.append(Variant(f"RoPE pairs '{flip}' ({ROPE_PAIRS[flip]}) instead of '{layout}' "
+                           f"({ROPE_PAIRS[layout]}): the same weights, another model; set "
+                           f"rope_layout={flip!r}, or permute q/k rows (numpy_gpt/hf/llama.py)",
+                           rope_layout=flip))
     scales = {"1/sqrt(n_embd)": config.n_embd ** -0.5, "1/head_size": 1.0 / hs,
               "1 (no scaling)": 1.0}
     out += [Variant(f"attention scores scaled by {k} instead of 1/sqrt(head_size)", scale=v)

@@ -71,10 +71,13 @@ def check_twin(
     name_map: str | dict | None = None,
     dtype: str | None = None,
     device: str = "cpu",
+    label: str | None = None,
 ) -> TwinReport:
-    """Compare the twin's model with the reference; see the module docstring."""
-    factory, label = (twin, getattr(twin, "__name__", "factory")) if callable(twin) \
+    """Compare the twin's model with the reference; see the module docstring. `label` names
+    the rows' case (twin/<label>); default: the spec's."""
+    factory, spec_label = (twin, getattr(twin, "__name__", "factory")) if callable(twin) \
         else resolve_twin(twin)
+    label = label or spec_label
     if seq_len < 2:
         raise TwinError("a twin check needs seq_len >= 2 (to read the loss convention)")
     model = build_twin(factory, config, label)
@@ -89,7 +92,8 @@ def check_twin(
 
     model, conv, dtype, dtype_note = _prepare(model, placement, params, idx, targets, dtype,
                                               device, label)
-    notes = [*placement.notes, dtype_note, "call: " + conv.describe()]
+    notes = [*placement.notes, *getattr(model, "parity_notes", []), dtype_note,
+             "call: " + conv.describe()]
     if placement.absent or placement.zero:
         notes.append("not compared: the gradients of the tensors held at zero")
     ctx = Context(dtype, device, config, batch_size, seq_len, seed=seed, case=f"twin/{label}")

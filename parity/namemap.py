@@ -7,6 +7,12 @@
 How a canonical name (DESIGN.md: transformer.h.{i}.attn.c_attn.weight, ...) finds its tensor:
   - identity: GPT-2/nanoGPT names (torch_gpt, nanoGPT, HF GPT2LMHeadModel), or the same names
     without the "transformer." prefix (HF GPT2Model);
+  - Llama names, recognised without a map when identity does not fit: Hugging Face's
+    (LlamaForCausalLM: model.embed_tokens, model.layers.{i}.self_attn.q_proj/k_proj/v_proj/
+    o_proj, mlp.gate_proj/up_proj/down_proj, input_layernorm, post_attention_layernorm,
+    model.norm, lm_head; also without "model.") and Meta's / llama2.c's (tok_embeddings,
+    layers.{i}.attention.wq/wk/wv/wo, feed_forward.w1/w3/w2, attention_norm, ffn_norm, norm,
+    output); separate q, k, v take c_attn's rows NH hs, KV hs, KV hs (grouped-query);
   - a user name map, a dict or JSON (file or text), canonical name -> the model's name, with
     "{i}" standing for the layer index; a module name ("transformer.h.{i}.ln_1":
     "blocks.{i}.norm1") maps its weight and bias at once. A list of three names is the
@@ -45,9 +51,42 @@ from numpy_gpt.nn.config import GPTConfig, param_shapes
 
 from .twins import TwinError
 
-PROJECTIONS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight",
-               "mlp.c_proj.weight", "lm_head.weight")  # Linear weights, (out, in) canonically
+PROJECTIONS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_gate.weight",
+               "mlp.c_fc.weight", "mlp.c_proj.weight", "lm_head.weight")  # Linear (out, in)
 QKV = ("q", "k", "v")
+
+# Llama-style names recognised without a name map: canonical module -> the model's
+HF_LLAMA_NAMES = {
+    "transformer.wte": "model.embed_tokens",
+    "transformer.h.{i}.ln_1": "model.layers.{i}.input_layernorm",
+    "transformer.h.{i}.attn.c_attn": [f"model.layers.{{i}}.self_attn.{x}_proj" for x in "qkv"],
+    "transformer.h.{i}.attn.c_proj": "model.layers.{i}.self_attn.o_proj",
+    "transformer.h.{i}.ln_2": "model.layers.{i}.post_attention_layernorm",
+    "transformer.h.{i}.mlp.c_gate": "model.layers.{i}.mlp.gate_proj",
+    "transformer.h.{i}.mlp.c_fc": "model.layers.{i}.mlp.up_proj",
+    "transformer.h.{i}.mlp.c_proj": "model.layers.{i}.mlp.down_proj",
+    "transformer.ln_f": "model.norm",
+    "lm_head": "lm_head",
+}
+META_LLAMA_NAMES = {
+    "transformer.wte": "tok_embeddings",
+    "transformer.h.{i}.ln_1": "layers.{i}.attention_norm",
+    "transformer.h.{i}.attn.c_attn": [f"layers.{{i}}.attention.w{x}" for x in "qkv"],
+    "transformer.h.{i}.attn.c_proj": "layers.{i}.attention.wo",
+    "transformer.h.{i}.ln_2": "layers.{i}.ffn_norm",
+    "transformer.h.{i}.mlp.c_gate": "layers.{i}.feed_forward.w1",
+    "transformer.h.{i}.mlp.c_fc": "layers.{i}.feed_forward.w3",
+    "transformer.h.{i}.mlp.c_proj": "layers.{i}.feed_forward.w2",
+    "transformer.ln_f": "norm",
+    "lm_head": "output",
+}
+BUILTIN_SCHEMES = {  # label -> names, tried in this order when identity does not fit
+    "Hugging Face Llama": HF_LLAMA_NAMES,
+    "Hugging Face Llama without 'model.'": {
+        k: [n.removeprefix("model.") for n in v] if isinstance(v, list)
+        else v.removeprefix("model.") for k, v in HF_LLAMA_NAMES.items()},
+    "Meta / llama2.c Llama": META_LLAMA_NAMES,
+}
 
 
 @dataclass(frozen=True)
@@ -59,6 +98,7 @@ class Slot:
     canonical: str
     targets: tuple[str, ...]
     transposed: bool = False
+    rows: tuple[int, ...] = ()  # each target's share of the first axis (q, k, v: unequal)
 
 
 @dataclass
@@ -152,9 +192,14 @@ def place(model: nn.Module, config: GPTConfig, name_map: str | dict | None = Non
         raise TwinError(f"name map: {_short(bad)} not reference name(s) (e.g. "
                         "transformer.h.{i}.attn.c_attn.weight)")
     own = dict(model.named_parameters(remove_duplicate=False))
+    builtin = None if names else _builtin_scheme(own, full, config)
+    if builtin is not None:
+        scheme, names = builtin
     prefix = _prefix(set(own), full, names)
     wanted = {k: names.get(k, k.removeprefix(prefix)) for k in full}
-    if names:
+    if builtin is not None:
+        scheme += " names (recognised; no name map needed)"
+    elif names:
         scheme = "your name map" + (" (identity for the rest)" if len(names) < len(full) else "")
     else:
         scheme = "GPT-2/nanoGPT" + (" without 'transformer.'" if prefix else "")
@@ -178,19 +223,23 @@ def place(model: nn.Module, config: GPTConfig, name_map: str | dict | None = Non
         raise TwinError(f"cannot place model parameter(s) {_short(stray)}: no reference "
                         "tensor maps to them; pass --name-map")
 
-    transposed, layout_note = _layout(model, own, shapes, wanted, user["transposed"], config)
+    rows = {k: _rows(k, shape, len(_as_tuple(wanted[k])), config) for k, shape in shapes.items()}
+    part_of = {t: (n, *shapes[k][1:]) for k in shapes
+               for t, n in zip(_as_tuple(wanted[k]), rows[k])}
+    transposed, layout_note = _layout(model, own, shapes, wanted, user["transposed"], config,
+                                      part_of)
     if layout_note:
         notes.append(layout_note)
     slots = []
-    for k, shape in shapes.items():
+    for k in shapes:
         targets = _as_tuple(wanted[k])
-        part = (shape[0] // max(len(targets), 1), *shape[1:])
         for t in targets:
-            want = part[::-1] if t in transposed else part
+            want = part_of[t][::-1] if t in transposed else part_of[t]
             if tuple(own[t].shape) != want:
                 raise TwinError(f"{k}: the model's {t} has shape {tuple(own[t].shape)}, the "
                                 f"reference needs {want} for this config")
-        slots.append(Slot(k, targets, transposed=bool(targets) and targets[0] in transposed))
+        slots.append(Slot(k, targets, transposed=bool(targets) and targets[0] in transposed,
+                          rows=rows[k]))
     modules = _modules(config, wanted, _expand(user["modules"], config))
     placement = Placement(slots, config, modules, notes, zero)
     if placement.absent:
@@ -198,6 +247,32 @@ def place(model: nn.Module, config: GPTConfig, name_map: str | dict | None = Non
     if zero:
         notes.append(f"not in the reference, held at zero: {_short(zero)}")
     return placement
+
+
+def _builtin_scheme(own: dict[str, nn.Parameter], full: dict[str, Any], config: GPTConfig
+                    ) -> tuple[str, dict[str, Any]] | None:
+    """(label, names) of the first BUILTIN_SCHEMES entry whose names the model has for every
+    weight, when the model does not use the canonical names; None otherwise."""
+    weights = [k for k in full if not k.endswith(".bias") and not k.startswith("lm_head")]
+    if all(k in own or k.removeprefix("transformer.") in own for k in weights):
+        return None  # identity fits (or fails in its own words below)
+    for label, scheme in BUILTIN_SCHEMES.items():
+        relevant = {k: v for k, v in scheme.items()
+                    if k.replace("{i}", "0") + ".weight" in full}
+        names = _by_parameter(_expand(relevant, config), full)
+        if all(t in own for k in weights for t in _as_tuple(names.get(k))):
+            return label, names
+    return None
+
+
+def _rows(canonical: str, shape: tuple[int, ...], n: int, config: GPTConfig
+          ) -> tuple[int, ...]:
+    """How the first axis of a canonical tensor splits over its n targets: c_attn over
+    separate q, k, v is NH hs, KV hs, KV hs rows (grouped-query); else n equal parts."""
+    if n == 3 and canonical.endswith(("attn.c_attn.weight", "attn.c_attn.bias")):
+        hs = config.head_size
+        return config.n_head * hs, config.kv_heads * hs, config.kv_heads * hs
+    return (shape[0] // n,) * n if n else ()
 
 
 def _as_tuple(target: str | list[str] | None) -> tuple[str, ...]:
@@ -236,8 +311,8 @@ def _detect_head_and_bias(config: GPTConfig, own: dict[str, nn.Parameter],
 
 
 def _layout(model: nn.Module, own: dict[str, nn.Parameter], shapes: dict[str, tuple],
-            wanted: dict[str, Any], user_t: bool | list[str], config: GPTConfig
-            ) -> tuple[set[str], str]:
+            wanted: dict[str, Any], user_t: bool | list[str], config: GPTConfig,
+            part_of: dict[str, tuple[int, ...]]) -> tuple[set[str], str]:
     """The model names of weights stored (in, out), and a note saying how that was found."""
     modules = dict(model.named_modules())
     projections = [t for k in shapes if k.endswith(PROJECTIONS) for t in _as_tuple(wanted[k])]
@@ -253,8 +328,7 @@ def _layout(model: nn.Module, own: dict[str, nn.Parameter], shapes: dict[str, tu
     canon = {t: k for k in shapes for t in _as_tuple(wanted[k])}
     flipped, straight, square = set(), set(), set()
     for t in projections:
-        a, b = tuple(own[t].shape), shapes[canon[t]]
-        b = (b[0] // len(_as_tuple(wanted[canon[t]])), *b[1:])  # a third of c_attn if split
+        a, b = tuple(own[t].shape), part_of[t]  # its part of c_attn if split
         if a == b[::-1] == b:
             square.add(t)
         elif a == b[::-1]:
@@ -308,6 +382,7 @@ def _modules(config: GPTConfig, wanted: dict[str, Any], user: dict[str, str]
         modules[h + "attn.c_proj"] = owner(h + "attn.c_proj")
         modules[h + "attn"] = attn if attn not in (block, modules[h + "attn.c_proj"]) else None
         modules[h + "ln_2"] = owner(h + "ln_2")
+        modules[h + "mlp.c_gate"] = owner(h + "mlp.c_gate")
         modules[h + "mlp.c_fc"] = owner(h + "mlp.c_fc")
         modules[h + "mlp.c_proj"] = owner(h + "mlp.c_proj")
         modules[h + "mlp"] = mlp if mlp not in (block, modules[h + "mlp.c_proj"]) else None
@@ -324,7 +399,8 @@ def load_weights(model: nn.Module, placement: Placement, params: dict[str, np.nd
     for slot in placement.slots:
         if not slot.targets:
             continue  # absent from the model: the reference holds it at zero
-        parts = np.split(params[slot.canonical], len(slot.targets))  # (3C, C) -> 3 x (C, C)
+        cuts = np.cumsum(slot.rows)[:-1]  # (3C, C) -> 3 x (C, C); grouped: NH hs, 2 x KV hs
+        parts = np.split(params[slot.canonical], cuts)
         for t, value in zip(slot.targets, parts):
             value = value.T if slot.transposed else value
             own[t].copy_(torch.from_numpy(np.ascontiguousarray(value)))

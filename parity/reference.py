@@ -13,13 +13,18 @@ matching submodule sees:
     transformer.h.{i}.ln_1 input (the residual stream entering block i), ln_1 output,
     attn.c_attn output (or its q/k/v thirds), attn.c_proj input (attention: softmax(q k^T /
     sqrt(hs)) v, heads merged), attn.c_proj output, attn output, ln_2 input (the residual
-    stream after attention), ln_2 output, mlp.c_fc output, mlp.c_proj input (the GELU output),
-    mlp.c_proj output, mlp output
+    stream after attention), ln_2 output, mlp.c_gate output (SwiGLU), mlp.c_fc output,
+    mlp.c_proj input (the GELU or SwiGLU output), mlp.c_proj output, mlp output
     transformer.ln_f input, transformer.ln_f output, logits
 
+Llama-shaped configs are traced too: RMSNorm for the norms, no wpe, RoPE turning q and k
+between c_attn (whose output probes are before the turn, as HF's q_proj/k_proj outputs are)
+and the attention, grouped-query attention, SwiGLU.
+
 A `Variant` recomputes the trace as a model with one usual config mismatch would: the other
-GELU (or none, or ReLU), another LayerNorm eps, another attention scale, the other head, biases
-ignored. diverge.py uses it to name a mismatch instead of listing failures.
+GELU (or none, or ReLU), another norm eps, another attention scale, the other head, biases
+ignored, the other RoPE pair layout, LayerNorm where RMSNorm was meant (or the reverse).
+diverge.py uses it to name a mismatch instead of listing failures.
 Eval mode only (no dropout).
 """
 
@@ -38,11 +43,16 @@ from numpy_gpt.nn.layers import (
     gelu_tanh_forward,
     layernorm_forward,
     linear_forward,
+    rmsnorm_forward,
+    rope_forward,
+    rope_tables,
+    swiglu_forward,
 )
+from numpy_gpt.nn.layers.rope import qk_heads
 
 PROBE_HELP = {
     "attn.c_proj input": "attention: softmax(q k^T / sqrt(hs)) v, heads merged",
-    "mlp.c_proj input": "the MLP's activation (GELU) output",
+    "mlp.c_proj input": "the MLP's activation output: GELU, or SwiGLU's silu(gate) * up",
     "ln_1 input": "the residual stream entering the block",
     "ln_2 input": "the residual stream after attention",
     "ln_f input": "the residual stream after the last block",
@@ -59,6 +69,8 @@ class Variant:
     scale: float | None = None  # attention scale instead of 1/sqrt(hs)
     head: str | None = None  # "wte" | "lm_head": which weight the logits use
     zero_bias: str = ""  # biases ignored (read as 0): "linear" | "layernorm" | "all"
+    norm: str | None = None  # "layernorm" | "rmsnorm" instead of the config's
+    rope_layout: str | None = None  # "halves" | "interleaved" instead of the config's
 
 
 def probe_params(config: GPTConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -86,6 +98,7 @@ def reference_trace(params: dict[str, np.ndarray], config: GPTConfig, idx: np.nd
     cfg, P, out = config, params, {}
     eps = cfg.layer_norm_eps if variant.eps is None else variant.eps
     gelu = variant.gelu or cfg.gelu
+    norm = variant.norm or cfg.norm
     hs = cfg.n_embd // cfg.n_head
 
     def get(name: str) -> np.ndarray | None:
@@ -97,7 +110,10 @@ def reference_trace(params: dict[str, np.ndarray], config: GPTConfig, idx: np.nd
 
     def ln(x: np.ndarray, key: str) -> np.ndarray:
         out[key + " input"] = x
-        y, _ = layernorm_forward(x, get(key + ".weight"), get(key + ".bias"), eps)
+        if norm == "rmsnorm":
+            y, _ = rmsnorm_forward(x, get(key + ".weight"), eps)
+        else:
+            y, _ = layernorm_forward(x, get(key + ".weight"), get(key + ".bias"), eps)
         out[key + " output"] = y
         return y
 
@@ -109,23 +125,33 @@ def reference_trace(params: dict[str, np.ndarray], config: GPTConfig, idx: np.nd
 
     B, T = idx.shape
     out["transformer.wte output"] = P["transformer.wte.weight"][idx]
-    out["transformer.wpe output"] = P["transformer.wpe.weight"][:T]
-    x, _ = embedding_forward(idx, P["transformer.wte.weight"], P["transformer.wpe.weight"])
+    if cfg.position == "learned":
+        out["transformer.wpe output"] = P["transformer.wpe.weight"][:T]
+        x, _ = embedding_forward(idx, P["transformer.wte.weight"], P["transformer.wpe.weight"])
+    else:  # RoPE: no position table
+        x = P["transformer.wte.weight"][idx]
     for i in range(cfg.n_layer):
         h = f"transformer.h.{i}."
         a = linear(ln(x, h + "ln_1"), h + "attn.c_attn")
+        if variant.scale is not None or cfg.position == "rope":
+            a = a.copy()  # the probe keeps c_attn's output as it was
         if variant.scale is not None:  # q * (scale * sqrt(hs)) turns 1/sqrt(hs) into scale
-            a = a.copy()
             a[..., :cfg.n_embd] *= variant.scale * math.sqrt(hs)
-        a, _ = attention_forward(a, cfg.n_head)
+        if cfg.position == "rope":  # turn the q and k heads (B,T,NH+KV,hs) in place
+            cos, sin = rope_tables(T, hs, cfg.rope_theta, a.dtype)
+            qk = qk_heads(a, cfg.n_head, cfg.kv_heads)
+            qk[...] = rope_forward(qk, cos[:, None], sin[:, None],
+                                   variant.rope_layout or cfg.rope_layout)[0]
+        a, _ = attention_forward(a, cfg.n_head, n_kv_head=cfg.kv_heads)
         a = linear(a, h + "attn.c_proj")
         out[h + "attn output"] = a
         x = x + a
-        m = linear(ln(x, h + "ln_2"), h + "mlp.c_fc")
-        if gelu == "relu":
-            m = np.maximum(m, 0.0)
-        elif gelu != "none":
-            m, _ = (gelu_tanh_forward if gelu == "tanh" else gelu_exact_forward)(m)
+        y = ln(x, h + "ln_2")
+        if cfg.mlp == "swiglu":
+            gate = linear(y, h + "mlp.c_gate")
+            m, _ = swiglu_forward(gate, linear(y, h + "mlp.c_fc"))
+        else:
+            m = _gelu(linear(y, h + "mlp.c_fc"), gelu)
         m = linear(m, h + "mlp.c_proj")
         out[h + "mlp output"] = m
         x = x + m
@@ -133,7 +159,16 @@ def reference_trace(params: dict[str, np.ndarray], config: GPTConfig, idx: np.nd
     head = variant.head or ("wte" if cfg.tie_weights else "lm_head")
     weight = P["transformer.wte.weight" if head == "wte" else "lm_head.weight"]
     out["logits"], _ = linear_forward(x, weight, None)
-    return _in_forward_order(out, cfg.n_layer)
+    return _in_forward_order(out, cfg)
+
+
+def _gelu(m: np.ndarray, kind: str) -> np.ndarray:
+    """The GELU MLP's activation as a variant has it: "tanh" | "exact" | "relu" | "none"."""
+    if kind == "relu":
+        return np.maximum(m, 0.0)
+    if kind == "none":
+        return m
+    return (gelu_tanh_forward if kind == "tanh" else gelu_exact_forward)(m)[0]
 
 
 def probe_order(n_layer: int) -> list[str]:
@@ -144,18 +179,26 @@ def probe_order(n_layer: int) -> list[str]:
         names += [h + "ln_1 input", h + "ln_1 output", h + "attn.c_attn output",
                   *(f"{h}attn.c_attn[{q}] output" for q in "qkv"),
                   h + "attn.c_proj input", h + "attn.c_proj output", h + "attn output",
-                  h + "ln_2 input", h + "ln_2 output", h + "mlp.c_fc output",
+                  h + "ln_2 input", h + "ln_2 output", h + "mlp.c_gate output",
+                  h + "mlp.c_fc output",
                   h + "mlp.c_proj input", h + "mlp.c_proj output", h + "mlp output"]
     return [*names, "transformer.ln_f input", "transformer.ln_f output", "logits"]
 
 
-def _in_forward_order(out: dict[str, np.ndarray], n_layer: int) -> dict[str, np.ndarray]:
-    """Add the q/k/v thirds of each c_attn output, and order the probes as forward runs."""
-    for i in range(n_layer):
+def qkv_rows(config: GPTConfig) -> tuple[int, int, int]:
+    """The sizes of c_attn's q, k and v parts: NH hs, KV hs, KV hs (C each without grouping)."""
+    hs = config.head_size
+    return config.n_head * hs, config.kv_heads * hs, config.kv_heads * hs
+
+
+def _in_forward_order(out: dict[str, np.ndarray], config: GPTConfig) -> dict[str, np.ndarray]:
+    """Add the q/k/v parts of each c_attn output, and order the probes as forward runs."""
+    cuts = np.cumsum(qkv_rows(config))[:2]
+    for i in range(config.n_layer):
         qkv = out[f"transformer.h.{i}.attn.c_attn output"]
         for j, q in enumerate("qkv"):
-            out[f"transformer.h.{i}.attn.c_attn[{q}] output"] = np.split(qkv, 3, axis=-1)[j]
-    return {k: out[k] for k in probe_order(n_layer) if k in out}
+            out[f"transformer.h.{i}.attn.c_attn[{q}] output"] = np.split(qkv, cuts, axis=-1)[j]
+    return {k: out[k] for k in probe_order(config.n_layer) if k in out}
 
 
 def describe(probe: str) -> str:

@@ -7,7 +7,9 @@ NAME is a factory the user writes: it takes the suite's GPTConfig and returns th
 (an nn.Module; parity/external.py does the rest). The built-in twins are entries of the same
 table: "torch" (torch_gpt.GPT), "numpy" (numpy_gpt wrapped as an nn.Module whose backward is
 the hand-written one, so float32 numpy_gpt can be held against the float64 reference) and
-"hf" (transformers' GPT2LMHeadModel, optional: TwinUnavailable says why when it is absent).
+"hf" (transformers' GPT2LMHeadModel, or LlamaForCausalLM for a Llama-shaped config (made exact
+in float64 by parity/hf_llama.py); optional: TwinUnavailable says why when it is absent).
+A factory may set `parity_notes` (a list of lines) on its model; the report prints them.
 
 Every failure here is a TwinError with a one-line message; the CLI prints it and exits 2.
 Deliberately omits: running a factory in a subprocess (it runs in this interpreter, so a
@@ -51,12 +53,21 @@ def torch_twin(config: GPTConfig) -> nn.Module:
 
 
 def hf_twin(config: GPTConfig) -> nn.Module:
-    """transformers' GPT2LMHeadModel with this config (eager attention, no dropout)."""
+    """transformers' GPT2LMHeadModel with this config (eager attention, no dropout), or its
+    LlamaForCausalLM when the config is Llama-shaped (RMSNorm, RoPE, SwiGLU)."""
     try:
         import transformers
     except ImportError as e:
         raise TwinUnavailable(f"--twin hf needs the optional package transformers ({e})"
                               ) from None
+    if (config.norm, config.position, config.mlp) == ("rmsnorm", "rope", "swiglu"):
+        from .hf_llama import hf_llama_twin
+
+        return hf_llama_twin(config, transformers)
+    if config.arch != "gpt2" or config.kv_heads != config.n_head or (
+            config.ffn_width != 4 * config.n_embd):
+        raise TwinError(f"--twin hf: {config.describe_arch()} is neither GPT-2's block nor "
+                        "Llama's; transformers has no model for it (try --config llama-tiny)")
     hf = transformers.GPT2Config(
         vocab_size=config.vocab_size, n_positions=config.block_size, n_embd=config.n_embd,
         n_layer=config.n_layer, n_head=config.n_head, layer_norm_epsilon=config.layer_norm_eps,

@@ -14,6 +14,10 @@
                           tokens (greedy, sampled with a stop id) vs generate() alone with
                           the row's Generator, in each twin and across them
 
+The "llama" cases run the same at the --config size Llama-shaped (cases.llama_config): the KV
+cache then holds n_kv_head heads and turns each new key by its own position (RoPE's offset),
+in both pair layouts.
+
 Token rows compare id sequences and must be identical (bound 0: "identical tokens" is the
 DESIGN's contract, not a tolerance); they are filed under kv_cache. A sampled token can only
 differ between the twins if u * total falls within rounding distance of a cumsum boundary;
@@ -43,7 +47,7 @@ from torch_gpt import batch_generate as t_batch
 from torch_gpt import generate as t_gen
 
 from ..harness import Context, compare
-from . import Case, register
+from . import Case, llama_config, register
 
 IDENTICAL = 0.0  # token sequences: equal or not (see the module docstring)
 LOGIT_STD = 3.0  # target logits scale of the decisive model
@@ -75,9 +79,17 @@ def decode_logits(decoder, tokens: list[int]) -> list:
     return out
 
 
+def case_config(ctx: Context, llama: bool, rope_layout: str | None = None) -> GPTConfig:
+    """The context's config, Llama-shaped when `llama` (with `rope_layout` if given)."""
+    config = llama_config(ctx.config) if llama else ctx.config
+    return config.replace(rope_layout=rope_layout or config.rope_layout)
+
+
 @torch.no_grad()
-def kv_cache_case(ctx: Context, tie_weights: bool, bias: bool, gelu: str) -> None:
-    config = ctx.config.replace(tie_weights=tie_weights, bias=bias, gelu=gelu)
+def kv_cache_case(ctx: Context, tie_weights: bool, bias: bool, gelu: str, llama: bool = False,
+                  rope_layout: str | None = None) -> None:
+    config = case_config(ctx, llama, rope_layout).replace(tie_weights=tie_weights, bias=bias,
+                                                          gelu=gelu)
     ref, model = make_twins(ctx, config)
     rng = ctx.rng(3)
     V, S = config.vocab_size, config.block_size
@@ -127,11 +139,12 @@ def probs_case(ctx: Context) -> None:
         ctx.check(f"probs {name}", t_gen.sampling_probs(t_logits, t_seen, cfg), ref, "forward")
 
 
-def tokens_case(ctx: Context, config: SamplingConfig) -> None:
+def tokens_case(ctx: Context, config: SamplingConfig, llama: bool = False) -> None:
     """Generated ids: numpy with cache (the reference) vs without, and torch with/without."""
-    ref, model = make_twins(ctx, ctx.config, decisive=True)
-    S = ctx.config.block_size
-    prompt = ctx.rng(5).integers(0, ctx.config.vocab_size, min(3, S)).tolist()
+    model_config = case_config(ctx, llama)
+    ref, model = make_twins(ctx, model_config, decisive=True)
+    S = model_config.block_size
+    prompt = ctx.rng(5).integers(0, model_config.vocab_size, min(3, S)).tolist()
     config = dataclasses.replace(config, max_new_tokens=2 * S + 2, seed=ctx.seed)
     tokens = {}
     for twin, gen, m in (("numpy", np_gen.generate, ref), ("torch", t_gen.generate, model)):
@@ -155,15 +168,25 @@ register(Case("generate/greedy", functools.partial(
 for _name, _cfg in SAMPLED.items():
     register(Case(f"generate/sampled-{_name}", functools.partial(tokens_case, config=_cfg),
                   cupy=True))
+register(Case("generate/kv-cache-llama-untied-nobias", functools.partial(
+    kv_cache_case, tie_weights=False, bias=False, gelu="tanh", llama=True), cupy=True))
+register(Case("generate/kv-cache-llama-interleaved-tied-bias", functools.partial(
+    kv_cache_case, tie_weights=True, bias=True, gelu="tanh", llama=True,
+    rope_layout="interleaved"), cupy=True))
+register(Case("generate/llama-greedy", functools.partial(
+    tokens_case, config=SamplingConfig(greedy=True), llama=True), cupy=True))
+register(Case("generate/llama-sampled-all", functools.partial(
+    tokens_case, config=SAMPLED["all"], llama=True), cupy=True))
 
 
 BATCH_PROMPT_LENGTHS = (1, 3, 2, 9)  # different lengths; 9 > the tiny block_size: cropped
 
 
-def batched_case(ctx: Context, config: SamplingConfig) -> None:
+def batched_case(ctx: Context, config: SamplingConfig, llama: bool = False) -> None:
     """generate_batch vs generate() per prompt (numpy alone = the reference), both twins."""
-    ref, model = make_twins(ctx, ctx.config, decisive=True)
-    S, V = ctx.config.block_size, ctx.config.vocab_size
+    model_config = case_config(ctx, llama)
+    ref, model = make_twins(ctx, model_config, decisive=True)
+    S, V = model_config.block_size, model_config.vocab_size
     rng = ctx.rng(6)
     prompts = [rng.integers(0, V, n).tolist() for n in BATCH_PROMPT_LENGTHS]
     config = dataclasses.replace(config, max_new_tokens=2 * S + 2, seed=ctx.seed)
@@ -206,3 +229,7 @@ register(Case("generate/batched-greedy", functools.partial(
     batched_case, config=SamplingConfig(greedy=True)), cupy=True))
 register(Case("generate/batched-sampled-stop", functools.partial(
     batched_case, config=SAMPLED["all"]), cupy=True))
+register(Case("generate/batched-llama-greedy", functools.partial(
+    batched_case, config=SamplingConfig(greedy=True), llama=True), cupy=True))
+register(Case("generate/batched-llama-sampled-stop", functools.partial(
+    batched_case, config=SAMPLED["all"], llama=True), cupy=True))

@@ -79,8 +79,9 @@ def run_rope(ctx: Context, layout: str) -> None:
                           position="rope", rope_theta=theta)
         t_cos, t_sin = (t[offset:].to(ctx.device) for t in rope_tables(table))
 
-        def fn(x: torch.Tensor) -> torch.Tensor:  # (B,T,H,hs) -> (B,H,T,hs) and back
-            return apply_rope(x.transpose(1, 2), t_cos, t_sin, layout).transpose(1, 2)
+        def fn(x: torch.Tensor, cos: torch.Tensor = t_cos, sin: torch.Tensor = t_sin
+               ) -> torch.Tensor:  # (B,T,H,hs) -> (B,H,T,hs) and back
+            return apply_rope(x.transpose(1, 2), cos, sin, layout).transpose(1, 2)
 
         _compare(ctx, f"{_tag((B, T, C))} H{NH} pos{offset}+ theta{theta:g}", out, {"x": dx},
                  fn, {"x": x}, dout)

@@ -41,7 +41,8 @@ from .train import FLAGS, plot_fault, prepare_out_dir
 
 # train's flags that would change the model, or that finetune sets itself
 NOT_HERE = ("dataset", "n-layer", "n-head", "n-embd", "gelu", "init-from", "sample-tokens",
-            "tokenizer", "pad-vocab-to")
+            "tokenizer", "pad-vocab-to", "arch", "norm", "position", "rope-theta", "rope-layout",
+            "mlp", "ffn-hidden", "n-kv-head")
 LORA_FLAGS = {  # flag -> (type, default, metavar, help)
     "lora-rank": (int, 8, "R", "rank r of each adapter's update B A"),
     "lora-alpha": (float, 16.0, "A", "the update is scaled by alpha / r"),

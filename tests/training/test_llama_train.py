@@ -135,3 +135,23 @@ def test_init_from_a_llama_checkpoint_keeps_its_shape(citizens_chars, tmp_path):
                    "--arch", "gpt2", "--out", str(tmp_path / "x"), cwd=tmp_path)
     assert done.returncode == 1 and "--arch gpt2: --init-from" in done.stderr
     assert "arch='llama'" in done.stderr
+
+
+def test_finetune_lora_on_every_llama_matrix(citizens_chars, tmp_path):
+    """LoRA on q/k/v (c_attn), o (c_proj) and the three MLP matrices (c_gate, c_fc, c_proj);
+    finetune takes no architecture flag (the checkpoint's shape is the model)."""
+    base = tmp_path / "base"
+    train(tiny(citizens_chars, max_iters=2, eval_interval=2, arch="llama", n_head=4,
+               n_embd=16), TokenDataset(citizens_chars), base, numpy_backend)
+    done = run_cli("finetune", "--ckpt", str(base / "last"), "--dataset", str(citizens_chars),
+                   "--lora", "--lora-targets", "c_attn,c_proj,c_gate,c_fc", "--max-iters", "2",
+                   "--eval-interval", "2", "--eval-iters", "1", "--batch-size", "2",
+                   "--no-plot", "--out", str(tmp_path / "ft"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "architecture: llama" in done.stdout
+    adapter = json.loads((tmp_path / "ft" / "adapter" / "adapter_config.json").read_text())
+    assert adapter["lora"]["targets"] == ["c_attn", "c_proj", "c_gate", "c_fc"]
+    done = run_cli("finetune", "--ckpt", str(base / "last"), "--dataset", str(citizens_chars),
+                   "--arch", "gpt2", "--out", str(tmp_path / "x"), cwd=tmp_path)
+    assert done.returncode != 0 and "--arch" in done.stderr
+

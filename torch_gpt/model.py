@@ -454,10 +454,11 @@ class GPT(nn.Module):
         dtype: str | torch.dtype = "float32",
         attn: str = "sdpa",
     ) -> GPT:
-        """GPT-2 weights from a Hugging Face folder (config.json + model.safetensors)."""
-        from numpy_gpt.hf.importer import load_hf_gpt2
+        """GPT-2 or Llama weights from a Hugging Face folder (config.json +
+        model.safetensors): GPT2LMHeadModel or LlamaForCausalLM (numpy_gpt.hf.importer)."""
+        from numpy_gpt.hf.importer import load_hf
 
-        config, params = load_hf_gpt2(path)
+        config, params = load_hf(path)
         return cls.from_params(config, params, attn=attn, device=device, dtype=dtype)
 
     def num_params(self, non_embedding: bool = True) -> int:

@@ -74,7 +74,9 @@ FLAGS: dict[str, tuple[Any, str]] = {
     "learning-rate": (float, "peak learning rate"),
     "min-lr": (float, "final learning rate of the cosine decay"),
     "warmup-iters": (int, "linear warmup steps"),
-    "lr-decay-iters": (int, "step where the cosine reaches min-lr (default: max-iters)"),
+    "lr-decay-iters": (int, "step where the cosine reaches min-lr (default: --max-iters, for "
+                            "every preset; stored with the run, so a --resume with a larger "
+                            "--max-iters keeps it unless given again)"),
     "lr-schedule": (str, "'cosine' (warmup, one cosine to min-lr; the default) or "
                          "'cosine-restarts' (warmup, then cosine cycles restarting at the "
                          "learning rate: PyTorch's CosineAnnealingWarmRestarts)"),
@@ -145,9 +147,11 @@ def run_locked(args: argparse.Namespace, out_dir: Path, stop: StopFlag) -> int:
         plan.refuse_settings_files_on_resume(args.preset, args.config, out_dir)
         plan.refuse_lora_run(out_dir)
         tcfg, state = plan.resumed_config(out_dir, given)
-        name = out_dir.name
+        name = tcfg.name or out_dir.name  # the name its first session printed
     else:
-        tcfg = resolve(preset, args.config, given)
+        tcfg = resolve(preset, args.config, given).replace(name=name)
+        if tcfg.lr_schedule == "cosine":  # the decay point is part of the run, kept on resume
+            tcfg = tcfg.replace(lr_decay_iters=tcfg.decay_iters)
         check_out_dir(out_dir, args.overwrite)
     on_cpu = args.twin.is_cpu(tcfg.device)  # an unusable device fails here
     if on_cpu:  # without the vocabulary first, so a hopeless size prepares no data either
@@ -193,12 +197,13 @@ def run_locked(args: argparse.Namespace, out_dir: Path, stop: StopFlag) -> int:
         say(f"starting from the weights of {tcfg.init_from}")
     if args.resume:
         say(plan.resume_line(out_dir, state, tcfg), flush=True)
+    say(schedule_line(tcfg), flush=True)
     if main_process and on_cpu and tcfg.dtype in ("bfloat16", "float16"):  # torch only
         warn_slow_autocast(args.twin, tcfg, dataset.vocab_size)
     t0 = time.perf_counter()
     try:
         result = train(tcfg, dataset, out_dir, make_backend, resume=args.resume,
-                       reporter=reporter, should_stop=stop)
+                       reporter=reporter, should_stop=stop, time_estimate=main_process)
     except TrainingError as e:  # diverged, or a write failed (disk full): what is safe
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -225,6 +230,18 @@ def run_locked(args: argparse.Namespace, out_dir: Path, stop: StopFlag) -> int:
     if tcfg.sample_tokens and (out_dir / "best").is_dir():
         print_sample(args.twin, out_dir / "best", tcfg)
     return 0
+
+
+def schedule_line(tcfg: TrainConfig) -> str:
+    """The learning-rate schedule the run follows, with the rule that set its end."""
+    warmup = f"warmup {tcfg.warmup_iters} iters to {tcfg.learning_rate:g}"
+    if tcfg.lr_schedule == "cosine-restarts":
+        return (f"lr: {warmup}, then cosine cycles down to {tcfg.min_lr:g} restarting every "
+                f"{tcfg.lr_restart_period} iters (each next one x{tcfg.lr_restart_mult or 1})")
+    late = ("; the warmup outlasts the decay, so the rate only rises: lower --warmup-iters"
+            if tcfg.warmup_iters >= tcfg.decay_iters else "")
+    return (f"lr: {warmup}, cosine down to {tcfg.min_lr:g} at iter {tcfg.decay_iters} "
+            f"(--lr-decay-iters; default --max-iters), then flat{late}")
 
 
 def padded_vocab(tcfg: TrainConfig, vocab_size: int) -> str:

@@ -1,7 +1,12 @@
-"""Export a checkpoint folder to Hugging Face's GPT-2 layout, framework-free (no torch).
+"""Export a checkpoint folder to Hugging Face's GPT-2 or Llama layout, framework-free (no torch).
 
     notes = export_hf("out/run/best", "out/run/hf")        # -> lines saying what was written
-    model = transformers.GPT2LMHeadModel.from_pretrained("out/run/hf")
+    model = transformers.GPT2LMHeadModel.from_pretrained("out/run/hf")   # GPT-2 blocks
+    model = transformers.LlamaForCausalLM.from_pretrained("out/run/hf")  # Llama blocks
+
+A Llama-shaped checkpoint (RMSNorm, RoPE, SwiGLU; numpy_gpt/hf/llama.py has its map, and how
+an interleaved RoPE is written for HF's rotate_half) becomes a LlamaForCausalLM folder; a
+GPT-2-shaped one a GPT2LMHeadModel folder, as below. Any other block is refused.
 
 The reverse of numpy_gpt.hf.importer, and what maps to what:
 
@@ -63,6 +68,12 @@ from ..tokenizers import Tokenizer, TokenizerError, load_tokenizer
 from ..tokenizers.bytelevel import GPT2_SPLIT_PATTERN
 from ..tokenizers.gpt2 import bytes_to_unicode
 from .importer import CONV1D_WEIGHTS
+from .llama import (
+    canonical_to_hf_llama,
+    gpt_config_to_hf_llama,
+    is_llama,
+    token_and_dtype_fields,
+)
 
 FORMATS = ("hf",)
 ACTIVATION_BY_GELU = {"tanh": "gelu_new", "exact": "gelu"}  # inverse of GELU_BY_ACTIVATION
@@ -70,6 +81,9 @@ ACTIVATION_BY_GELU = {"tanh": "gelu_new", "exact": "gelu"}  # inverse of GELU_BY
 # before a checkpoint using it can be exported.
 MAPPED_FIELDS = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "dropout", "bias",
                  "tie_weights", "gelu", "layer_norm_eps",
+                 # the Llama family's, checked by hf_architecture (GPT-2: their defaults)
+                 "norm", "position", "rope_theta", "rope_layout", "mlp", "ffn_hidden",
+                 "n_kv_head",
                  # how numpy_gpt computes attention, not what: HF picks its own kernel
                  "attention", "attention_tile")
 ADAPTER_DIR = "adapter"  # a LoRA run's best/ and last/ hold the frozen base + adapter/
@@ -94,9 +108,13 @@ def export_hf(ckpt: str | os.PathLike, out: str | os.PathLike, *,
     notes = []
     unmapped = sorted(set(config.to_dict()) - set(MAPPED_FIELDS))
     if unmapped:
-        raise HFExportError(f"{ckpt}: config field(s) {unmapped} have no HF GPT-2 equivalent "
-                            "this exporter knows; refusing rather than export another model")
-    if not config.bias:
+        raise HFExportError(f"{ckpt}: config field(s) {unmapped} have no HF equivalent this "
+                            "exporter knows; refusing rather than export another model")
+    llama = hf_architecture(config, ckpt) == "llama"
+    notes.append(f"architecture: {config.describe_arch()} -> "
+                 f"{'LlamaForCausalLM' if llama else 'GPT2LMHeadModel'}")
+    notes += llama_notes(config) if llama else []
+    if not config.bias and not llama:
         notes.append("bias=False: written as zero biases (HF GPT-2 always has biases; adding "
                      "zero computes exactly the same model)")
     if not config.tie_weights:
@@ -108,8 +126,12 @@ def export_hf(ckpt: str | os.PathLike, out: str | os.PathLike, *,
     if eot is not None and not 0 <= eot < config.vocab_size:
         eot = None
     dtype = str(next(iter(params.values())).dtype)
-    hf_config = gpt_config_to_hf(config, eot_id=eot, dtype=dtype)
-    tensors = canonical_to_hf(params, config)
+    if llama:
+        hf_config = gpt_config_to_hf_llama(config, eot_id=eot, dtype=dtype)
+        tensors = canonical_to_hf_llama(params, config)
+    else:
+        hf_config = gpt_config_to_hf(config, eot_id=eot, dtype=dtype)
+        tensors = canonical_to_hf(params, config)
 
     if on_checked is not None:
         on_checked()
@@ -152,13 +174,41 @@ def gpt_config_to_hf(config: GPTConfig, *, eot_id: int | None = None,
         "scale_attn_by_inverse_layer_idx": False,
         "reorder_and_upcast_attn": False,
         "tie_word_embeddings": config.tie_weights,
-        "bos_token_id": eot_id,
-        "eos_token_id": eot_id,
-        "pad_token_id": None,
-        "use_cache": True,
-        "dtype": dtype,  # transformers >= 5 reads "dtype", older versions "torch_dtype"
-        "torch_dtype": dtype,
+        **token_and_dtype_fields(eot_id, dtype),
     }
+
+
+def hf_architecture(config: GPTConfig, ckpt: Path) -> str:
+    """"gpt2" or "llama": the HF model that computes `config`'s block; HFExportError when
+    none does (another combination of norm, position and MLP, or GPT-2 with grouped heads or
+    another MLP width)."""
+    if is_llama(config):
+        return "llama"
+    if config.arch != "gpt2":
+        raise HFExportError(f"{ckpt}: {config.describe_arch()} is neither GPT-2's block nor "
+                            "Llama's; no Hugging Face model computes it, so it cannot be "
+                            "exported")
+    if config.kv_heads != config.n_head or config.ffn_width != 4 * config.n_embd:
+        raise HFExportError(f"{ckpt}: HF GPT-2 has n_kv_head = n_head and an MLP of 4 n_embd; "
+                            f"this model has {config.describe_arch()}")
+    return "gpt2"
+
+
+def llama_notes(config: GPTConfig) -> list[str]:
+    """What a Llama export changes on the way (numpy_gpt/hf/llama.py has the whole map)."""
+    notes = []
+    if config.rope_layout == "interleaved":
+        notes.append("rope_layout interleaved: HF Llama rotates halves (rotate_half), so each "
+                     "head's q and k rows are permuted (2i, 2i+1) -> (i, i + hs/2), as HF's "
+                     "convert_llama_weights_to_hf does; same attention scores, and importing "
+                     "the export gives a halves model")
+    if config.bias:
+        notes.append("bias=True: attention_bias and mlp_bias true (HF Llama's q/k/v/o and "
+                     "gate/up/down biases)")
+    if config.dropout:
+        notes.append(f"dropout {config.dropout}: HF Llama has attention_dropout only, written "
+                     "there (inference is unaffected)")
+    return notes
 
 
 def canonical_to_hf(params: dict[str, np.ndarray], config: GPTConfig) -> dict[str, np.ndarray]:
@@ -280,8 +330,8 @@ def check_out(out: Path, ckpt: Path, overwrite: bool) -> None:
         return
     if not overwrite:
         raise HFExportError(f"--out {out} already exists; pass --overwrite to replace it")
-    if any(out.iterdir()) and _hf_model_type(out) != "gpt2":
-        raise HFExportError(f"--out {out} is not empty and not an HF GPT-2 folder; "
+    if any(out.iterdir()) and _hf_model_type(out) not in ("gpt2", "llama"):
+        raise HFExportError(f"--out {out} is not empty and not an HF GPT-2 or Llama folder; "
                             "refusing to replace it even with --overwrite")
 
 

@@ -1,7 +1,12 @@
-"""Import GPT-2 weights saved in Hugging Face layout, framework-free: (GPTConfig, params).
+"""Import GPT-2 or Llama weights saved in Hugging Face layout, framework-free: (GPTConfig, params).
 
-    config, params = load_hf_gpt2("path/to/gpt2")     # a folder as save_pretrained writes it
+    config, params = load_hf("path/to/folder")        # GPT2LMHeadModel or LlamaForCausalLM
+    config, params = load_hf_gpt2("path/to/gpt2")     # a GPT-2 folder only
     model = numpy_gpt.GPT.from_params(config, params)  # or torch_gpt.GPT.from_hf(path)
+
+load_hf reads config.json's model_type: "gpt2" (or none, as old GPT-2 folders) is read here,
+"llama" by numpy_gpt/hf/llama.py (its docstring says what maps to what); any other is refused
+in one line naming it.
 
 The folder holds HF's config.json (n_layer, n_head, n_embd, n_positions, vocab_size,
 layer_norm_epsilon, activation_function, tie_word_embeddings) and the weights, read from the
@@ -80,11 +85,40 @@ def hf_config_to_gpt(hf: dict[str, Any], *, dropout: float = 0.0) -> GPTConfig:
         raise HFImportError(f"HF config does not make a valid GPTConfig: {e}") from None
 
 
+SUPPORTED_TYPES = ("gpt2", "llama")
+
+
+def load_hf(
+    path: str | os.PathLike, *, dtype: str = "float32", dropout: float = 0.0
+) -> tuple[GPTConfig, dict[str, np.ndarray]]:
+    """(GPTConfig, params by canonical name, cast to dtype) from an HF GPT-2 or Llama folder."""
+    path = Path(path)
+    hf = read_hf_config(path)
+    if hf_model_type(hf, path) == "llama":
+        from .llama import hf_llama_config_to_gpt, hf_llama_to_canonical
+
+        config = hf_llama_config_to_gpt(hf, dropout=dropout)
+        return config, hf_llama_to_canonical(read_hf_tensors(path), config, dtype=dtype)
+    config = hf_config_to_gpt(hf, dropout=dropout)
+    return config, hf_to_canonical(read_hf_tensors(path), config, dtype=dtype)
+
+
 def load_hf_gpt2(
     path: str | os.PathLike, *, dtype: str = "float32", dropout: float = 0.0
 ) -> tuple[GPTConfig, dict[str, np.ndarray]]:
     """(GPTConfig, params by canonical name, cast to dtype) from an HF GPT-2 folder."""
     path = Path(path)
+    hf = read_hf_config(path)
+    if hf_model_type(hf, path) != "gpt2":
+        raise HFImportError(f"{path} holds a {hf['model_type']} model, not GPT-2: use "
+                            "numpy_gpt.hf.importer.load_hf")
+    config = hf_config_to_gpt(hf, dropout=dropout)
+    raw = read_hf_tensors(path)
+    return config, hf_to_canonical(raw, config, dtype=dtype)
+
+
+def read_hf_config(path: Path) -> dict[str, Any]:
+    """The folder's config.json as a dict; HFImportError when absent or not JSON."""
     config_file = path / "config.json"
     if not config_file.is_file():
         raise HFImportError(f"no HF config.json in {path}")
@@ -92,9 +126,20 @@ def load_hf_gpt2(
         hf = json.loads(config_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise HFImportError(f"{config_file} is not valid JSON ({e})") from None
-    config = hf_config_to_gpt(hf, dropout=dropout)
-    raw = read_hf_tensors(path)
-    return config, hf_to_canonical(raw, config, dtype=dtype)
+    if not isinstance(hf, dict):
+        raise HFImportError(f"{config_file} is not a JSON object")
+    return hf
+
+
+def hf_model_type(hf: dict[str, Any], path: Path) -> str:
+    """"gpt2" or "llama" from config.json (no model_type: GPT-2, as old folders); another
+    architecture is refused, named."""
+    kind = hf.get("model_type", "gpt2")
+    if kind not in SUPPORTED_TYPES:
+        arch = ", ".join(hf.get("architectures") or []) or "no architectures listed"
+        raise HFImportError(f"{path} holds a {kind!r} model ({arch}); this project imports "
+                            "GPT-2 (GPT2LMHeadModel) and Llama (LlamaForCausalLM) folders only")
+    return kind
 
 
 def hf_to_canonical(

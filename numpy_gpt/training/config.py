@@ -74,6 +74,8 @@ class TrainConfig:
     patience: int = 0  # early stopping: evaluations without val improvement; 0 = never
     sample_tokens: int = 300  # tokens printed from the final model; 0 = none
     out: str | None = None  # None: out/<preset or dataset>-<backend>
+    name: str | None = None  # what headers and plots call the run: its --preset or --config
+                             # file's name (None: the output folder's name); kept on --resume
     seed: int = 1337
     # backend
     dtype: str = "float32"  # numpy: float32|float64; torch: also bfloat16|float16 (autocast)
@@ -207,15 +209,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     # python train.py config/train_shakespeare_char.py --device=cpu --compile=False
     #   --eval_iters=20 --log_interval=1 --block_size=64 --batch_size=12 --n_layer=4 --n_head=4
     #   --n_embd=128 --max_iters=2000 --lr_decay_iters=2000 --dropout=0.0
+    # (lr_decay_iters is left out of every preset: the cosine ends at max_iters unless
+    # --lr-decay-iters says otherwise, one rule whatever --max-iters is given)
     "shakespeare-char-cpu": {
         **_SHAKESPEARE_CHAR, "n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64,
-        "batch_size": 12, "max_iters": 2000, "lr_decay_iters": 2000, "dropout": 0.0,
+        "batch_size": 12, "max_iters": 2000, "dropout": 0.0,
         "eval_interval": 250, "eval_iters": 20,
     },
     # the full nanoGPT shakespeare_char run (a GPU-sized job: ~10M parameters)
     "shakespeare-char": {
         **_SHAKESPEARE_CHAR, "n_layer": 6, "n_head": 6, "n_embd": 384, "block_size": 256,
-        "batch_size": 64, "max_iters": 5000, "lr_decay_iters": 5000, "dropout": 0.2,
+        "batch_size": 64, "max_iters": 5000, "dropout": 0.2,
         "eval_interval": 250, "eval_iters": 200,
     },
     # TinyStories on GPT-2's BPE (vocabulary padded to 50304, as nanoGPT), with AdamW beta2 0.95,

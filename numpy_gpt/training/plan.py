@@ -83,7 +83,7 @@ def resumed_config(out_dir: Path, overrides: dict[str, Any]
     at = int(state["iter"])
     if changes.get("max_iters", at) < at:
         raise ValueError(f"--max-iters {changes['max_iters']}: the run in {out_dir} is already "
-                         f"at iteration {at}; pass --max-iters {at} or more")
+                         f"at iteration {at}; to train further, pass a --max-iters above {at}")
     return stored.replace(**changes, out=str(out_dir)), state
 
 

@@ -48,6 +48,7 @@ from ..nn.optim import AdamW, clip_coef, get_lr, get_lr_restarts, grad_norm
 from ..nn.parallel import ShardedStep
 from .config import TrainConfig
 from .diagnostics import StepProbe, probe_due
+from .estimate import estimate_line, time_forward
 
 LOG_FILE = "log.jsonl"
 
@@ -193,8 +194,11 @@ def train(
     resume: bool = False,
     reporter: Reporter | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    time_estimate: bool = False,
 ) -> TrainResult:
-    """Train per `tcfg` on `dataset`, writing checkpoints and the log under out_dir."""
+    """Train per `tcfg` on `dataset`, writing checkpoints and the log under out_dir.
+    `time_estimate`: before anything runs, time one forward pass and tell the reporter what a
+    step, an evaluation and the run will take (estimate.py)."""
     rep = reporter or Reporter()
     tokenizer = dataset.tokenizer()
     last, best = out_dir / "last", out_dir / "best"
@@ -245,6 +249,8 @@ def train(
             write_log(out_dir, log)
         except WriteError as e:
             raise write_fault(e) from None
+    if time_estimate and start < tcfg.max_iters:
+        rep.message(estimate_line(tcfg, time_forward(backend, dataset, tcfg), start))
     B, T, n_micro = tcfg.batch_size, tcfg.block_size, tcfg.gradient_accumulation_steps
     elapsed0 = float(state.get("elapsed_s", 0.0))
     t_start = time.perf_counter()

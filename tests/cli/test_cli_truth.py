@@ -376,3 +376,40 @@ def test_train_resume_continues_a_full_fine_tune_of_a_named_dataset(capsys, tmp_
     state = json.loads((run_dir / "last" / "trainer_state.json").read_text())
     assert state["iter"] == 4
     assert state["train_config"]["dataset"].startswith("out/data/instruct-bpe-")
+
+
+# ---- issue 28: what the header says, and what a resume keeps --------------------------------
+def test_header_names_the_preset_schedule_and_time_also_on_resume(citizens_chars, capsys,
+                                                                   tmp_path, monkeypatch):
+    """One decay rule for every preset (the cosine ends at --max-iters unless --lr-decay-iters
+    says otherwise), printed and stored, so a resume with more iterations keeps it; the resume
+    header names the preset as the first run did; the time of a step and of an evaluation is
+    estimated before the first evaluation runs; a too-small --max-iters says what to pass."""
+    from numpy_gpt.training.config import PRESETS
+
+    assert not [name for name, p in PRESETS.items() if "lr_decay_iters" in p]
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    code, out, _ = cli(capsys, "train", "--preset", "shakespeare-char-cpu", "--dataset",
+                       str(citizens_chars), *TINY, "--max-iters", "20", "--eval-interval", "10",
+                       "--warmup-iters", "2", "--out", str(run))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("numpy twin: training shakespeare-char-cpu on ")
+    assert "lr: warmup 2 iters to 0.001, cosine down to 0.0001 at iter 20 (--lr-decay-iters; " \
+           "default --max-iters), then flat" in lines
+    estimate = next(i for i, x in enumerate(lines) if x.startswith("time estimate: ~"))
+    assert estimate < next(i for i, x in enumerate(lines) if x.startswith("iter      0:"))
+    assert "an evaluation (1 batch x 2 splits), ~" in lines[estimate]
+    assert "for 20 steps and 3 evaluations (from one timed forward of " in lines[estimate]
+    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["lr"] == pytest.approx(1e-4)  # at min_lr at max_iters, not still ~1e-3
+    code, out, _ = cli(capsys, "train", "--resume", "--out", str(run), "--max-iters", "30",
+                       "--eval-interval", "10", "--no-plot")
+    assert code == 0 and out.startswith("numpy twin: training shakespeare-char-cpu on ")
+    assert "cosine down to 0.0001 at iter 20" in out  # the stored decay point, kept
+    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in log] == [0, 10, 20, 30] and log[-1]["lr"] == pytest.approx(1e-4)
+    line = refused(capsys, "train", "--resume", "--out", str(run), "--max-iters", "25")
+    assert line == (f"error: --max-iters 25: the run in {run} is already at iteration 30; to "
+                    "train further, pass a --max-iters above 30")

@@ -71,20 +71,32 @@ def _model(cfg: GPTConfig, dtype: str = "float64", seed: int = 0) -> GPT:
     return model
 
 
-def _hf_load(out: Path):
-    """GPT2LMHeadModel.from_pretrained(out), asserting it reports and logs nothing wrong."""
+def _hf_load(out: Path, model_class: str = "GPT2LMHeadModel"):
+    """GPT2LMHeadModel (or model_class).from_pretrained(out), asserting it reports and logs
+    nothing wrong."""
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = records.append  # type: ignore[method-assign]
     logger = logging.getLogger("transformers")
     logger.addHandler(handler)
     try:
-        model, info = transformers.GPT2LMHeadModel.from_pretrained(out, output_loading_info=True)
+        model, info = getattr(transformers, model_class).from_pretrained(
+            out, output_loading_info=True)
     finally:
         logger.removeHandler(handler)
     assert not any(info.values()), info
     assert [r.getMessage() for r in records] == []
     return model.eval()
+
+
+def assert_same_greedy_tokens(ours: GPT, hf) -> None:
+    """10 greedy tokens after a 3-token prompt: ours (KV cache) == transformers' generate."""
+    prompt = [3, 1, 4]
+    want = list(generate(ours, prompt, max_new_tokens=10, greedy=True))
+    with torch.no_grad():
+        got = hf.generate(torch.tensor([prompt]), max_new_tokens=10, do_sample=False,
+                          attention_mask=torch.ones(1, 3, dtype=torch.long))
+    assert got[0, 3:].tolist() == want
 
 
 def _export(tmp_path: Path, model: GPT, tokenizer=None, name: str = "ckpt") -> Path:
@@ -113,12 +125,7 @@ def test_export_loads_in_transformers_and_matches(tmp_path: Path, case: str, dty
     err = np.abs(theirs - logits).max() / np.abs(logits).max()
     assert err <= tolerance(dtype, "cpu", "forward"), err
 
-    prompt = [3, 1, 4]
-    want = list(generate(ours, prompt, max_new_tokens=10, greedy=True))
-    with torch.no_grad():
-        got = hf.generate(torch.tensor([prompt]), max_new_tokens=10, do_sample=False,
-                          attention_mask=torch.ones(1, 3, dtype=torch.long))
-    assert got[0, 3:].tolist() == want
+    assert_same_greedy_tokens(ours, hf)
 
     back_cfg, back = load_hf_gpt2(out, dtype=dtype)
     assert back_cfg == cfg.replace(bias=True)  # HF GPT-2 always has biases

@@ -212,3 +212,19 @@ def test_torchrun_ddp_two_gloo_processes(data_dir, tmp_path):
     log = [json.loads(x) for x in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
     assert [r["iter"] for r in log] == [0, 5, 10]  # one writer: no duplicated lines
     assert log[-1]["val_loss"] < log[0]["val_loss"]
+
+
+def test_time_estimate_counts_the_steps_and_evaluations_left():
+    """estimate.py's arithmetic: a step is 3 forwards per micro-batch, an evaluation 2 x
+    eval_iters forwards, and the run what is left of both from `start`."""
+    from numpy_gpt.training.config import TrainConfig
+    from numpy_gpt.training.estimate import estimate_line
+
+    tcfg = TrainConfig(max_iters=2000, eval_interval=250, eval_iters=20,
+                       gradient_accumulation_steps=2)
+    assert estimate_line(tcfg, 0.1, 0) == (
+        "time estimate: ~0.60 s a step, ~4.00 s an evaluation (20 batches x 2 splits), "
+        "~20.6 min for 2,000 steps and 9 evaluations (from one timed forward of 0.10 s)")
+    # resumed at 500 (stopped before its evaluation): 500, 750, ..., 2000; at 600: 750, ...
+    assert "for 1,500 steps and 7 evaluations" in estimate_line(tcfg, 0.1, 500)
+    assert "for 1,400 steps and 6 evaluations" in estimate_line(tcfg, 0.1, 600)

@@ -80,14 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, started: float | None = None) -> int:
+    """`python -m parity`. `started`: perf_counter() when the command began (__main__.py takes
+    it before importing torch), so the time printed in all includes the start-up."""
+    started = time.perf_counter() if started is None else started
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list:
         print("\n".join(c.name for c in CASES))
         return 0
     if args.twin is not None or args.name_map is not None:
-        return _main_twin(parser, args)
+        return _main_twin(parser, args, started)
     try:
         config, batch_size, seq_len = parse_setup(args.config)
         pairs = plan(args.dtype, args.device)
@@ -104,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                fault=args.inject_fault, threads=args.threads or None)
     elapsed = time.perf_counter() - t0
     print_report(rows, failures_only=args.failures_only)
-    print(f"({elapsed:.1f} s; config {args.config}: {config.to_dict()}, B={batch_size}, "
-          f"T={seq_len}, seed {args.seed})")
+    print(f"({timing(elapsed, started)}; config {args.config}: {config.to_dict()}, "
+          f"B={batch_size}, T={seq_len}, seed {args.seed})")
     if args.json:
         env = env_info() | {"config": config.to_dict(), "batch_size": batch_size,
                             "seq_len": seq_len, "seed": args.seed, "tf32": False,
@@ -114,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if rows and all(r.ok for r in rows) else 1
 
 
-def _main_twin(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def _main_twin(parser: argparse.ArgumentParser, args: argparse.Namespace, started: float
+               ) -> int:
     """--twin SPEC: one outside model against the reference (parity/external.py)."""
     if args.twin is None:
         parser.error("--name-map needs --twin")
@@ -147,8 +151,8 @@ def _main_twin(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
         print("\n" + "\n".join(format_twin_report(report)))
         print(f"  config as the model has it: {report.config.describe_arch()}")
     config = reports[0].config  # with the head and bias read from the model
-    print(f"({elapsed:.1f} s; config {args.config} as the model has it: {config.to_dict()}, "
-          f"B={batch_size}, T={seq_len}, seed {args.seed})")
+    print(f"({timing(elapsed, started)}; config {args.config} as the model has it: "
+          f"{config.to_dict()}, B={batch_size}, T={seq_len}, seed {args.seed})")
     if args.json:
         twins = [{"spec": args.twin, "label": r.label, "config": r.config.to_dict(),
                   "notes": r.notes, "findings": r.findings} for r in reports]
@@ -157,6 +161,12 @@ def _main_twin(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
                             "elapsed_s": elapsed, "twin": twins[0], "twins": twins}
         _write_json(args, env, rows)
     return 0 if all(r.ok for r in reports) else 1
+
+
+def timing(comparing_s: float, started: float) -> str:
+    """'0.4 s comparing, 3.1 s in all': the check itself, and the whole command with its
+    start-up (importing torch, loading a twin), which is most of a small run's time."""
+    return f"{comparing_s:.1f} s comparing, {time.perf_counter() - started:.1f} s in all"
 
 
 def _write_json(args: argparse.Namespace, env: dict, rows: list[Row]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -265,6 +266,12 @@ def test_python_m_parity_runs_and_exits_0() -> None:
                           cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "0 failed" in proc.stdout and "FAIL" not in proc.stdout
+    # the time of the check and of the whole command, start-up (importing torch) included:
+    # a run of seconds once printed "(0.0 s; ...)", its check alone
+    timing = re.search(r"^\((\d+\.\d) s comparing, (\d+\.\d) s in all; config tiny",
+                       proc.stdout, re.M)
+    assert timing, proc.stdout[-500:]
+    assert float(timing[2]) >= float(timing[1]) and float(timing[2]) > 0
 
 
 def test_python_m_parity_exits_1_on_a_planted_fault() -> None:

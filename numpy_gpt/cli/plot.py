@@ -2,9 +2,10 @@
 
     plot attention --ckpt DIR --prompt TEXT [--out PNG]   every layer and head's attention map
     plot training --run OUT_DIR [--out PNG]               loss + gradient norms + update ratios
+    plot runs --run A --run B [--label L ...] [--out PNG] several runs' loss curves overlaid
 
-The logic lives in numpy_gpt/nn/attention_maps.py and numpy_gpt/training/diagnostics.py;
-this file only parses flags.
+The logic lives in numpy_gpt/nn/attention_maps.py, numpy_gpt/training/diagnostics.py and
+numpy_gpt/training/curves.py; this file only parses flags.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 from pathlib import Path
 
 from ..nn.attention_maps import attention_maps, plot_attention, token_labels
+from ..training.curves import plot_runs, read_runs
 from ..training.diagnostics import plot_training
 from ..training.train import LOG_FILE
 
@@ -29,6 +31,14 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                        "training run (PNG)", allow_abbrev=False)
     p.add_argument("--run", required=True, help="a training output folder (holds log.jsonl)")
     p.add_argument("--out", default=None, help="the PNG to write (default RUN/diagnostics.png)")
+    p = sub.add_parser("runs", help="several training runs' loss curves in one picture, and "
+                       "with two runs their difference (PNG)", allow_abbrev=False)
+    p.add_argument("--run", action="append", required=True, metavar="OUT_DIR",
+                   help="a training output folder (holds log.jsonl); repeat for each run")
+    p.add_argument("--label", action="append", default=None, metavar="NAME",
+                   help="the legend's name of each --run, in order (default: folder names)")
+    p.add_argument("--title", default="", help="the picture's title")
+    p.add_argument("--out", default="runs.png", help="the PNG to write (runs.png)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
                               f"{args.ckpt}: {args.prompt[:60]!r}"):
             raise ImportError("plotting needs matplotlib (pip install matplotlib)")
         print(f"wrote {args.out}: {maps.shape[0]} layers x {maps.shape[1]} heads, {T} tokens")
+        return 0
+    if args.picture == "runs":
+        runs = read_runs(args.run, args.label)
+        if not plot_runs(runs, args.out, args.title):
+            raise ImportError("plotting needs matplotlib (pip install matplotlib)")
+        print(f"wrote {args.out}: the loss curves of {', '.join(runs)}")
         return 0
     log = Path(args.run) / LOG_FILE
     if not log.is_file():

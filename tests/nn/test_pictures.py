@@ -98,3 +98,35 @@ def test_training_logs_diagnostics_and_the_plot_commands_draw_them(twin, data_di
         (out / "log.jsonl").write_text(json.dumps(records[0]) + "\n")
         assert cli.main(["plot", "training", "--run", str(out)]) == 1
         assert "no gradient diagnostics" in capsys.readouterr().err
+
+
+def test_plot_runs_overlays_runs_and_their_difference(tmp_path, capsys):
+    """`plot runs`: several logs in one picture; with two, their differences at the
+    iterations both evaluated; a missing log or a wrong number of labels is one line."""
+    from numpy_gpt.training.curves import loss_differences
+
+    def log(folder: Path, losses: list[float]) -> Path:
+        folder.mkdir()
+        (folder / "log.jsonl").write_text("".join(
+            json.dumps({"iter": 10 * i, "train_loss": v + 0.1, "val_loss": v}) + "\n"
+            for i, v in enumerate(losses)))
+        return folder
+
+    a = log(tmp_path / "numpy", [4.0, 3.0, 2.5])
+    b = log(tmp_path / "torch", [4.0, 3.0 + 1e-6, 2.5 + 2e-6, 2.4])
+    diffs = loss_differences(json_lines(a), json_lines(b))
+    assert [it for it, _ in diffs["val"]] == [0, 10, 20]  # the common iterations
+    assert diffs["val"][0][1] == 0 and diffs["val"][2][1] == pytest.approx(2e-6)
+    png = tmp_path / "twins.png"
+    assert cli.main(["plot", "runs", "--run", str(a), "--run", str(b), "--out", str(png)]) == 0
+    assert png.read_bytes()[:4] == PNG
+    assert "the loss curves of numpy, torch" in capsys.readouterr().out
+    assert cli.main(["plot", "runs", "--run", str(a), "--run", str(b), "--label", "x",
+                     "--out", str(png)]) == 1
+    assert "1 --label for 2 --run" in capsys.readouterr().err
+    assert cli.main(["plot", "runs", "--run", str(tmp_path), "--out", str(png)]) == 1
+    assert "log.jsonl not found" in capsys.readouterr().err
+
+
+def json_lines(folder: Path) -> list[dict]:
+    return [json.loads(x) for x in (folder / "log.jsonl").read_text().splitlines()]

@@ -199,3 +199,18 @@ def test_reference_trace_of_a_llama_is_numpy_gpts_forward() -> None:
         np.testing.assert_allclose(trace["logits"], logits, rtol=0, atol=1e-13)
         assert "transformer.wpe output" not in trace
         assert trace["transformer.h.0.attn.c_attn[k] output"].shape == (B, T, 8)  # KV hs
+
+
+@pytest.mark.parametrize(("fields", "says"), [
+    ({"n_head": 4, "n_embd": 16, "n_kv_head": 3}, "n_kv_head (3) must divide n_head (4)"),
+    ({"n_head": 2, "n_embd": 6, "position": "rope"}, "needs an even head size"),
+    ({"position": "rope", "rope_theta": 0}, "rope_theta must be a number > 0"),
+    ({"mlp": "swiglu", "ffn_hidden": 0}, "ffn_hidden must be an integer >= 1"),
+    ({"norm": "batchnorm"}, "GPTConfig.norm must be one of"),
+])
+def test_bad_llama_config_is_one_line_exit_2(fields: dict, says: str, capsys) -> None:
+    for extra in ([], ["--twin", "torch"]):
+        with pytest.raises(SystemExit) as e:
+            main(["--config", json.dumps(fields), *extra])
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and len(err.splitlines()) == 1 and says in err, err

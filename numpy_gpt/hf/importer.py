@@ -34,16 +34,14 @@ from typing import Any
 import numpy as np
 
 from ..nn.config import ConfigError, GPTConfig, param_shapes
+from .errors import HFImportError
+from .llama import hf_llama_config_to_gpt, hf_llama_to_canonical
 
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight",
                   "mlp.c_proj.weight")
 SKIPPED_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers, not parameters
 GELU_BY_ACTIVATION = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh",
                       "gelu": "exact"}
-
-
-class HFImportError(ValueError):
-    """A folder that is not a GPT-2 checkpoint this model can represent; says why."""
 
 
 def hf_config_to_gpt(hf: dict[str, Any], *, dropout: float = 0.0) -> GPTConfig:
@@ -95,8 +93,6 @@ def load_hf(
     path = Path(path)
     hf = read_hf_config(path)
     if hf_model_type(hf, path) == "llama":
-        from .llama import hf_llama_config_to_gpt, hf_llama_to_canonical
-
         config = hf_llama_config_to_gpt(hf, dropout=dropout)
         return config, hf_llama_to_canonical(read_hf_tensors(path), config, dtype=dtype)
     config = hf_config_to_gpt(hf, dropout=dropout)

@@ -29,7 +29,7 @@ What maps to what (DESIGN.md "Parameter names"):
       h.{i}.mlp.c_gate / c_fc / c_proj     mlp.gate_proj / up_proj / down_proj
       transformer.ln_f.weight, lm_head     model.norm.weight, lm_head.weight (when untied)
 
-Refused in one line (importer.HFImportError): another model_type, rope scaling other than none
+Refused in one line (HFImportError): another model_type, rope scaling other than none
 ("default"), attention biases without MLP biases (or the reverse), a sliding window, a head_dim
 other than hidden_size / num_attention_heads, an activation other than SiLU.
 Ref: transformers models/llama (configuration_llama.py, modeling_llama.py,
@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from ..nn.config import ConfigError, GPTConfig, param_shapes
-from .importer import HFImportError
+from .errors import HFImportError
 
 SKIPPED_SUFFIXES = ("rotary_emb.inv_freq",)  # buffers older checkpoints saved
 LAYER_NAMES = {  # our name in block i -> HF's, Linear weights (out, in) in both

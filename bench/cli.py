@@ -64,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPU threads for torch (set_num_threads) and the BLAS "
                         "(OMP/OPENBLAS/MKL_NUM_THREADS in each worker's environment) "
                         "(default: all cores of this process's affinity mask; 1 with --quick)")
-    p.add_argument("--json", metavar="PATH", help='write {"env", "peaks", "targets", "rows"}')
+    p.add_argument("--json", metavar="PATH",
+                   help='write {"env", "peaks", "targets", "rows"} at the end; while the run '
+                        "goes on, each finished row is appended to PATH.partial.jsonl (kept "
+                        "if the run is killed, removed when PATH is written)")
     p.add_argument("--png", metavar="PATH", help="write the charts (sweeps, MFU bars)")
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes, 1 warm-up + 2 timed iterations, 1 thread, no "
@@ -126,6 +129,23 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser):
     return backends, workloads, sizes, points, sweep_workloads
 
 
+def partial_path(json_path: str | Path) -> Path:
+    """Where `--json PATH` keeps the rows finished so far: a run killed by a time limit
+    (bench/gpu_check.py's steps) still leaves them."""
+    return Path(f"{json_path}.partial.jsonl")
+
+
+def _append_partial(json_path: str | None, row: dict) -> None:
+    if json_path is None:
+        return
+    import json
+
+    path = partial_path(json_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row, default=str) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
@@ -147,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = Options(threads=threads, quick=args.quick, check=not args.no_check, seed=args.seed,
                    iters=args.iters, warmup=args.warmup, fault=args.plant_fault,
                    isolate=args.isolate, repeat=args.repeat, timeout_s=args.timeout,
-                   on_row=lambda _row: bar.update(1),
+                   on_row=lambda row: (bar.update(1), _append_partial(args.json, row)),
                    on_start=on_start)
     rows, peaks = run(jobs, opts)
     bar.close()
@@ -165,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     outputs = []
     if args.json:
         write_json(args.json, env, rows, peaks)
+        partial_path(args.json).unlink(missing_ok=True)
         outputs.append(args.json)
     if args.png:
         from .plot import plot

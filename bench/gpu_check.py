@@ -21,10 +21,16 @@ in the order that matters most if time runs short:
                 bf16/fp16 autocast) against numpy_gpt float64, plus the cupy:<case> rows
     parity-hf   python -m parity --twin hf --device cuda (transformers' GPT-2 on the GPU)
     pytest      the tests marked cuda (they skip without a GPU)
-    bench-*     train steps at baby, 6L-384, gpt2-124m (B=4, T=1024) and B=16 for torch fp32,
-                TF32, bf16, bf16 compiled and numpy_gpt on CuPy; KV-cache generation at
-                gpt2-124m, B=1 and B=16; a T sweep 1024..8192 (CuPy's tiled attention against
-                torch's SDPA kernels, time and memory); baby and 6L-384 last
+    bench-*     GPT-2 124M train steps at B=16, T=1024 for torch fp32, bf16 and bf16
+                compiled and numpy_gpt on CuPy; a T sweep 2048..8192 at B=1 (CuPy's tiled
+                attention against torch's SDPA kernels, time and memory); KV-cache generation
+                at gpt2-124m, B=1 and B=16; GPT-2 at B=4 checked against float64 (with TF32);
+                baby and 6L-384 last
+
+A bench step that runs out keeps the rows its bench finished (`--json`'s .partial.jsonl);
+the log stamps each line of a step with the seconds since the step began. The first run
+(an H200, 2026-12-04: README "On a GPU") took 13 s for the machine, 50 for parity, 14 for
+parity-hf, 42 for pytest and 101 for the B=16 step; the order and limits follow from it.
 
 OUT_DIR receives at most 8 files, each well under 16 MiB: `<machine>.json`, `.md`, `.png`
 (the bench rows of every bench step merged, the format of bench/results/, so committing them
@@ -92,36 +98,36 @@ def _cuda_test_files() -> list[str]:
 
 STEPS: list[Step] = [
     Step("machine", "GPU, driver, versions, matmul peaks (fp32, TF32, bf16, CuPy f32), "
-         "device-to-device copy bandwidth", 60,
+         "device-to-device copy bandwidth", 45,
          lambda tmp, dry: _py("-m", "bench.gpu_check", "--probe", str(tmp / "machine.json"),
                               *(["--dry-run"] if dry else []))),
-    Step("parity", "python -m parity --device cuda --dtype all (+ the cupy:<case> rows)", 120,
+    Step("parity", "python -m parity --device cuda --dtype all (+ the cupy:<case> rows)", 90,
          lambda tmp, dry: _py("-m", "parity", "--device", "cpu" if dry else "cuda",
                               "--dtype", "float64" if dry else "all",
                               "--json", str(tmp / "parity.json"),
                               *(["--case", "model/*"] if dry else []))),
-    Step("parity-hf", "python -m parity --twin hf --device cuda (transformers' GPT-2)", 60,
+    Step("parity-hf", "python -m parity --twin hf --device cuda (transformers' GPT-2)", 45,
          lambda tmp, dry: _py("-m", "parity", "--twin", "hf", "--device",
                               "cpu" if dry else "cuda", "--json", str(tmp / "parity-hf.json"))),
-    Step("pytest", "the tests marked cuda (skipped without a GPU)", 90,
+    Step("pytest", "the tests marked cuda (skipped without a GPU)", 75,
          lambda tmp, dry: _py("-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider",
                               *_cuda_test_files())),
-    Step("bench-gpt2", "train step, GPT-2 124M at B=4, T=1024 (checked against float64)", 100,
-         _bench("bench-gpt2", CUDA_TRAIN, ["gpt2-124m"], ["tiny"], ["train"])),
     Step("bench-gpt2-b16", "train step, GPT-2 124M at B=16, T=1024, with bf16 compiled "
-         "(no float64 check: the B=4 step checked the same code)", 130,
+         "(no float64 check: bench-gpt2 checks the same code at B=4)", 140,
          _bench("bench-gpt2-b16", ["torch-cuda-fp32", "torch-cuda-bf16", "torch-cuda-compile",
                                    "cupy-f32"], ["gpt2-124m-B16"], ["tiny"], ["train"],
                 "--no-check")),
-    Step("bench-long-t", "T sweep 2048..8192 at 4L/128d, B=4: CuPy tiled attention vs "
-         "torch SDPA, time and memory", 100,
+    Step("bench-long-t", "T sweep 2048..8192 at 4L/128d, B=1: CuPy tiled attention vs "
+         "torch SDPA, time and memory", 110,
          _bench("bench-long-t", ["torch-cuda-fp32", "torch-cuda-bf16", "cupy-f32"],
                 ["TL2048", "TL4096", "TL8192"], ["TL8", "TL16"], ["train"])),
-    Step("bench-generate", "KV-cache greedy decoding, GPT-2 124M, B=1 and B=16", 100,
+    Step("bench-generate", "KV-cache greedy decoding, GPT-2 124M, B=1 and B=16", 110,
          _bench("bench-generate", ["torch-cuda-fp32", "torch-cuda-bf16", "cupy-f32"],
-                ["gpt2-124m"], ["tiny"], ["generate", "generate-b16"], "--iters", "2",
+                ["gpt2-124m"], ["tiny"], ["generate", "generate-b16"], "--iters", "1",
                 "--warmup", "1")),
-    Step("bench-small", "train step at baby and 6L-384", 80,
+    Step("bench-gpt2", "train step, GPT-2 124M at B=4, T=1024 (checked against float64)", 150,
+         _bench("bench-gpt2", CUDA_TRAIN, ["gpt2-124m"], ["tiny"], ["train"])),
+    Step("bench-small", "train step at baby and 6L-384", 90,
          _bench("bench-small", CUDA_TRAIN, ["baby", "6L-384"], ["tiny"], ["train"])),
 ]
 
@@ -139,8 +145,8 @@ def _run_step(step: Step, cmd: list[str], limit_s: float, env: dict[str, str],
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, errors="replace",
                             start_new_session=True)
-    pump = threading.Thread(target=lambda: [_tee(log, line) for line in proc.stdout],
-                            daemon=True)
+    pump = threading.Thread(target=lambda: [_tee(log, line, time.perf_counter() - t0)
+                                            for line in proc.stdout], daemon=True)
     pump.start()
     try:
         rc = proc.wait(timeout=limit_s)
@@ -159,10 +165,12 @@ def _run_step(step: Step, cmd: list[str], limit_s: float, env: dict[str, str],
             "command": cmd}
 
 
-def _tee(log: IO[str], text: str) -> None:
+def _tee(log: IO[str], text: str, seconds: float | None = None) -> None:
+    """`text` to stdout and the log; a step's lines go to the log with the seconds since the
+    step started (where a step's time went, when it runs out)."""
     sys.stdout.write(text)
     sys.stdout.flush()
-    log.write(text)
+    log.write(text if seconds is None else f"[{seconds:6.1f}s] {text}")
     log.flush()
 
 
@@ -227,12 +235,24 @@ def _collect(tmp: Path, out: Path, results: list[dict[str, Any]], dry: bool) -> 
             shutil.copyfile(tmp / name, out / name)
     env, rows, peaks = None, [], {}
     for step in STEPS:
-        data = _read(tmp / f"{step.name}.json") if step.name.startswith("bench") else None
+        if not step.name.startswith("bench"):
+            continue
+        data = _read(tmp / f"{step.name}.json")
+        if data is None:  # the step ran out: keep the rows its bench finished
+            from .cli import partial_path
+
+            done = _read_lines(partial_path(tmp / f"{step.name}.json"))
+            data = {"env": None, "peaks": {}, "rows": [
+                dict(r, partial_run=True) for r in done]} if done else None
         if data is None:
             continue
         env = env or data["env"]
         peaks.update(data.get("peaks") or {})
         rows += [dict(r, gpu_check_step=step.name) for r in data["rows"]]
+    if env is None and rows:  # only partial rows: describe the machine here
+        from .env import cpu_cores, env_info
+
+        env = env_info(cpu_cores(), "python -m bench.gpu_check")
     files = []
     if env is not None:
         env = dict(env, gpu_check={"dry_run": dry, "machine": machine})
@@ -255,6 +275,13 @@ def _collect(tmp: Path, out: Path, results: list[dict[str, Any]], dry: bool) -> 
     return {"dry_run": dry, "machine": machine, "steps": results,
             "targets": cuda_targets(rows, parity), "files": files,
             "ok": all(r["status"] == "ok" for r in results)}
+
+
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    try:
+        return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x]
+    except (OSError, ValueError):
+        return []
 
 
 def _read(path: Path) -> Any:

@@ -87,7 +87,7 @@ SWEEP_T = (32, 64, 128, 256, 512, 1024, 2048)  # at 4L/4H/128d, B=8
 LONG_T = 1024  # sweep points from here on time fewer iterations (a step takes seconds)
 
 
-# The long-context sweep on a GPU (bench/gpu_check.py): T 1024..8192 at 4L/4H/128d, B=4,
+# The long-context sweep on a GPU (bench/gpu_check.py): T 1024..8192 at 4L/4H/128d, B=1,
 # named "TL<T>" and plotted as T-sweep points. Not a --sweep choice: on 2 CPU cores its last
 # points would take many minutes.
 SWEEP_T_LONG = (1024, 2048, 4096, 8192)
@@ -95,7 +95,7 @@ SWEEP_T_LONG = (1024, 2048, 4096, 8192)
 
 def long_t_sizes(quick: bool = False) -> list[Size]:
     """The points of the long-context sweep; `quick` gives two tiny ones (gpu_check's dry run)."""
-    values, C, B, L = ((8, 16), 32, 2, 2) if quick else (SWEEP_T_LONG, 128, 4, 4)
+    values, C, B, L = ((8, 16), 32, 2, 2) if quick else (SWEEP_T_LONG, 128, 1, 4)
     return [Size(f"TL{t}", _cfg(L, 4, C, t), B, t, warmup=1, iters=2 if quick else 3,
                  sweep="T", sweep_value=t) for t in values]
 

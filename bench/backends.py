@@ -6,7 +6,8 @@
 A backend is one (framework, device, precision, compiled?) combination. Its `check_dtype`
 names the row of parity/tolerances.py its B1 correctness check uses against the numpy_gpt
 float64 reference; its `peak_key` names the matmul whose measured throughput is its MFU
-denominator (same framework, device and precision, measured in the same run).
+denominator (same framework, device and precision, measured in the same run), its
+`bandwidth_key` the memory bandwidth its decoding rows' MBU is set against.
 
 TF32 has no row of its own in the tolerances table: its 10-bit mantissa is float16's, so it
 is checked with the float16 bound (5e-3 on logits), which is looser than anything TF32's
@@ -37,6 +38,23 @@ class Backend:
     def peak_key(self) -> str:
         """Backends sharing a key share one measured matmul peak."""
         return f"{self.framework}-{self.device}-{self.precision}"
+
+    @property
+    def bandwidth_key(self) -> str:
+        """Backends sharing a key share one measured memory bandwidth (bench/bandwidth.py):
+        one per framework and device, whatever the precision."""
+        return f"{self.framework}-{self.device}-bandwidth"
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes per stored parameter (the dtype; float32 master weights under autocast)."""
+        return {"float32": 4, "float64": 8}[self.dtype]
+
+    @property
+    def kv_bytes(self) -> int:
+        """Bytes per cached key/value element: the matmuls' output dtype (bf16 under
+        autocast: the q/k/v projection returns bfloat16), else the parameter dtype."""
+        return 2 if self.precision == "bfloat16" else self.weight_bytes
 
     @property
     def autocast(self) -> str | None:

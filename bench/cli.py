@@ -6,12 +6,14 @@
     python -m bench --sweep all --save-results                 # the full run for this machine
 
 Exit status: 0 when every measurement was ok or skipped, 1 when any was "failed" (the B1
-correctness check disagreed) or "error", 2 for bad flags.
+correctness check disagreed), "error" or "impossible" (above the peak or bandwidth measured
+in the same run: bench/roofline.py), 2 for bad flags.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -75,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "nothing)")
     p.add_argument("--save-results", action="store_true",
                    help="write bench/results/<machine-id>.{json,md,png} (machine id from the "
-                        "CPU model, cores and GPU name)")
+                        "CPU model, cores and GPU name, plus the BLAS kernel when "
+                        "OPENBLAS_CORETYPE forces it)")
     p.add_argument("--no-check", action="store_true",
                    help="skip the B1 correctness check against the float64 reference")
     p.add_argument("--seed", type=int, default=0, help="seed for weights and inputs (default 0)")
@@ -129,6 +132,9 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser):
     return backends, workloads, sizes, points, sweep_workloads
 
 
+BAD_STATUSES = ("failed", "error", "impossible")
+
+
 def partial_path(json_path: str | Path) -> Path:
     """Where `--json PATH` keeps the rows finished so far: a run killed by a time limit
     (bench/gpu_check.py's steps) still leaves them."""
@@ -146,12 +152,18 @@ def _append_partial(json_path: str | None, row: dict) -> None:
         f.write(json.dumps(row, default=str) + "\n")
 
 
+def exit_status(rows: list[dict]) -> int:
+    """1 when any row failed its check, raised, or is impossible; else 0."""
+    return 1 if any(r["status"] in BAD_STATUSES for r in rows) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
     backends, workloads, sizes, points, sweep_workloads = _resolve(args, p)
     threads = args.threads or (1 if args.quick else cpu_cores())
-    env = env_info(threads)
+    command = shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)])
+    env = env_info(threads, command)
     jobs = plan(backends, sizes, workloads, points, sweep_workloads)
 
     from tqdm import tqdm
@@ -181,7 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(format_table(rows))
     print()
-    print(format_targets(targets(rows)))
+    print(format_targets(targets(rows), rows))
+    impossible = [r for r in rows if r["status"] == "impossible"]
+    if impossible:
+        print(f"\n{len(impossible)} impossible row(s): faster than this run measured the "
+              "machine can go, so a FLOP or byte count is wrong (see their notes)")
     outputs = []
     if args.json:
         write_json(args.json, env, rows, peaks)
@@ -196,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         base = RESULTS_DIR / env["machine_id"]
         write_json(base.with_suffix(".json"), env, rows, peaks)
         md = (f"# bench results: {env['machine_id']}\n\n```\n{format_env(env, peaks)}\n```\n\n"
-              f"{markdown_table(rows)}\n\n```\n{format_targets(targets(rows))}\n```\n")
+              f"{markdown_table(rows)}\n\n```\n{format_targets(targets(rows), rows)}\n```\n")
         base.with_suffix(".md").write_text(md, encoding="utf-8")
         outputs += [str(base.with_suffix(".json")), str(base.with_suffix(".md"))]
         from .plot import plot
@@ -205,5 +221,4 @@ def main(argv: list[str] | None = None) -> int:
             outputs.append(str(base.with_suffix(".png")))
     if outputs:
         print("\nwrote " + ", ".join(outputs))
-    bad = [r for r in rows if r["status"] in ("failed", "error")]
-    return 1 if bad else 0
+    return exit_status(rows)

@@ -26,22 +26,37 @@ CUDA_SIZES = (4096, 8192)
 QUICK_SIZES = (512,)
 
 
-def _best(run: Any, n: int, reps: int, sync: Any) -> float:
-    run()  # warm-up (first-touch, thread pool start, cuBLAS heuristics)
+def time_calls(run: Any, reps: int, sync: Any) -> list[float]:
+    """Seconds of each of `reps` calls after one warm-up call (first-touch, thread pool
+    start, cuBLAS heuristics)."""
+    run()
     sync()
-    best = float("inf")
+    times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         run()
         sync()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def spread(rates: list[float]) -> float:
+    """How much the repetitions of the best measurement disagree: (max - min) / max of their
+    rates. The impossibility guard (bench/runner.py) allows a row this much above the peak."""
+    return (max(rates) - min(rates)) / max(rates) if rates and max(rates) > 0 else 0.0
+
+
+def _best(run: Any, n: int, reps: int, sync: Any, spreads: dict[int, float]) -> float:
+    rates = [2 * n**3 / t / 1e9 for t in time_calls(run, reps, sync)]
+    spreads[n] = spread(rates)
+    return max(rates)
 
 
 def matmul_peak(backend: Backend, quick: bool = False) -> tuple[float, dict[str, Any]]:
     """(best GFLOP/s, {"op", "dtype", "sizes", "per_size"}) for backend's matmul precision."""
     reps = 2 if quick else 5
     per_size: dict[int, float] = {}
+    spreads: dict[int, float] = {}
     if backend.framework == "numpy":
         import numpy as np
 
@@ -53,7 +68,7 @@ def matmul_peak(backend: Backend, quick: bool = False) -> tuple[float, dict[str,
             b = rng.standard_normal((n, n)).astype(dt)
             out = np.empty((n, n), dt)
             per_size[n] = _best(lambda a=a, b=b, out=out: np.matmul(a, b, out=out), n, reps,
-                                lambda: None)
+                                lambda: None, spreads)
         op = f"np.matmul {dt}"
     elif backend.framework == "torch":
         import torch
@@ -70,7 +85,8 @@ def matmul_peak(backend: Backend, quick: bool = False) -> tuple[float, dict[str,
             a = torch.randn(n, n, generator=g, device=device).to(dt)
             b = torch.randn(n, n, generator=g, device=device).to(dt)
             out = torch.empty(n, n, device=device, dtype=dt)
-            per_size[n] = _best(lambda a=a, b=b, out=out: torch.mm(a, b, out=out), n, reps, sync)
+            per_size[n] = _best(lambda a=a, b=b, out=out: torch.mm(a, b, out=out), n, reps, sync,
+                                spreads)
         op = f"torch.mm {backend.precision} {device.type}"
     elif backend.framework == "cupy":
         import cupy
@@ -83,10 +99,12 @@ def matmul_peak(backend: Backend, quick: bool = False) -> tuple[float, dict[str,
             b = cupy.asarray(rng.standard_normal((n, n), dtype=np.float32))
             out = cupy.empty((n, n), dtype=np.float32)
             per_size[n] = _best(lambda a=a, b=b, out=out: cupy.matmul(a, b, out=out), n, reps,
-                                sync)
+                                sync, spreads)
         op = "cupy.matmul float32 cuda"
     else:
         raise ValueError(f"no matmul peak for framework {backend.framework!r}")
-    best = max(per_size.values())
-    return best, {"op": op, "precision": backend.precision, "reps": reps,
-                  "per_size_gflops": {str(n): round(v, 2) for n, v in per_size.items()}}
+    n_best = max(per_size, key=per_size.get)
+    return per_size[n_best], {
+        "op": op, "precision": backend.precision, "reps": reps, "quick": quick,
+        "per_size_gflops": {str(n): round(v, 2) for n, v in per_size.items()},
+        "spread": round(spreads[n_best], 4)}

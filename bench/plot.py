@@ -9,6 +9,9 @@ Panels, each drawn only when the run has the rows for it:
                       linear in T shows as slope 1 once it dominates; a (T, T) matrix as 2)
     MFU               bars per backend at each named size (train workload if measured,
                       else the first workload with MFU numbers)
+    decoding          GB/s bars per backend for each generation row (size / workload), the
+                      measured memory bandwidth as a dashed line, MBU printed on the bars
+                      that have one (bench/roofline.py: none for a model inside the cache)
 On log-log axes a slope of 2 means cost grows with the square of the swept quantity (the
 matmuls in C; attention in T), a slope of 1 means linear.
 """
@@ -50,6 +53,9 @@ def plot(rows: list[dict[str, Any]], path: str | Path) -> bool:
     named = [r for r in ok if r["sweep"] is None and r["mfu"] is not None]
     if named:
         panels.append(("mfu", named))
+    decode = [r for r in ok if r.get("gbps") is not None]
+    if decode:
+        panels.append(("mbu", decode))
     if not panels:
         return False
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
@@ -78,6 +84,8 @@ def plot(rows: list[dict[str, Any]], path: str | Path) -> bool:
                 ax.set_title(f"{workload} peak memory vs T")
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=8)
+        elif kind == "mbu":
+            _decoding_panel(ax, data)
         else:
             workload = _pick_workload(data)
             pts = [r for r in data if r["workload"] == workload]
@@ -100,3 +108,28 @@ def plot(rows: list[dict[str, Any]], path: str | Path) -> bool:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def _decoding_panel(ax: Any, rows: list[dict[str, Any]]) -> None:
+    """GB/s of each generation row, grouped by (size, workload), a bar per backend; the
+    best measured bandwidth of the device as a dashed line; MBU above the bars."""
+    groups = list(dict.fromkeys((r["size"], r["workload"]) for r in rows))
+    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    width = 0.8 / max(len(backends), 1)
+    for i, backend in enumerate(backends):
+        vals = {(r["size"], r["workload"]): r for r in rows if r["backend"] == backend}
+        xs = [j + i * width for j, g in enumerate(groups) if g in vals]
+        bars = ax.bar(xs, [vals[g]["gbps"] for g in groups if g in vals], width,
+                      label=backend)
+        for bar, g in zip(bars, [g for g in groups if g in vals]):
+            if vals[g].get("mbu") is not None:
+                ax.annotate(f"{100 * vals[g]['mbu']:.0f}%", (bar.get_x() + bar.get_width() / 2,
+                            bar.get_height()), ha="center", va="bottom", fontsize=7)
+    for bw in sorted({r["bandwidth_gbps"] for r in rows if r.get("bandwidth_gbps")}):
+        ax.axhline(bw, color="gray", ls="--", lw=1)
+        ax.annotate(f"measured {bw:.0f} GB/s", (0, bw), fontsize=7, va="bottom")
+    ax.set_xticks([j + width * (len(backends) - 1) / 2 for j in range(len(groups))])
+    ax.set_xticklabels([f"{s}\n{w}" for s, w in groups], fontsize=7)
+    ax.set_ylabel("GB/s read (weights + KV cache), MBU on the bars")
+    ax.set_title("decoding: memory roofline")
+    ax.legend(fontsize=8)

@@ -29,24 +29,36 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
-def _row_line(r: dict[str, Any]) -> str:
-    mfu, mfu_best = _pct(r["mfu"]), _pct(r.get("mfu_best"))
-    note = r["reason"]
-    if r["status"] == "ok" and (r.get("foreign_cpu") or 0) > 0.1:
-        note = f"busy machine: others used {100 * r['foreign_cpu']:.0f}% of the CPU"
-    if r["status"] == "ok" and r["compiled"] and r["first_call_ms"] is not None:
+def _notes(r: dict[str, Any]) -> str:
+    """The note column: why a row is not ok, else what qualifies its figures."""
+    if r["status"] != "ok":
+        return r["reason"]
+    notes = []
+    if r["compiled"] and r["first_call_ms"] is not None:
         # the compile happens in the first call of each graph: the check's forward (no_grad)
         # or this workload's first warm-up step
-        note = f"first call {r['first_call_ms'] / 1e3:.1f} s"
-    return (f"{r['backend']:<18} {r['size']:<9} {r['workload']:<16} {r['status']:<7} "
+        notes.append(f"first call {r['first_call_ms'] / 1e3:.1f} s")
+    if (r.get("foreign_cpu") or 0) > BUSY_SHARE:
+        notes.append(f"busy machine: other processes used {100 * r['foreign_cpu']:.0f}% of "
+                     "the CPU")
+    if r.get("roofline_note"):
+        notes.append(r["roofline_note"])
+    return "; ".join(notes)
+
+
+def _row_line(r: dict[str, Any]) -> str:
+    mfu, mfu_best, mbu = _pct(r["mfu"]), _pct(r.get("mfu_best")), _pct(r.get("mbu"))
+    return (f"{r['backend']:<18} {r['size']:<9} {r['workload']:<16} {r['status']:<10} "
             f"{_num(r['ms_median'], '10.2f')} {_num(r['ms_min'], '10.2f')} "
             f"{_num(r['tokens_per_s'], '10.0f')} {_num(r['gflops'], '8.1f')} {mfu:>6} "
-            f"{mfu_best:>8} {_num(r['peak_mem_mb'], '9.1f')}  {note}")
+            f"{mfu_best:>8} {_num(r.get('gbps'), '6.1f')} {mbu:>6} "
+            f"{_num(r['peak_mem_mb'], '9.1f')}  {_notes(r)}")
 
 
-HEADER = (f"{'backend':<18} {'size':<9} {'workload':<16} {'status':<7} {'ms median':>10} "
+BUSY_SHARE = 0.1  # other processes' CPU share above which a row and the header say so
+HEADER = (f"{'backend':<18} {'size':<9} {'workload':<16} {'status':<10} {'ms median':>10} "
           f"{'ms min':>10} {'tokens/s':>10} {'GFLOP/s':>8} {'MFU':>6} {'MFU best':>8} "
-          f"{'peak MB':>9}  note")
+          f"{'GB/s':>6} {'MBU':>6} {'peak MB':>9}  note")
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -130,9 +142,20 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def format_targets(ts: list[dict[str, Any]]) -> str:
+def format_targets(ts: list[dict[str, Any]], rows: list[dict[str, Any]] | None = None) -> str:
+    """The targets as MET/MISS lines; with none, why, from the rows (what was measured
+    against what the targets need: --quick's tiny size carries no target)."""
     if not ts:
-        return "targets: none answerable from these rows (need numpy-f32 and torch-cpu train)"
+        ok = [r for r in rows or [] if r["status"] == "ok"]
+        measured = ""
+        if ok:
+            sizes = ", ".join(dict.fromkeys(r["size"] for r in ok))
+            workloads = ", ".join(dict.fromkeys(r["workload"] for r in ok))
+            measured = f" (measured: {workloads} at {sizes})"
+        return (f"targets: none answerable from these rows{measured}: DESIGN.md's targets "
+                f"compare numpy-f32 and torch-cpu train steps at {', '.join(TARGET_SIZES)} and "
+                "the T sweep points, and generate-b16 with generate at 6L-384; other sizes "
+                "(--quick's tiny) carry none")
     lines = ["DESIGN.md targets (one run, same machine):"]
     for t in ts:
         mark = "MET " if t["met"] else "MISS"
@@ -142,32 +165,58 @@ def format_targets(ts: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def format_env(env: dict[str, Any], peaks: dict[str, Any]) -> str:
+    """The header: machine, software, both BLAS libraries (and the forcing variables and the
+    older-kernel note), how busy other processes kept the machine, the measured peaks."""
     gpu = env.get("gpu") or "none"
-    machine = (f"machine  {env['cpu_model']}, {env['cpu_cores']} cores, {env['threads']} "
-               f"threads; GPU {gpu}; load {env.get('loadavg_start')} -> "
-               f"{env.get('loadavg_end')} (1-min max {env.get('loadavg_1m_max')})")
-    software = (f"software python {env['python']}, numpy {env['numpy']} ({env['numpy_blas']}), "
-                f"torch {env.get('torch')} ({env.get('torch_blas')}), "
-                f"commit {env.get('git_commit')}")
+    machine = (f"machine  {env['cpu_model']}, {_plural(env['cpu_cores'], 'core')}; "
+               f"{_plural(env['threads'], 'thread')} per measurement; GPU {gpu}; "
+               f"load {env.get('loadavg_start')} -> {env.get('loadavg_end')} "
+               f"(1-min max {env.get('loadavg_1m_max')}, the bench's own workers included)")
+    software = (f"software python {env['python']}, numpy {env['numpy']}, "
+                f"torch {env.get('torch')}, commit {env.get('git_commit')}")
     lines = [machine, software]
-    busy = max(filter(None, [*(env.get("loadavg_start") or [])[:1],
-                             *(env.get("loadavg_end") or [])[:1],
-                             env.get("loadavg_1m_max")]), default=0.0)
+    for owner in ("numpy", "torch"):
+        if env.get(f"{owner}_blas"):
+            lines.append(f"blas     {owner}: {env[f'{owner}_blas']}")
+    if env.get("blas_env"):
+        lines.append("blas     set in the environment: "
+                     + " ".join(f"{k}={v}" for k, v in env["blas_env"].items()))
+    lines += [f"NOTE     {note}" for note in env.get("blas_notes") or []]
     foreign = env.get("foreign_cpu_max")
     if foreign is not None:
         lines[0] += f"; other processes' CPU share max {100 * foreign:.0f}%"
-    if busy > env["cpu_cores"] or (foreign or 0) > 0.1:
-        lines.append(f"WARNING  other processes competed for the CPU (1-min load up to "
-                     f"{busy:.1f} on {env['cpu_cores']} cores; their CPU share up to "
-                     f"{100 * (foreign or 0):.0f}% during one measurement): timings are noisy "
-                     "(compare ms min; multi-threaded BLAS/OpenMP suffers most)")
+    if (foreign or 0) > BUSY_SHARE:
+        lines.append(f"WARNING  other processes used up to {100 * foreign:.0f}% of the "
+                     f"machine's CPU time during one measurement (/proc/stat busy time minus "
+                     f"the bench's own CPU time, over wall time x {env['cpu_cores']} cores): "
+                     "timings are noisy (compare ms min; multi-threaded BLAS/OpenMP suffers "
+                     "most)")
     for key, p in peaks.items():
-        if p.get("status") == "ok":
-            lines.append(f"peak     {key}: {p['gflops']:.1f} GFLOP/s ({p['op']}, best of "
-                         f"n={list(p['per_size_gflops'])})")
+        bandwidth = p.get("kind") == "bandwidth"
+        label = "bandwidth" if bandwidth else "peak    "
+        name = key.removesuffix("-bandwidth")
+        if p.get("status") != "ok":
+            lines.append(f"{label} {name}: {p.get('status')} {p.get('reason', '')}")
+        elif bandwidth:
+            cache = p.get("cache_bytes")
+            llc = f"; last-level cache {cache / 2**20:.0f} MiB" if cache else ""
+            lines.append(f"{label} {name}: {p['gbps']:.1f} GB/s ({p['best_kernel']}; "
+                         f"{p['op']}, {p['bytes'] / 2**20:.0f} MiB arrays, best of "
+                         f"{p['reps']}, spread {100 * p.get('spread', 0):.0f}%{llc})")
         else:
-            lines.append(f"peak     {key}: {p.get('status')} {p.get('reason', '')}")
+            spread = (f", spread {100 * p['spread']:.0f}%" if p.get("spread") is not None
+                      else "")
+            lines.append(f"{label} {name}: {p['gflops']:.1f} GFLOP/s ({p['op']}, best of "
+                         f"n={list(p['per_size_gflops'])}{spread})")
+    if any(p.get("quick") for p in peaks.values()):
+        lines.append(f"NOTE     --quick measures less: matmul peaks at n=512 and bandwidths "
+                     f"on 64 MiB arrays, few repeats, {_plural(env['threads'], 'thread')}: not "
+                     "this machine's peaks (and timings of tiny sizes mean nothing)")
     return "\n".join(lines)
 
 
@@ -198,15 +247,20 @@ def write_json(path: str | Path, env: dict[str, Any], rows: list[dict[str, Any]]
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """The ok rows as a Markdown table (for README sections and results files)."""
+    """The ok rows as a Markdown table (for README sections and results files), and the
+    impossible ones with their figures withheld ("impossible" in their place)."""
     header = ("| backend | size | workload | ms median | ms min | tokens/s | GFLOP/s | MFU | "
-              "MFU best | peak MiB |")
-    lines = [header, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "MFU best | GB/s | MBU | peak MiB |")
+    lines = [header, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        if r["status"] != "ok":
+        if r["status"] not in ("ok", "impossible"):
             continue
+        gflops = "impossible" if r.get("claimed_gflops") is not None else _num(r["gflops"],
+                                                                                 ".1f")
+        gbps = "impossible" if r.get("claimed_gbps") is not None else _num(r.get("gbps"),
+                                                                             ".1f")
         lines.append(f"| {r['backend']} | {r['size']} | {r['workload']} | "
                      f"{r['ms_median']:.2f} | {r['ms_min']:.2f} | {r['tokens_per_s']:.0f} | "
-                     f"{r['gflops']:.1f} | {_pct(r['mfu'])} | {_pct(r.get('mfu_best'))} | "
-                     f"{_num(r['peak_mem_mb'], '.1f')} |")
+                     f"{gflops} | {_pct(r['mfu'])} | {_pct(r.get('mfu_best'))} | {gbps} | "
+                     f"{_pct(r.get('mbu'))} | {_num(r['peak_mem_mb'], '.1f')} |")
     return "\n".join(lines)

@@ -12,8 +12,13 @@ size) using parity.harness.compare and the parity tolerance for the backend's pr
 and nothing is timed. A backend's MFU denominator (its matmul peak) is measured once per
 run, at the end of that backend's first worker, with the same threads.
 
+A backend's memory bandwidth (the MBU denominator of decoding rows) is measured likewise,
+once per framework and device, by its first worker that runs a generation workload.
+
 Row status: "ok", "skipped" (unavailable here, with the reason), "failed" (B1 check
-disagreed) or "error" (the worker raised, crashed or timed out; the reason says which).
+disagreed), "error" (the worker raised, crashed or timed out; the reason says which) or
+"impossible" (its FLOP/s or bytes/s exceed what this run measured the machine can do:
+bench/roofline.py; the count is wrong, so the figure is withheld).
 """
 
 from __future__ import annotations
@@ -21,13 +26,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +39,9 @@ from typing import Any
 import numpy as np
 
 from .backends import Backend, unavailable_reason
-from .env import cpu_cores, cpu_times
-from .flops import GEN_WORKLOADS, WORKLOADS, generation_flops, matmul_params, step_flops
+from .env import ForeignCpu
+from .flops import GEN_WORKLOADS, WORKLOADS, generation_counts, matmul_params, step_flops
+from .roofline import add_best_peak_mfu, add_roofline, mark_impossible
 from .sizes import Size, make_inputs
 from .worker import PREFIX
 
@@ -193,7 +197,11 @@ def base_row(job: Job, opts: Options) -> dict[str, Any]:
         "peak_gflops": None, "mfu": None, "peak_mem_mb": None,
         "mem_kind": "cuda" if b.device == "cuda" else "rss", "host_rss_peak_mb": None,
         "params_mb": None, "check": None, "loadavg_1m": None, "foreign_cpu": None,
-        "steal_cpu": None,
+        "steal_cpu": None, "blas": None,
+        # decoding's memory roofline (generation workloads; bench/roofline.py)
+        "bytes_per_step": None, "bytes_per_token": None, "working_set_bytes": None,
+        "gbps": None, "bandwidth_key": None, "bandwidth_gbps": None, "mbu": None,
+        "roofline_note": None,
     }
 
 
@@ -203,7 +211,7 @@ def _finish(row: dict[str, Any], job: Job, res: dict[str, Any]) -> None:
     row["reason"] = res.get("reason", "")
     for k in ("params_mb", "first_call_ms", "times_ms", "ms_median", "ms_min", "ms_mean",
               "host_rss_peak_mb", "mem_method", "warmup", "iters", "gen_batch", "prompt_len",
-              "new_tokens"):
+              "new_tokens", "blas"):
         if k in res:
             row[k] = res[k]
     if row["status"] != "ok":
@@ -211,9 +219,15 @@ def _finish(row: dict[str, Any], job: Job, res: dict[str, Any]) -> None:
     s = job.size.for_device(job.backend.device)
     med_s = row["ms_median"] / 1e3
     if job.workload in GEN_WORKLOADS:
-        flops = generation_flops(s.config, row["gen_batch"], row["prompt_len"],
-                                 row["new_tokens"], job.workload == "generate")
+        # every workload but generate-nocache decodes with the KV cache (batched ones too)
         tokens = row["gen_batch"] * row["new_tokens"]
+        gen = generation_counts(s.config, job.workload, row["gen_batch"], row["prompt_len"],
+                                row["new_tokens"], job.backend.weight_bytes,
+                                job.backend.kv_bytes)
+        flops = gen["flops"]
+        row["bytes_per_step"] = gen["bytes"]
+        row["bytes_per_token"] = gen["bytes"] / tokens
+        row["working_set_bytes"] = gen["working_set"]
     else:
         flops = step_flops(s.config, s.batch_size, s.seq_len, job.workload)
         tokens = s.batch_size * s.seq_len
@@ -246,14 +260,17 @@ def _run_unit(jobs: list[Job], rows: list[dict[str, Any]], peaks: dict[str, Any]
         return check["ok"]
 
     want_peak = b.peak_key not in peaks
+    want_bandwidth = (b.bandwidth_key not in peaks
+                      and any(j.workload in GEN_WORKLOADS for j in jobs))
     (warmup, iters), (gen_warmup, gen_iters) = counts(s, opts, False), counts(s, opts, True)
     spec = {"backend": b.name, "size": size.name, "workloads": [j.workload for j in jobs],
             "warmup": warmup, "iters": iters, "gen_warmup": gen_warmup, "gen_iters": gen_iters,
             "seed": opts.seed, "threads": opts.threads, "quick": opts.quick,
-            "check": opts.check, "fault": opts.fault == b.name, "peak": want_peak}
+            "check": opts.check, "fault": opts.fault == b.name, "peak": want_peak,
+            "bandwidth": want_bandwidth}
     if opts.on_start:
         opts.on_start(f"{b.name} {size.name} {','.join(spec['workloads'])}")
-    usage = _Usage()
+    usage = ForeignCpu()
     try:
         messages, tail = spawn(spec, opts, on_check)
     except Exception as e:  # noqa: BLE001 -- e.g. the float64 reference ran out of memory
@@ -264,6 +281,8 @@ def _run_unit(jobs: list[Job], rows: list[dict[str, Any]], peaks: dict[str, Any]
         if m["kind"] == "peak":
             m.pop("kind")
             peaks[b.peak_key] = m
+        elif m["kind"] == "bandwidth":  # kept with its kind: peaks holds both sorts
+            peaks[b.bandwidth_key] = {**m, "device": b.device}
     for job, row in zip(jobs, rows):
         res = results.get(job.workload) or {"status": "error",
                                             "reason": f"no result from the worker: {tail}"}
@@ -282,32 +301,6 @@ def _run_unit(jobs: list[Job], rows: list[dict[str, Any]], peaks: dict[str, Any]
         if row["status"] == "ok" and peak and peak.get("status") == "ok":
             row["peak_gflops"] = peak["gflops"]
             row["mfu"] = row["gflops"] / peak["gflops"]
-
-
-class _Usage:
-    """How much of the machine other processes used while one worker ran.
-
-    foreign = machine busy CPU-seconds (/proc/stat) - this process's and the worker's own
-    (getrusage), as a fraction of wall time x cores. 0 on a quiet machine; 0.5 means other
-    processes had half the machine on average (timings are then not to be trusted).
-    """
-
-    def __init__(self) -> None:
-        self.t0, self.cpu0, self.own0 = time.perf_counter(), cpu_times(), self._own()
-
-    @staticmethod
-    def _own() -> float:
-        r = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-        return sum(x.ru_utime + x.ru_stime for x in r)
-
-    def foreign(self) -> tuple[float | None, float | None]:
-        cpu1 = cpu_times()
-        if self.cpu0 is None or cpu1 is None:
-            return None, None
-        capacity = (time.perf_counter() - self.t0) * cpu_cores()
-        busy, steal = cpu1[0] - self.cpu0[0], cpu1[1] - self.cpu0[1]
-        other = max(busy - (self._own() - self.own0), 0.0)
-        return round(other / capacity, 3), round(steal / capacity, 3)
 
 
 def _load1() -> float | None:
@@ -329,7 +322,7 @@ def merge_repeats(reps: list[dict[str, Any]]) -> dict[str, Any]:
     if bad:
         row.update({k: bad[0][k] for k in ("status", "reason", "check")})
         row.update(ms_median=None, ms_min=None, ms_mean=None, tokens_per_s=None, gflops=None,
-                   mfu=None, peak_mem_mb=None)
+                   mfu=None, peak_mem_mb=None, gbps=None, mbu=None)
         return row
     if len(reps) == 1:
         return row
@@ -340,8 +333,8 @@ def merge_repeats(reps: list[dict[str, Any]]) -> dict[str, Any]:
     row["ms_min"] = min(r["ms_min"] for r in reps)
     row["ms_mean"] = statistics.fmean(row["times_ms"])
     scale = reps[0]["ms_median"] / row["ms_median"]  # rates scale inversely with time
-    for k in ("tokens_per_s", "gflops", "mfu"):
-        if row[k] is not None:
+    for k in ("tokens_per_s", "gflops", "mfu", "gbps", "mbu"):
+        if row.get(k) is not None:
             row[k] *= scale
     for k in ("peak_mem_mb", "host_rss_peak_mb", "foreign_cpu", "steal_cpu", "loadavg_1m"):
         vals = [r[k] for r in reps if r.get(k) is not None]
@@ -386,26 +379,6 @@ def run(jobs: list[Job], opts: Options) -> tuple[list[dict[str, Any]], dict[str,
     for row in out:
         row["repeat"] = opts.repeat
     add_best_peak_mfu(out, peaks)
+    add_roofline(out, peaks)
+    mark_impossible(out, peaks)
     return out, peaks
-
-
-def add_best_peak_mfu(rows: list[dict[str, Any]], peaks: dict[str, Any]) -> None:
-    """MFU against the best matmul measured on the machine, beside each backend's own.
-
-    `mfu` divides by the backend's own library's matmul peak (np.matmul for numpy-f32), so it
-    says how close the code gets to its library. `mfu_best` divides by the fastest matmul of
-    the same device and precision measured in this run (np.matmul's or torch.mm's float32 on
-    the CPU): where one BLAS is faster (MKL against OpenBLAS on Intel), a backend can then be
-    seen to lose to its library rather than to its code. `best_peak_key` names that matmul.
-    """
-    for row in rows:
-        row.update(best_peak_key=None, best_peak_gflops=None, mfu_best=None)
-        if row["status"] != "ok" or row["gflops"] is None:
-            continue
-        suffix = f"-{row['device']}-{row['precision']}"  # peak keys: framework-device-precision
-        same = {k: p["gflops"] for k, p in peaks.items()
-                if k.endswith(suffix) and p.get("status") == "ok" and p.get("gflops")}
-        if same:
-            key = max(same, key=same.get)
-            row.update(best_peak_key=key, best_peak_gflops=same[key],
-                       mfu_best=row["gflops"] / same[key])

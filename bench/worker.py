@@ -3,11 +3,12 @@
 Protocol (one JSON object per line; the worker's other stdout lines are ignored):
     parent -> stdin    the job: {"backend", "size", "workloads": [...], "warmup", "iters",
                        "gen_warmup", "gen_iters", "seed", "threads", "quick", "check",
-                       "fault", "peak", "tmpdir"}
+                       "fault", "peak", "bandwidth", "tmpdir"}
     worker -> stdout   @@bench {"kind": "check", "path": ..., "loss": ...}   (if "check")
     parent -> stdin    "go" or "stop"     (the parent compared the logits: STYLE.md B1)
     worker -> stdout   @@bench {"kind": "result", "workload": ..., ...}   one per workload
     worker -> stdout   @@bench {"kind": "peak", ...}                      (if "peak")
+    worker -> stdout   @@bench {"kind": "bandwidth", ...}                 (if "bandwidth")
 
 Why a fresh process per (backend, size): peak memory is a per-process high-water mark;
 torch's and OpenBLAS's thread pools start from the requested thread count; and no state
@@ -19,7 +20,9 @@ Order: keep_freed_memory() (numpy_gpt.nn.runtime, once, before anything else all
 the model and inputs, the check forward, then per workload: drop the previous workload's
 state, gc + malloc_trim, reset the high-water mark, warm up, time. Each workload's peak
 memory is therefore its own growth over the model at rest (the check forward's activations
-are freed before the first workload). The matmul peak, when asked for, runs last.
+are freed before the first workload). The matmul peak and the memory bandwidth, when asked
+for, run last. Every result names the BLAS the worker's matmuls ran on (`blas`: numpy's or
+torch's library, version, kernel and threads as loaded in this process; None on CUDA).
 """
 
 from __future__ import annotations
@@ -122,15 +125,35 @@ def run(spec: dict[str, Any]) -> None:
         for w in spec["workloads"]:
             send("result", workload=w, **err)
         return
+    blas = worker_blas(backend)
     for w in spec["workloads"]:
         try:
             res = measure_workload(adapter, w, spec)
         except Exception as e:  # noqa: BLE001 -- one workload's failure spares the others
             res = _error(backend, e)
-        send("result", workload=w, params_mb=params_mb, **res)
+        send("result", workload=w, params_mb=params_mb, blas=blas, **res)
     del adapter
     if spec.get("peak"):
         send("peak", **run_peak(backend, spec))
+    if spec.get("bandwidth"):
+        send("bandwidth", **run_bandwidth(backend, spec))
+
+
+def worker_blas(backend: Any) -> str | None:
+    """The BLAS this worker's CPU matmuls run on, as loaded here (its thread count is the
+    bench's --threads: OPENBLAS/MKL/OMP_NUM_THREADS were set before NumPy loaded)."""
+    if backend.device != "cpu":
+        return None
+    try:
+        if backend.framework == "torch":
+            from torch_gpt.blas import torch_blas
+
+            return torch_blas().describe()
+        from numpy_gpt.nn.blas import numpy_blas
+
+        return numpy_blas().describe()
+    except Exception as e:  # noqa: BLE001 -- a description must not lose the figures
+        return f"unknown ({type(e).__name__}: {e})"[:200]
 
 
 def run_peak(backend: Any, spec: dict[str, Any]) -> dict[str, Any]:
@@ -148,6 +171,19 @@ def run_peak(backend: Any, spec: dict[str, Any]) -> dict[str, Any]:
         traceback.print_exc()
         return {"status": "error", "reason": f"{type(e).__name__}: {e}"[:300]}
     return {"status": "ok", "gflops": gflops, **detail}
+
+
+def run_bandwidth(backend: Any, spec: dict[str, Any]) -> dict[str, Any]:
+    from .bandwidth import memory_bandwidth
+    from .memory import settle
+
+    settle()
+    try:
+        gbps, detail = memory_bandwidth(backend, spec["threads"], quick=spec["quick"])
+    except Exception as e:  # noqa: BLE001
+        traceback.print_exc()
+        return {"status": "error", "reason": f"{type(e).__name__}: {e}"[:300]}
+    return {"status": "ok", "gbps": gbps, **detail}
 
 
 def main() -> int:

@@ -1,5 +1,6 @@
 """bench: the --quick run and its JSON schema, skips with reasons, the B1 check catching a
-planted wrong model, FLOP counts (known answers), and the pieces (timing, memory, report).
+planted wrong model, and the pieces (timing, memory, report). FLOP and byte counts are in
+test_flops.py, the roofline, the impossibility guard and the BLAS header in test_roofline.py.
 
 No timing assertions: the machine is shared; only shapes, types and statuses are checked.
 """
@@ -16,16 +17,14 @@ import pytest
 
 from bench import cli, report
 from bench.backends import BACKENDS, unavailable_reason
-from bench.flops import generation_flops, matmul_params, step_flops
+from bench.flops import GEN_WORKLOADS, WORKLOADS
 from bench.memory import PeakTracker
 from bench.numpy_adapter import NumpyAdapter
 from bench.profile import KINDS, classify, profile_train_step
 from bench.sizes import SIZES, get_size, sweep_sizes
 from bench.timing import time_steps
-from numpy_gpt.nn.config import GPTConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = GPTConfig(vocab_size=11, block_size=4, n_layer=2, n_head=2, n_embd=8)
 
 REQUIRED = {  # DESIGN.md "bench --json": at least these, with these types
     "backend": str, "workload": str, "size": str, "status": str, "reason": str,
@@ -78,10 +77,49 @@ def test_quick_run_writes_valid_json_table_and_png(quick):
             assert r["ms_median"] is None
     ok = {(r["backend"], r["workload"]) for r in rows if r["status"] == "ok"}
     for backend in ("numpy-f32", "numpy-f64", "torch-cpu"):
-        for workload in ("forward", "fwdbwd", "train"):
+        for workload in WORKLOADS:  # every workload, generation included
             assert (backend, workload) in ok
     assert "backend" in proc.stdout and "numpy-f32" in proc.stdout  # the console table
     assert png.exists() and png.stat().st_size > 1000
+
+
+def test_quick_run_has_no_impossible_row_and_a_memory_roofline(quick):
+    """Issue 27: every workload's counted FLOP/s stays under the matmul peak measured in the
+    same run (no row "impossible"); decoding rows carry GB/s against a bandwidth measured
+    in the same run (their MBU is null: --quick's tiny model sits in the cache, and says so)."""
+    proc, data, _ = quick
+    rows = data["rows"]
+    assert not [r for r in rows if r["status"] == "impossible"], proc.stdout[-3000:]
+    assert "impossible" not in proc.stdout
+    bandwidths = {k: p for k, p in data["peaks"].items() if p.get("kind") == "bandwidth"}
+    assert {"numpy-cpu-bandwidth", "torch-cpu-bandwidth"} <= set(bandwidths)
+    for p in bandwidths.values():
+        assert p["status"] == "ok" and p["gbps"] > 0 and p["device"] == "cpu", p
+    for r in rows:
+        if r["status"] != "ok":
+            continue
+        assert r["mfu_best"] <= 1.0, r
+        if r["workload"] in GEN_WORKLOADS:
+            assert r["gbps"] > 0 and r["bytes_per_token"] > 0, r
+            assert r["bandwidth_key"] in bandwidths
+            assert r["mbu"] is None and r["roofline_note"].startswith("in cache"), r
+        else:
+            assert r["gbps"] is None and r["mbu"] is None
+        assert r["blas"] and ("OpenBLAS" in r["blas"] or r["framework"] == "torch"), r
+
+
+def test_quick_header_names_blas_threads_and_what_quick_measures(quick):
+    """Issue 26 (the BLAS in every figure) and issue 28's rough edge 11."""
+    proc, data, _ = quick
+    env, out = data["env"], proc.stdout
+    assert env["numpy_blas_info"]["library"] and env["numpy_blas"] in out
+    assert "blas     numpy: " in out and "blas     torch: " in out
+    assert "1 thread per measurement" in out and "1 threads" not in out
+    assert "--quick measures less" in out
+    assert "targets: none answerable from these rows (measured: forward, fwdbwd, train, " in out
+    assert "at tiny): DESIGN.md's targets compare" in out and "tiny) carry none" in out
+    if not env["blas_env"]:  # this machine's environment forces no kernel
+        assert env["blas_kernel_tag"] is None and "openblas" not in env["machine_id"]
 
 
 def test_unavailable_backends_are_skipped_with_a_reason(quick):
@@ -179,39 +217,7 @@ def test_bad_flags_exit_2(capsys):
         assert "error" in capsys.readouterr().err
 
 
-# ---------------------------------------------------------------------- FLOPs
-
-
-def test_flops_known_answer():
-    """Tiny config: V=11, C=8, L=2, NH=2, bias, tied head; B=2, T=3.
-
-    Per block: c_attn 3*8*8 + 24 = 216, c_proj 64 + 8 = 72, c_fc 256 + 32 = 288,
-    mlp.c_proj 256 + 8 = 264, ln_1 + ln_2 16 + 16 = 32  ->  872  (= 12 C^2 + 13 C).
-    N = 2 * 872 + ln_f 16 + lm_head 11 * 8 = 1848 (wte lookup and wpe not counted).
-    fwd+bwd per token: 6 N + 12 L T C = 11088 + 576 = 11664; 6 tokens -> 69984.
-    forward per token: 2 N + 4 L T C = 3696 + 192 = 3888;   6 tokens -> 23328.
-    """
-    assert matmul_params(TINY) == 1848
-    assert step_flops(TINY, 2, 3, "train") == 69984
-    assert step_flops(TINY, 2, 3, "fwdbwd") == 69984
-    assert step_flops(TINY, 2, 3, "forward") == 23328
-    # generation, prompt 2, 3 new tokens (worked out in generation_flops's docstring)
-    assert generation_flops(TINY, 1, 2, 3, kv_cache=False) == 35120
-    assert generation_flops(TINY, 1, 2, 3, kv_cache=True) == 15312
-
-
-def test_matmul_params_is_nanogpt_num_params():
-    """N equals numpy_gpt's non-embedding count (nanoGPT's num_params: wte counted as the
-    tied lm_head, wpe not), with or without bias; untied: minus the separate wte lookup."""
-    from numpy_gpt.nn.model import GPT
-
-    for bias in (True, False):
-        cfg = TINY.replace(bias=bias)
-        assert matmul_params(cfg) == GPT(cfg).num_params()
-        untied = cfg.replace(tie_weights=False)
-        assert matmul_params(untied) == GPT(untied).num_params() - 11 * 8
-    gpt2 = SIZES["gpt2-124m"].config
-    assert matmul_params(gpt2) == 124_439_808 - 1024 * 768  # GPT-2 small, all params minus wpe
+# FLOP and byte counts: tests/bench/test_flops.py
 
 
 # ---------------------------------------------------------------------- pieces

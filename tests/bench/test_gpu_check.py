@@ -143,3 +143,30 @@ def test_list_names_every_step(capsys) -> None:
     assert gpu_check.main(["--list"]) == 0
     out = capsys.readouterr().out
     assert all(s.name in out for s in gpu_check.STEPS)
+
+
+def test_a_bench_step_that_runs_out_keeps_the_rows_it_finished(tmp_path, monkeypatch) -> None:
+    """bench --json appends each finished row to PATH.partial.jsonl; a step killed at its
+    limit still contributes those rows to the merged results."""
+    done = tmp_path / "done.json"
+    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--backends", "numpy-f32",
+                           "--workloads", "forward", "train", "--json", str(done)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not Path(f"{done}.partial.jsonl").exists()  # removed once the JSON is written
+    rows = json.loads(done.read_text())["rows"]
+
+    def argv(tmp: Path, dry: bool) -> list[str]:
+        lines = "".join(json.dumps(r) + "\n" for r in rows)
+        return [sys.executable, "-c", f"open({str(tmp / 'bench-x.json.partial.jsonl')!r}, "
+                f"'w').write({lines!r}); import time; time.sleep(60)"]
+
+    monkeypatch.setattr(gpu_check, "STEPS", [Step("bench-x", "runs out", 3, argv)])
+    monkeypatch.setattr(gpu_check, "MIN_STEP_S", 1)
+    summary = gpu_check.run_checks(tmp_path / "out", dry=True, budget_s=60)
+    assert summary["steps"][0]["status"] == "timeout"
+    (merged,) = (tmp_path / "out").glob("*-dry-run.json")
+    kept = json.loads(merged.read_text())["rows"]
+    assert [(r["workload"], r["ms_median"]) for r in kept] == [
+        (r["workload"], r["ms_median"]) for r in rows]
+    assert all(r["partial_run"] and r["gpu_check_step"] == "bench-x" for r in kept)

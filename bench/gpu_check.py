@@ -16,7 +16,7 @@ A missing package skips only the rows that need it (bench and parity say which).
 in the order that matters most if time runs short:
 
     machine     GPU name, driver, versions; torch.mm fp32/TF32/bf16 and cupy.matmul peaks;
-                a device-to-device copy bandwidth
+                the memory bandwidth (bench/bandwidth.py: copy and read)
     parity      python -m parity --device cuda --dtype all: torch CUDA float64/float32 (and
                 bf16/fp16 autocast) against numpy_gpt float64, plus the cupy:<case> rows
     parity-hf   python -m parity --twin hf --device cuda (transformers' GPT-2 on the GPU)
@@ -98,7 +98,7 @@ def _cuda_test_files() -> list[str]:
 
 STEPS: list[Step] = [
     Step("machine", "GPU, driver, versions, matmul peaks (fp32, TF32, bf16, CuPy f32), "
-         "device-to-device copy bandwidth", 45,
+         "memory bandwidth (copy and read)", 45,
          lambda tmp, dry: _py("-m", "bench.gpu_check", "--probe", str(tmp / "machine.json"),
                               *(["--dry-run"] if dry else []))),
     Step("parity", "python -m parity --device cuda --dtype all (+ the cupy:<case> rows)", 90,
@@ -367,7 +367,7 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 def probe(dry: bool) -> dict[str, Any]:
-    """The machine: GPU, driver, versions, matmul peaks, device-to-device copy bandwidth.
+    """The machine: GPU, driver, versions, matmul peaks, memory bandwidth.
 
     Peaks reuse bench.peak (the same measurement MFU divides by); the dry run measures the
     CPU's torch.mm and the fake CuPy at n=512 instead, to prove the code path only."""
@@ -409,35 +409,22 @@ def probe(dry: bool) -> dict[str, Any]:
         gflops, detail = matmul_peak(BACKENDS[name], quick=dry)
         peaks[name] = {"gflops": round(gflops, 1), **detail}
     info["matmul_peaks"] = peaks
-    info["copy_bandwidth"] = copy_bandwidth(dry)
+    info["memory_bandwidth"] = device_bandwidth(dry)
     return info
 
 
-def copy_bandwidth(dry: bool) -> dict[str, Any]:
-    """Device-to-device copy: 2 x bytes (read + write) / best time, torch on CUDA (the dry
-    run: the CPU). A 1 GiB float32 buffer on the GPU, 64 MiB in the dry run."""
-    try:
-        import torch
-    except ImportError:
-        return {"skipped": "torch not installed"}
-    cuda = torch.cuda.is_available() and not dry
-    if not cuda and not dry:
-        return {"skipped": "no CUDA device"}
-    device = "cuda" if cuda else "cpu"
-    n = (2**28) if cuda else (2**24)
-    src = torch.ones(n, device=device)
-    dst = torch.empty_like(src)
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    dst.copy_(src)
-    sync()
-    best = float("inf")
-    for _ in range(10 if cuda else 3):
-        t0 = time.perf_counter()
-        dst.copy_(src)
-        sync()
-        best = min(best, time.perf_counter() - t0)
-    return {"device": device, "bytes": 4 * n, "gb_per_s": round(2 * 4 * n / best / 1e9, 1),
-            "method": "torch Tensor.copy_, best of repeats, read + write counted"}
+def device_bandwidth(dry: bool) -> dict[str, Any]:
+    """The device's memory bandwidth as bench measures it for MBU (bench/bandwidth.py: a copy
+    and a read of a 1 GiB buffer with torch on CUDA); the dry run: the CPU at --quick size."""
+    from .backends import BACKENDS, unavailable_reason
+    from .bandwidth import memory_bandwidth
+
+    backend = BACKENDS["torch-cpu" if dry else "torch-cuda-fp32"]
+    reason = unavailable_reason(backend)
+    if reason:
+        return {"skipped": reason}
+    gbps, detail = memory_bandwidth(backend, threads=1 if dry else 16, quick=dry)
+    return {"gb_per_s": round(gbps, 1), **detail}
 
 
 # ------------------------------------------------------------------------------ command line

@@ -77,7 +77,7 @@ def test_dry_run_probe_and_parity_and_cuda_tests(dry_run) -> None:
     machine = summary["machine"]
     assert machine["matmul_peaks"]["torch-cpu"]["gflops"] > 0
     assert machine["matmul_peaks"]["cupy-f32"]["gflops"] > 0  # the fake CuPy: NumPy's BLAS
-    assert machine["copy_bandwidth"]["gb_per_s"] > 0
+    assert machine["memory_bandwidth"]["gb_per_s"] > 0
     parity = json.loads((out / "parity.json").read_text())
     assert parity["rows"] and all(r["ok"] for r in parity["rows"])
     hf = json.loads((out / "parity-hf.json").read_text())

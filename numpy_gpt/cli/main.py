@@ -29,6 +29,8 @@ SUBCOMMANDS = {
     "exercise": ("numpy_gpt.cli.exercise", "write the backward passes yourself, checked"),
     "plot": ("numpy_gpt.cli.plot", "attention maps of a checkpoint; a run's training diagnostics"),
     "export": ("numpy_gpt.cli.export", "write a checkpoint as a Hugging Face GPT-2 folder"),
+    "compare": ("numpy_gpt.cli.compare", "GPT-2 blocks vs Llama blocks at equal parameters and "
+                "training time, several seeds (table + picture)"),
 }
 
 

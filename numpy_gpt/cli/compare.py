@@ -24,6 +24,7 @@ import numpy as np
 
 from ..files.safe_io import writing
 from ..nn.blas import numpy_blas
+from ..nn.runtime import keep_freed_memory
 from ..training import plan
 from ..training.compare import (
     RUNS_DIR,
@@ -195,6 +196,7 @@ def run_locked(args: argparse.Namespace, settings: CompareSettings, base: TrainC
     runs_total = len(plans) * len(settings.seeds)
     print(f"{runs_total} runs, about {runs_total * settings.seconds / 60:.1f} min of training "
           "plus evaluation", flush=True)
+    keep_freed_memory()  # as train does: freed activations reused, not page-faulted back
     runs = compare(base, dataset, args.twin.train_backend, settings, out_dir, PrintRuns())
     env["finished"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     summary = summarize(runs)

@@ -71,6 +71,7 @@ VARIANTS = {
 }
 EVAL_CHUNK = 64  # validation windows per forward pass
 RUNS_DIR = "runs"  # OUT/runs/<variant>-seed<seed>.json, one file per finished run
+WARM_UP_STEPS = 3  # untimed steps before the first run (warm_up)
 
 
 def variant_changes(name: str, n_head: int) -> dict[str, Any]:
@@ -206,9 +207,7 @@ def train_for(tcfg: TrainConfig, dataset: TokenDataset, make_backend: BackendFac
     if curve[-1]["step"] != step:
         curve.append(point())
     full = mean_loss(backend, *full_set) if full_set is not None else None
-    close = getattr(backend, "close", None)
-    if close is not None:
-        close()
+    close(backend)
     return {"seed": tcfg.seed, "params": param_count(tcfg, dataset.vocab_size),
             "ffn_hidden": config.ffn_width, "arch": config.describe_arch(),
             "steps": step, "train_s": round(clock, 3),
@@ -216,6 +215,13 @@ def train_for(tcfg: TrainConfig, dataset: TokenDataset, make_backend: BackendFac
             "val_loss": curve[-1]["val_loss"], "full_val_loss": full,
             "wall_s": round(time.perf_counter() - t_wall, 3), "load": meter.finish(),
             "curve": curve}
+
+
+def close(backend: Backend) -> None:
+    """The backend's optional close() (the Backend protocol), once its run is over."""
+    finish = getattr(backend, "close", None)
+    if finish is not None:
+        finish()
 
 
 # ---------------------------------------------------------------------------- all runs
@@ -241,6 +247,7 @@ def compare(base: TrainConfig, dataset: TokenDataset, make_backend: BackendFacto
     val = dataset.tokens("val")
     eval_set = val_windows(val, base.block_size, settings.eval_windows)
     full_set = val_windows(val, base.block_size, None) if settings.full_val else None
+    warm_up(next(iter(plans.values())), dataset, make_backend)
     runs, total = [], len(settings.seeds) * len(plans)
     with writing(out_dir / RUNS_DIR):
         (out_dir / RUNS_DIR).mkdir(parents=True, exist_ok=True)
@@ -254,6 +261,19 @@ def compare(base: TrainConfig, dataset: TokenDataset, make_backend: BackendFacto
             runs.append(record)
             rep.end_run(record)
     return runs
+
+
+def warm_up(tcfg: TrainConfig, dataset: TokenDataset, make_backend: BackendFactory,
+            steps: int = WARM_UP_STEPS) -> None:
+    """A few untimed steps of a throwaway model, so the process's first-time costs (thread
+    pools, the allocator's first pages, BLAS's buffers) land on no variant's clock."""
+    backend = make_backend(tcfg, tcfg.model_config(dataset.vocab_size), None)
+    rng = np.random.default_rng([tcfg.seed, 3])
+    for _ in range(steps):
+        backend.forward_backward(*dataset.get_batch("train", tcfg.batch_size,
+                                                    tcfg.block_size, rng), 1.0)
+        backend.step(tcfg.min_lr, tcfg.grad_clip)
+    close(backend)
 
 
 def eval_tokens(settings: CompareSettings, dataset: TokenDataset, T: int) -> tuple[int, int]:

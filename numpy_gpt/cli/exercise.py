@@ -21,7 +21,7 @@ from ..exercises import (
     read_progress,
     start,
 )
-from ..exercises.catalog import LAYER_EXERCISES, MODEL_TITLE
+from ..exercises.catalog import exercise_title
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -51,9 +51,9 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         progress = read_progress(Path(args.dir))
         for i, name in enumerate(ORDER, 1):
-            title = LAYER_EXERCISES[name].title if name in LAYER_EXERCISES else MODEL_TITLE
+            title = exercise_title(name)
             status = progress.get(name, "")
-            print(f"{i}. {name:14s} {title:50s} {status}")
+            print(f"{i:2d}. {name:14s} {title:50s} {status}".rstrip())
         print(progress_line(progress))
         return 0
     if args.action == "start":

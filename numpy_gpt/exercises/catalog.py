@@ -6,14 +6,13 @@ shapes that all differ, so an axis mix-up cannot hide, plus the edge cases T=1 a
 repeated token ids, ignored targets), and, for the diagnosis, the common mistakes: the exact
 wrong gradient each mistake produces on a case, and the constant factors worth naming.
 
-The order is docs/backprop.md's teaching order; the last exercise, "model", is the whole GPT's
-backward (modelcheck.py).
+The order is docs/backprop.md's teaching order: GPT-2's layers, then "model", the whole GPT's
+backward (modelcheck.py); then the Llama blocks' layers (llama_catalog.py) and "llama", the
+whole Llama-shaped backward (llama_model.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,64 +34,18 @@ from ..nn.layers import (
     linear_forward,
 )
 from ..nn.layers.linear import LinearCache
+from .llama_catalog import LLAMA_LAYER_EXERCISES
+from .spec import Case, Exercise, Mistake, n_factors, norm_cases, tensor_args
 
 EPS = 1e-5  # LayerNorm's eps in every case
 DLOSS = 0.75  # the cross-entropy exercise's dL/dloss: 1/0.75 is not a factor named elsewhere
 
 
-@dataclass
-class Case:
-    """One input set: tensors are differentiated (in the forward's argument order); static
-    arguments are not. dims names the shape letters (their sizes all differ) for messages."""
-
-    label: str
-    tensors: dict[str, np.ndarray]
-    static: dict[str, Any] = field(default_factory=dict)
-    dims: dict[str, int] = field(default_factory=dict)
-    factors: dict[str, tuple[float, str]] = field(default_factory=dict)  # name -> (value, why)
-
-
-@dataclass
-class Mistake:
-    grad: int  # which returned gradient
-    message: str
-    value: np.ndarray  # what that mistake returns on this case
-
-
-@dataclass(frozen=True)
-class Exercise:
-    name: str
-    title: str
-    section: str  # docs/backprop.md's heading
-    forward: str  # the learner file's function names
-    backward: str
-    grads: tuple[str, ...]  # what the backward returns, in order
-    cases: Callable[[np.random.Generator], list[Case]]
-    args: Callable[[Case], list]  # the forward's arguments for a case
-    ref_forward: Callable
-    ref_backward: Callable  # (dout, cache) -> tuple of gradients
-    mistakes: Callable[[Case, Any, Any], list[Mistake]] = lambda case, dout, cache: []
-    scalar_output: bool = False  # the forward returns a loss; backward(cache, dloss)
-    parts: tuple[str, ...] = ()  # the single gradient's last axis splits into these parts
-
-
-def tensor_args(case: Case) -> list:
-    return list(case.tensors.values())
-
+# ---------------------------------------------------------------------------- linear
 
 def linear_dims(B: int, T: int, n_in: int, n_out: int) -> dict[str, int]:
     return {"B": B, "T": T, "in": n_in, "out": n_out}
 
-
-def _n_factors(case: Case) -> dict[str, tuple[float, str]]:
-    d = case.dims
-    N = d["B"] * d["T"]
-    return {"1/N": (1 / N, f"N = B*T = {N} rows: a gradient is a sum over rows, not a mean"),
-            "N": (N, f"N = B*T = {N}: the loss's 1/N is already in dout"),
-            "1/B": (1 / d["B"], "divided by B"), "1/T": (1 / d["T"], "divided by T")}
-
-
-# ---------------------------------------------------------------------------- linear
 
 def _linear_cases(rng: np.random.Generator) -> list[Case]:
     cases = []
@@ -103,7 +56,7 @@ def _linear_cases(rng: np.random.Generator) -> list[Case]:
             t["b"] = rng.standard_normal(o)
         c = Case(f"B={B} T={T} in={i} out={o}" + ("" if bias else " no bias"), t,
                  dims=linear_dims(B, T, i, o))
-        c.factors = _n_factors(c)
+        c.factors = n_factors(c)
         cases.append(c)
     return cases
 
@@ -133,15 +86,7 @@ LINEAR = Exercise(
 # ---------------------------------------------------------------------------- layernorm
 
 def _layernorm_cases(rng: np.random.Generator) -> list[Case]:
-    cases = []
-    for B, T, C in ((2, 3, 5), (1, 1, 4), (1, 4, 6)):
-        # w and b away from 1 and 0, so a term that forgets them shows
-        t = {"x": rng.standard_normal((B, T, C)), "w": 1 + 0.5 * rng.standard_normal(C),
-             "b": 0.5 * rng.standard_normal(C)}
-        c = Case(f"B={B} T={T} C={C}", t, {"eps": EPS}, {"B": B, "T": T, "C": C})
-        c.factors = _n_factors(c)
-        cases.append(c)
-    return cases
+    return norm_cases(rng, EPS, bias=True)
 
 
 def _layernorm_mistakes(case: Case, dout: np.ndarray, cache: Any) -> list[Mistake]:
@@ -313,7 +258,7 @@ def _embedding_cases(rng: np.random.Generator) -> list[Case]:
         tensors = {"wte": rng.standard_normal((V, C)), "wpe": rng.standard_normal((block, C))}
         c = Case(label, tensors, {"idx": idx},
                  {"B": B, "T": T, "V": V, "C": C, "block_size": block})
-        c.factors = _n_factors(c)
+        c.factors = n_factors(c)
         cases.append(c)
     return cases
 
@@ -389,7 +334,7 @@ def _residual_cases(rng: np.random.Generator) -> list[Case]:
                                          "w": rng.standard_normal((C, C)),
                                          "b": rng.standard_normal(C)},
                  dims={"B": B, "T": T, "C": C})
-        c.factors = _n_factors(c)
+        c.factors = n_factors(c)
         cases.append(c)
     return cases
 
@@ -407,9 +352,20 @@ RESIDUAL = Exercise(
     residual_forward, residual_backward, _residual_mistakes)
 
 
-LAYER_EXERCISES = {e.name: e for e in (LINEAR, LAYERNORM, GELU, CROSS_ENTROPY, ATTENTION,
-                                       EMBEDDING, DROPOUT, RESIDUAL)}
+GPT2_LAYER_EXERCISES = {e.name: e for e in (LINEAR, LAYERNORM, GELU, CROSS_ENTROPY, ATTENTION,
+                                            EMBEDDING, DROPOUT, RESIDUAL)}
+LAYER_EXERCISES = {**GPT2_LAYER_EXERCISES, **LLAMA_LAYER_EXERCISES}
 MODEL_NAME = "model"
 MODEL_TITLE = "the whole GPT's backward, with your own layers"
 MODEL_SECTION = "The forward pass, for reference"
-ORDER = (*LAYER_EXERCISES, MODEL_NAME)
+LLAMA_NAME = "llama"
+LLAMA_TITLE = "the whole Llama backward, with your own layers"
+LLAMA_SECTION = "10e. The whole Llama-shaped model"
+# the whole-model exercises: name -> (title, docs/backprop.md's heading, the backward to write)
+MODEL_EXERCISES = {MODEL_NAME: (MODEL_TITLE, MODEL_SECTION, "gpt_backward"),
+                   LLAMA_NAME: (LLAMA_TITLE, LLAMA_SECTION, "llama_backward")}
+ORDER = (*GPT2_LAYER_EXERCISES, MODEL_NAME, *LLAMA_LAYER_EXERCISES, LLAMA_NAME)
+
+
+def exercise_title(name: str) -> str:
+    return LAYER_EXERCISES[name].title if name in LAYER_EXERCISES else MODEL_EXERCISES[name][0]

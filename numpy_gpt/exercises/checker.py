@@ -112,7 +112,7 @@ def load_learner(path: Path, functions: tuple[str, ...]) -> types.ModuleType:
     try:
         exec(code, module.__dict__)
     except ModuleNotFoundError as e:
-        if e.name in ORDER:  # model.py imports the learner's own layer files
+        if e.name in ORDER:  # model.py and llama.py import the learner's own layer files
             raise ExerciseError(f"{path.name} uses your {e.name}.py, which is not in "
                                 f"{path.parent}: exercise start {e.name} --dir "
                                 f"{path.parent}") from None
@@ -218,8 +218,8 @@ def _judge(rep: GradReport, got: Any, want: Any, numeric: np.ndarray | None, cas
     message = diagnose(got, want, known=known, others=others, **kwargs)
     if (message is not None and ex.parts and np.shape(got) == want.shape
             and not any(message == m for m, _ in known)):  # a fused gradient: part by part
-        message = _diagnose_parts(np.asarray(got, dtype=np.float64), want, ex.parts, known,
-                                  kwargs)
+        message = _diagnose_parts(np.asarray(got, dtype=np.float64), want, ex.parts,
+                                  case.part_sizes, known, kwargs)
     if message is None and numeric is not None:
         rep.err_fd = max(rep.err_fd, relative_error(numeric, np.asarray(got)))
         if rep.err_fd > TOLERANCE:  # agrees with the reference, yet not with the numbers
@@ -230,12 +230,17 @@ def _judge(rep: GradReport, got: Any, want: Any, numeric: np.ndarray | None, cas
         rep.diagnosis, rep.case = message, case.label
 
 
-def _diagnose_parts(got: np.ndarray, want: np.ndarray, parts: tuple[str, ...], known: list,
-                    kwargs: dict) -> str:
-    """Diagnose each part of a fused gradient (dq | dk | dv) on its own."""
-    k = len(parts)
-    got_parts, want_parts = np.split(got, k, axis=-1), np.split(want, k, axis=-1)
-    known_parts = [(msg, np.split(v, k, axis=-1)) for msg, v in known]
+def _diagnose_parts(got: np.ndarray, want: np.ndarray, parts: tuple[str, ...],
+                    sizes: tuple[int, ...], known: list, kwargs: dict) -> str:
+    """Diagnose each part of a fused gradient (dq | dk | dv) on its own; sizes: the parts'
+    widths when they differ (grouped-query attention), else equal parts."""
+    where = np.cumsum(sizes)[:-1] if sizes else len(parts)
+
+    def split(v: np.ndarray) -> list[np.ndarray]:
+        return np.split(v, where, axis=-1)
+
+    got_parts, want_parts = split(got), split(want)
+    known_parts = [(msg, split(v)) for msg, v in known]
     said = []
     for j, part in enumerate(parts):
         m = diagnose(got_parts[j], want_parts[j], known=[(msg, v[j]) for msg, v in known_parts],
@@ -266,7 +271,8 @@ def progress_line(progress: dict[str, str]) -> str:
     done = [n for n in ORDER if progress.get(n) == "passed"]
     todo = [n for n in ORDER if progress.get(n) != "passed"]
     line = f"progress: {len(done)}/{len(ORDER)} passed" + (f" ({' '.join(done)})" if done else "")
-    return line + (f"; next: {todo[0]}" if todo else "; all done: you wrote a GPT's backward")
+    return line + (f"; next: {todo[0]}" if todo
+                   else "; all done: you wrote a GPT's and a Llama's backward")
 
 
 def format_report(report: Report) -> list[str]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .catalog import LAYER_EXERCISES, MODEL_NAME, MODEL_SECTION, MODEL_TITLE, ORDER
+from .catalog import LAYER_EXERCISES, MODEL_EXERCISES, MODEL_NAME, ORDER
 from .checker import Report, check_layer, record_progress
-from .modelcheck import check_model_exercise
+from .llama_model import LLAMA_MODEL
+from .modelcheck import GPT2_MODEL, check_model_exercise
+from .template_llama import LLAMA, LLAMA_BODIES
 from .template_model import MODEL
 from .templates import BODIES, render
 
@@ -24,11 +26,13 @@ def check_name(name: str) -> str:
 def exercise_source(name: str, folder: str | Path) -> str:
     """The text of the learner's starting file for exercise `name`."""
     check_name(name)
-    if name == MODEL_NAME:
-        title, section, backward, body = MODEL_TITLE, MODEL_SECTION, "gpt_backward", MODEL
+    if name in MODEL_EXERCISES:
+        title, section, backward = MODEL_EXERCISES[name]
+        body = MODEL if name == MODEL_NAME else LLAMA
     else:
         ex = LAYER_EXERCISES[name]
-        title, section, backward, body = ex.title, ex.section, ex.backward, BODIES[name]
+        title, section, backward = ex.title, ex.section, ex.backward
+        body = BODIES[name] if name in BODIES else LLAMA_BODIES[name]
     return render(body, number=str(ORDER.index(name) + 1), total=str(len(ORDER)), title=title,
                   section=section, backward=backward, name=name, folder=str(folder))
 
@@ -50,8 +54,9 @@ def start(name: str, folder: str | Path = DEFAULT_DIR, force: bool = False) -> P
 def check(name: str, folder: str | Path = DEFAULT_DIR, seed: int = 0) -> tuple[Report, dict]:
     """Check FOLDER/NAME.py; returns the report and the updated progress (name -> status)."""
     folder = Path(folder)
-    if check_name(name) == MODEL_NAME:
-        report = check_model_exercise(folder, seed)
+    if check_name(name) in MODEL_EXERCISES:
+        spec = GPT2_MODEL if name == MODEL_NAME else LLAMA_MODEL
+        report = check_model_exercise(folder, seed, spec)
     else:
         report = check_layer(LAYER_EXERCISES[name], folder, seed)
     return report, record_progress(folder, name, report.passed)

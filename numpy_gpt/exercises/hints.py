@@ -104,6 +104,79 @@ HINTS: dict[str, tuple[str, str, str]] = {
         "dwte, g['transformer.wpe.weight'] = embedding_backward(dx, cache.emb)\n"
         "g['transformer.wte.weight'] = dwte + dhead",
     ),
+    "rmsnorm": (
+        "Like LayerNorm, but there is no mean: dw is a sum over the rows (B and T), and x "
+        "reaches n = x * rstd directly and through rstd, the root mean square of its row. "
+        "How many terms does dx have, then?",
+        "Call g = dout * w the gradient wrt n. d rstd / d x_i = -rstd³ x_i / C = -rstd² n_i / C. "
+        "So dx is rstd times g minus one correction, a mean over the last axis "
+        "(keepdims=True). n and rstd are in the cache.",
+        "dw = (dout * n).sum(axis=(0, 1));  g = dout * w\n"
+        "dx = rstd * (g - n * (g * n).mean(-1, keepdims=True))\n"
+        "(LayerNorm's dx without its - mean(g) term: no mean was subtracted)",
+    ),
+    "rope": (
+        "RoPE is linear in x: each pair (a, b) is multiplied by a 2x2 rotation matrix R. The "
+        "backward of y = R x is dx = Rᵀ dy. What is the transpose of a rotation?",
+        "Rᵀ = R(-θ): the same rotation the other way, so the forward's code with sin negated. "
+        "Use the same pairs as the forward (pairs(dout, layout) and pairs(dx, layout), views "
+        "you can write into) and the same cos and sin rows.",
+        "dx = np.empty_like(dout);  da, db = pairs(dout, layout);  dx_a, dx_b = pairs(dx, "
+        "layout)\n"
+        "dx_a[...] = da * cos + db * sin\n"
+        "dx_b[...] = db * cos - da * sin",
+    ),
+    "swiglu": (
+        "out = silu(g) * u is elementwise: one product rule. du is easy; for dg you need the "
+        "derivative of silu(g) = g * sigmoid(g), itself a product.",
+        "du = dout * silu(g). silu'(g) = s + g * s * (1 - s) with s = sigmoid(g) "
+        "(sigmoid' = s (1 - s)); then dg = dout * u * silu'(g). Return them in the forward's "
+        "order (dg, du).",
+        "s = sigmoid(g)\n"
+        "du = dout * g * s\n"
+        "dg = dout * u * s * (1 + g * (1 - s))",
+    ),
+    "gqa": (
+        "Per query head, this is the attention exercise's backward, with the head's shared K "
+        "and V. A key/value head feeds G query heads: a value used G times gets the sum of its "
+        "G gradients (fan-out).",
+        "Repeat k and v as the forward did (np.repeat(k, G, axis=1)), run the attention "
+        "backward per query head: dq (B, NH, T, hs), and per query head dk, dv. Then sum "
+        "each group of G consecutive query heads: reshape (B, NH, T, hs) to (B, KV, G, T, hs) "
+        "and sum axis 2. Merge dq, dk, dv to (B, T, heads * hs) and concatenate them.",
+        "P = att;  kr, vr = np.repeat(k, G, 1), np.repeat(v, G, 1);  "
+        "dy = dout.reshape(B, T, NH, hs).transpose(0, 2, 1, 3)\n"
+        "dP = dy @ vr.swapaxes(-1, -2);  dS = P * (dP - (dP * P).sum(-1, keepdims=True))\n"
+        "dq = dS @ kr * scale;  dk = (dS.swapaxes(-1, -2) @ q * scale).reshape(B, KV, G, T, "
+        "hs).sum(2)\n"
+        "dv = (P.swapaxes(-1, -2) @ dy).reshape(B, KV, G, T, hs).sum(2)\n"
+        "merge(z) = z.transpose(0, 2, 1, 3).reshape(B, T, -1);  "
+        "dqkv = np.concatenate([merge(dq), merge(dk), merge(dv)], -1)",
+    ),
+    "llama": (
+        "As the model exercise: read llama_forward from the bottom up and call the matching "
+        "backward of each line, in reverse order; add the gradients of a value used twice. "
+        "Two new fan-outs: the MLP's input m feeds c_gate and c_fc, and only q and k went "
+        "through RoPE.",
+        "Start with cross_entropy_backward(cache.loss), then lm_head (untied: its own gradient, "
+        "lm_head.weight), ln_f, then the blocks from the last to the first. MLP: c_proj, "
+        "swiglu_backward gives (dg, du); c_gate's dx and c_fc's dx add up; ln_2. Attention: "
+        "c_proj, gqa_backward, then rope_backward on the first QK columns of dqkv only, then "
+        "c_attn, ln_1. Finally embedding_backward's dwte is wte's (drop its dwpe).",
+        "dx, g['lm_head.weight'], _ = linear_backward(cross_entropy_backward(cache.loss), "
+        "cache.lm_head)\n"
+        "dx, g['transformer.ln_f.weight'] = rmsnorm_backward(dx, cache.ln_f)\n"
+        "per block c (last first): dm, g[..c_proj], _ = linear_backward(dx, c.mlp_proj);  "
+        "dg, du = swiglu_backward(dm, c.swiglu)\n"
+        "    dm = (c_fc's dx from du) + (c_gate's dx from dg);  dm, g[..ln_2] = "
+        "rmsnorm_backward(dm, c.ln_2);  dx = dx + dm\n"
+        "    da = gqa_backward(c_proj's dx, c.attn);  hs = da.shape[-1] // (NH + 2 KV);  "
+        "QK = (NH + KV) hs\n"
+        "    dqk = rope_backward(da[..., :QK].reshape(B, T, NH + KV, hs), c.rope);  "
+        "da = np.concatenate([dqk.reshape(B, T, QK), da[..., QK:]], -1)\n"
+        "    then c_attn and ln_1;  dx = dx + da\n"
+        "g['transformer.wte.weight'], _ = embedding_backward(dx, cache.emb)",
+    ),
 }
 LEVELS = 3
 

@@ -53,7 +53,42 @@ REFERENCE = {
             g["transformer.wte.weight"] = dwte + dhead{tied}
             return g
         """,
+    "rmsnorm": "from numpy_gpt.nn.layers.rmsnorm import rmsnorm_backward",
+    "rope": "from numpy_gpt.nn.layers.rope import rope_backward",
+    "swiglu": "from numpy_gpt.nn.layers.swiglu import swiglu_backward",
+    "gqa": "from numpy_gpt.nn.layers.attention import attention_backward as gqa_backward",
+    "llama": """
+        def llama_backward(cache):
+            g = {}
+            dx, g["lm_head.weight"], _ = linear_backward(cross_entropy_backward(cache.loss),
+                                                         cache.lm_head)
+            dx, g["transformer.ln_f.weight"] = rmsnorm_backward(dx, cache.ln_f)
+            NH, KV = cache.n_head, cache.n_kv_head
+            for i in reversed(range(len(cache.blocks))):
+                c, h = cache.blocks[i], f"transformer.h.{i}."
+                dm, g[h + "mlp.c_proj.weight"], _ = linear_backward(dx, c.mlp_proj)
+                dg, du = swiglu_backward(dm, c.swiglu)
+                dm, g[h + "mlp.c_fc.weight"], _ = linear_backward(du, c.c_fc)
+                dmg, g[h + "mlp.c_gate.weight"], _ = linear_backward(dg, c.c_gate)
+                dm, g[h + "ln_2.weight"] = rmsnorm_backward(dm{gate}, c.ln_2)
+                dx = dx + dm
+                da, g[h + "attn.c_proj.weight"], _ = linear_backward(dx, c.attn_proj)
+                da = gqa_backward(da, c.attn)
+                B, T, D = da.shape
+                hs = D // (NH + 2 * KV)
+                QK = (NH + KV) * hs
+                dqk = {rope}(da[..., :QK].reshape(B, T, NH + KV, hs), c.rope)
+                da = np.concatenate([dqk.reshape(B, T, QK), da[..., QK:]], axis=-1)
+                da, g[h + "attn.c_attn.weight"], _ = linear_backward(da, c.c_attn)
+                da, g[h + "ln_1.weight"] = rmsnorm_backward(da, c.ln_1)
+                dx = dx + da
+            dwte, _ = embedding_backward(dx, cache.emb)
+            g["transformer.wte.weight"] = dwte{head}
+            return g
+        """,
 }
+# the llama solution's right pieces; a test swaps one for a planted mistake
+LLAMA_RIGHT = {"{gate}": " + dmg", "{rope}": "rope_backward", "{head}": ""}
 
 
 def write(folder, name: str, code: str) -> None:
@@ -63,9 +98,13 @@ def write(folder, name: str, code: str) -> None:
     path.write_text(path.read_text() + "\n" + textwrap.dedent(code).strip() + "\n")
 
 
-def solved_folder(folder, model_tied: str = "") -> None:
+def solved_folder(folder, model_tied: str = "", llama: dict | None = None) -> None:
+    changes = {"{tied}": model_tied, **LLAMA_RIGHT, **(llama or {})}
     for name in ORDER:
-        write(folder, name, REFERENCE[name].replace("{tied}", model_tied))
+        code = REFERENCE[name]
+        for key, value in changes.items():
+            code = code.replace(key, value)
+        write(folder, name, code)
 
 
 def test_the_reference_passes_every_exercise(tmp_path):
@@ -95,6 +134,31 @@ ATTN_TAIL = """
 
 def attn(change: str) -> str:
     return ATTN_HEAD.rstrip(" ") + textwrap.indent(textwrap.dedent(change), " " * 8) + ATTN_TAIL
+
+
+GQA_HEAD = """
+    def gqa_backward(dout, cache):
+        q, k, v, P, mask, scale, drop_scale = cache
+        B, NH, T, hs = q.shape
+        KV = k.shape[1]
+        G = NH // KV
+        kr, vr = np.repeat(k, G, 1), np.repeat(v, G, 1)
+        dy = dout.reshape(B, T, NH, hs).transpose(0, 2, 1, 3)
+        dP = dy @ vr.swapaxes(-1, -2)
+        dS = P * (dP - (dP * P).sum(-1, keepdims=True))
+        dq = dS @ kr * scale
+        dk, dv = dS.swapaxes(-1, -2) @ q * scale, P.swapaxes(-1, -2) @ dy  # per query head
+    """
+GQA_TAIL = """
+        m = lambda z: z.transpose(0, 2, 1, 3).reshape(B, T, -1)
+        return np.concatenate([m(dq), m(dk), m(dv)], axis=-1)
+    """
+
+
+def gqa(reduce_line: str) -> str:
+    """A gqa_backward that reduces the per-query-head dk, dv to the K/V heads by reduce_line."""
+    return (GQA_HEAD.rstrip(" ") + textwrap.indent(textwrap.dedent(reduce_line), " " * 8)
+            + "\n" + GQA_TAIL)
 
 
 def lin(returned: str) -> str:
@@ -189,6 +253,59 @@ MISTAKES = [
             C = x.shape[-1]
             return dout @ w, dout.reshape(-1, C).T @ x.reshape(-1, C), dout.sum((0, 1))
         """, "dx", "missing the skip path"),
+    ("rmsnorm", """
+        def rmsnorm_backward(dout, cache):
+            n, rstd, w = cache
+            return rstd * dout * w, (dout * n).sum((0, 1))
+        """, "dx", "dx misses its mean_C(g n) term"),
+    ("rmsnorm", """
+        def rmsnorm_backward(dout, cache):
+            n, rstd, w = cache
+            g, m = dout * w, lambda z: z.mean(-1, keepdims=True)
+            return rstd * (g - m(g) - n * m(g * n)), (dout * n).sum((0, 1))
+        """, "dx", "dx has LayerNorm's - mean_C(g) term"),
+    ("rmsnorm", """
+        def rmsnorm_backward(dout, cache):
+            n, rstd, w = cache
+            g = dout * w
+            return rstd * (g - n * (g * n).mean(-1, keepdims=True)), (dout * n).sum((0, 1))[0]
+        """, "dw", "wrong shape"),
+    ("rope", """
+        def rope_backward(dout, cache):
+            cos, sin, layout = cache
+            return rope_forward(dout, cos, sin, layout)[0]
+        """, "dx", "turned by +θ (the forward again)"),
+    ("rope", """
+        def rope_backward(dout, cache):
+            cos, sin, layout = cache
+            return rope_forward(dout, cos, -sin, "halves")[0]
+        """, "dx", "the pair layout is mixed up: this case's layout is 'interleaved'"),
+    ("rope", """
+        def rope_backward(dout, cache):
+            cos, sin, layout = cache
+            return dout
+        """, "dx", "dout passed through unturned"),
+    ("swiglu", """
+        def swiglu_backward(dout, cache):
+            g, u = cache
+            s = sigmoid(g)
+            return dout * u * s, dout * g * s
+        """, "dg", "dg dropped the gate's path through sigmoid"),
+    ("swiglu", """
+        def swiglu_backward(dout, cache):
+            g, u = cache
+            s = sigmoid(g)
+            return dout * u * s * (1 + g * (1 - s)), dout * s
+        """, "du", "du used σ(g) where silu(g) = g σ(g) multiplies u"),
+    ("gqa", gqa("dk, dv = dk[:, ::G], dv[:, ::G]"), "dqkv",
+     "dk and dv taken from one query head (the first of each group)"),
+    ("gqa", gqa("dk, dv = dk[:, G - 1::G], dv[:, G - 1::G]"), "dqkv",
+     "dk and dv taken from one query head (the last of each group"),
+    ("gqa", gqa("dk, dv = dk.reshape(B, G, KV, T, hs).sum(1), dv.reshape(B, G, KV, T, hs).sum(1)"),
+     "dqkv", "summed the wrong query heads: query head h reads K/V head h // G"),
+    ("gqa", gqa("dk, dv = dk.reshape(B, KV, G, T, hs).mean(2), dv.reshape(B, KV, G, T, hs).sum(2)"),
+     "dqkv", "dq part right; dk part wrong: off by a constant factor 0.5 = 1/G: averaged over "
+             "the group"),
 ]
 
 
@@ -209,6 +326,56 @@ def test_the_model_exercise_names_a_missing_tied_gradient(tmp_path):
     wrong = {g.name: g.diagnosis for g in report.grads if not g.ok}
     assert list(wrong) == ["transformer.wte.weight"]
     assert "only the embedding's gradient" in wrong["transformer.wte.weight"]
+
+
+# (a piece of the llama solution swapped for a mistake, the first gradient it spoils in
+# backward order, what the diagnosis must say, a gradient that stays right)
+LLAMA_MISTAKES = [
+    ({"{gate}": ""}, "transformer.h.1.ln_2.weight", "the gate path's is missing",
+     "transformer.h.1.mlp.c_gate.weight"),
+    ({"{gate}": " * 0 + dmg"}, "transformer.h.1.ln_2.weight", "the up path's, c_fc, is missing",
+     "transformer.h.1.mlp.c_fc.weight"),
+    ({"{rope}": "(lambda z, c: z)"}, "transformer.h.1.attn.c_attn.weight",
+     "dq and dk were not turned back", "transformer.h.1.attn.c_proj.weight"),
+    ({"{rope}": "(lambda z, c: rope_forward(z, c.cos, c.sin, c.layout)[0])"},
+     "transformer.h.1.attn.c_attn.weight", "dq and dk turned by +θ (rope_forward)",
+     "transformer.h.1.ln_2.weight"),
+    ({"{head}": " + g['lm_head.weight']"}, "transformer.wte.weight",
+     "Llama's head is untied", "transformer.h.0.ln_1.weight"),
+]
+
+
+@pytest.mark.parametrize("change, grad, expected, right", LLAMA_MISTAKES,
+                         ids=[m[2][:24] for m in LLAMA_MISTAKES])
+def test_the_llama_exercise_names_its_mistakes(tmp_path, change, grad, expected, right):
+    solved_folder(tmp_path, llama=change)
+    report, _ = check("llama", tmp_path)
+    by_name = {g.name: g for g in report.grads}
+    assert not report.passed and by_name[right].ok and by_name["lm_head.weight"].ok
+    assert expected in by_name[grad].diagnosis, by_name[grad].diagnosis
+
+
+def test_the_llama_diagnosis_reference_is_gpt_backward():
+    """llama_model's plain forward/backward (the known mistakes are its switches) gives
+    GPT.backward's gradients when no mistake is switched on."""
+    from numpy_gpt import GPT
+    from numpy_gpt.exercises.llama_model import (
+        CONFIG,
+        llama_cases,
+        reference_backward,
+        reference_forward,
+    )
+
+    rng = np.random.default_rng(3)
+    model = GPT(CONFIG, dtype="float64", seed=0)
+    for p in model.params.values():
+        p += 0.1 * rng.standard_normal(p.shape)
+    for _, idx, targets in llama_cases(rng):
+        want = model.backward(model.forward(idx, targets)[2])
+        got = reference_backward(reference_forward(model.params, idx, targets))
+        assert list(got) and set(got) == set(want)
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-10, atol=1e-14)
 
 
 @pytest.mark.parametrize("code, expected", [
@@ -254,9 +421,13 @@ def test_cli_list_start_check_hint(tmp_path, capsys):
     assert cli.main(["exercise", "list", "--dir", d]) == 0
     assert cli.main(["exercise", "hint", "attention", "--level", "3"]) == 0
     out = capsys.readouterr().out
-    assert "PASSED: dropout" in out and "progress: 1/9 passed (dropout); next: linear" in out
+    assert "PASSED: dropout" in out and "progress: 1/14 passed (dropout); next: linear" in out
     assert "level 1:" in out and "level 3:" in out and "dS = P * (dP" in out
-    assert len(hint("linear", 1)) == 1 and len(hint("linear", 3)) == 3
+    # the Llama exercises follow the nine, in docs/backprop.md's order (§10a-e)
+    assert "\n 9. model " in out and "\n10. rmsnorm " in out and "\n11. rope " in out
+    assert "\n12. swiglu " in out and "\n13. gqa " in out and "\n14. llama " in out
+    for name in ORDER:
+        assert len(hint(name, 1)) == 1 and len(hint(name, 3)) == 3
 
 
 def test_the_model_exercise_says_which_layer_file_is_missing(tmp_path):
@@ -299,6 +470,12 @@ def test_the_starting_file_names_a_guide_that_opens_from_anywhere(tmp_path):
     line = next(x for x in path.read_text().splitlines() if x.startswith("Read "))
     assert line == f'Read {GUIDE}, section "{LAYER_EXERCISES["linear"].section}".'
     assert GUIDE.is_absolute() and f"## {LAYER_EXERCISES['linear'].section}\n" in GUIDE.read_text()
+    from numpy_gpt.exercises.catalog import MODEL_EXERCISES
+    sections = [e.section for e in LAYER_EXERCISES.values()]
+    sections += [section for _, section, _ in MODEL_EXERCISES.values()]
+    headings = {line.lstrip("#").strip() for line in GUIDE.read_text().splitlines()
+                if line.startswith("#")}
+    assert set(sections) <= headings, set(sections) - headings
     text = guide_line("3. LayerNorm", "layernorm", tmp_path / "absent.md")
     assert "installed numpy_gpt does not include it" in text
     assert "exercise hint layernorm\n--level 3" in text

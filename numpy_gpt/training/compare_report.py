@@ -196,6 +196,9 @@ def plot(runs: list[dict[str, Any]], summary: dict[str, Any], path: str | Path,
     if seconds is not None:
         axes[0].axvline(seconds, color="k", ls=":", lw=1)
     axes[1].axvline(S, color="k", ls=":", lw=1, label=f"equal steps ({S:,})")
+    axes[0].set_title("against training time (thin: each seed, thick: the mean over "
+                      "seeds, dot: the mean where the budget ran out)", fontsize=9)
+    axes[1].set_title("against steps (the same runs)", fontsize=9)
     axes[0].set_xlabel("training time (s)")
     axes[1].set_xlabel("step")
     axes[0].set_ylabel("val loss (fixed windows)")

@@ -101,10 +101,10 @@ class CompareSettings:
         if unknown or not self.variants or len(set(self.variants)) != len(self.variants):
             raise ValueError(f"--variants must be distinct names among {', '.join(VARIANTS)}, "
                              f"got {','.join(self.variants)}")
-        for name in ("max_steps", "eval_every", "eval_windows"):
-            if getattr(self, name) < (0 if name == "max_steps" else 1):
-                raise ValueError(f"--{name.replace('_', '-')} must be >= "
-                                 f"{0 if name == 'max_steps' else 1}, got {getattr(self, name)}")
+        for name, least in (("max_steps", 0), ("eval_every", 1), ("eval_windows", 1)):
+            if getattr(self, name) < least:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= {least}, got "
+                                 f"{getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}

@@ -27,6 +27,10 @@ def test_the_walkthrough_notebook_executes():
                    for o in c.get("outputs", []))
     assert "exactly the parameters' names: True" in text
     assert "ROMEO:" in text and "gradients, worst rel error" in text
+    # §8, Llama blocks: the forward shape by shape, RMSNorm and RoPE backward checked against
+    # finite differences (the numbers themselves are asserted in the notebook), a training run
+    assert "attention, 4 q / 2 kv heads" in text and "RoPE interleaved rope_backward" in text
+    assert "val loss at step 249: GPT-2" in text
     images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code"
                  for o in c.get("outputs", []))
-    assert images == 2  # the loss curve and the attention maps
+    assert images == 3  # the loss curve, the attention maps, GPT-2's and Llama's curves

@@ -2,9 +2,10 @@
 
     python -m numpy_gpt exercise list | start NAME | check NAME | hint NAME --level K
 
-catalog.py (what is checked), templates.py / template_model.py (the learner's files),
-checker.py / modelcheck.py (finite differences + the reference), diagnosis.py (what kind of
-wrong), hints.py, files.py (start / check in the learner's folder).
+catalog.py / llama_catalog.py (what is checked; spec.py its pieces), templates.py /
+template_model.py / template_llama.py (the learner's files), checker.py / modelcheck.py /
+llama_model.py (finite differences + the reference), diagnosis.py (what kind of wrong),
+hints.py, files.py (start / check in the learner's folder).
 """
 
 from .catalog import ORDER

@@ -19,6 +19,7 @@ from tiny_train import factory, final_params, tiny
 
 from numpy_gpt import GPT, GPTConfig
 from numpy_gpt.data.dataset import TokenDataset
+from numpy_gpt.nn.config import arch_fields
 from numpy_gpt.training.train import Reporter, train
 
 torch = pytest.importorskip("torch")
@@ -59,9 +60,12 @@ def test_the_initial_checkpoints_are_identical_files(dtype, citizens_chars, tmp_
     assert files["numpy"] == files["torch"]
 
 
-@pytest.mark.parametrize("changes", [{}, {"bias": False, "tie_weights": False}],
-                         ids=["gpt2", "no-bias-untied"])
+@pytest.mark.parametrize("changes", [{}, {"bias": False, "tie_weights": False},
+                                     arch_fields("llama", 2)],
+                         ids=["gpt2", "no-bias-untied", "llama"])
 def test_one_seed_is_one_model_in_both_twins(changes):
+    """Every parameter of every architecture, c_gate and the GQA c_attn included: the init
+    rules go by name (init_spec.py), and the draws follow param_shapes' order."""
     import torch_gpt
 
     cfg = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8, **changes)

@@ -473,7 +473,8 @@ def test_resume_after_a_kill_in_the_middle_of_the_swap(data, reference, tmp_path
     """SIGKILL between the swap's two renames (nothing can run then) leaves last/ moved aside
     as .last.old-PID; --resume puts it back and goes on."""
     out = tmp_path / "run"
-    assert main(["train", *flags(data, out, 10), "--no-plot"]) == 0
+    # the reference's schedule (decay at its 30): a run's decay point is kept on resume
+    assert main(["train", *flags(data, out, 10), "--no-plot", "--lr-decay-iters", "30"]) == 0
     os.replace(out / "last", out / ".last.old-12345")
     assert main(["train", *flags(data, out, 30), "--no-plot", "--resume"]) == 0
     assert f"resuming {out / 'last'} from iteration 10" in capsys.readouterr().out

@@ -12,8 +12,9 @@ micro-batches of a step, so within seconds, as schedulers allow between SIGTERM 
 dropping the unfinished evaluation or step and saving the last completed step in OUT/last
 (numpy_gpt.training.train); a second stops at once (Aborted), and a checkpoint being written
 at that moment is abandoned whole (it is written beside the old one and swapped in by rename:
-numpy_gpt.files.safe_io), so last/ is the old one or the new one, never a mix. Handlers are installed only here, the command-line layer, only while a run is under way,
-and the previous ones are restored after. The first signal's notice is written with os.write:
+numpy_gpt.files.safe_io), so last/ is the old one or the new one, never a mix. Handlers are
+installed only here, the command-line layer, only while a run is under way, and the previous
+ones are restored after. The first signal's notice is written with os.write:
 a handler may run while the main thread is inside print(), and print is not reentrant.
 
 Deliberately omits: SIGQUIT (its core dump is for debugging, not for stopping), SIGUSR1

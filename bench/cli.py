@@ -21,7 +21,16 @@ from typing import NoReturn
 from .backends import BACKENDS, select_backends
 from .env import cpu_cores, env_info, loadavg
 from .flops import WORKLOADS
-from .report import format_env, format_table, format_targets, markdown_table, targets, write_json
+from .report import (
+    format_env,
+    format_kv_cache,
+    format_table,
+    format_targets,
+    kv_cache_table,
+    markdown_table,
+    targets,
+    write_json,
+)
 from .runner import Options, plan, run
 from .sizes import DEFAULT_SIZES, SIZES, SWEEPS, get_size, sweep_sizes
 
@@ -194,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(rows))
     print()
     print(format_targets(targets(rows), rows))
+    kv_cache = format_kv_cache(kv_cache_table(rows))  # grouped-query sizes only
+    if kv_cache:
+        print()
+        print(kv_cache)
     impossible = [r for r in rows if r["status"] == "impossible"]
     if impossible:
         print(f"\n{len(impossible)} impossible row(s): faster than this run measured the "
@@ -211,8 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.save_results:
         base = RESULTS_DIR / env["machine_id"]
         write_json(base.with_suffix(".json"), env, rows, peaks)
+        kv_md = f"\n{kv_cache}\n" if kv_cache else ""
         md = (f"# bench results: {env['machine_id']}\n\n```\n{format_env(env, peaks)}\n```\n\n"
-              f"{markdown_table(rows)}\n\n```\n{format_targets(targets(rows), rows)}\n```\n")
+              f"{markdown_table(rows)}\n\n```\n{format_targets(targets(rows), rows)}\n"
+              f"{kv_md}```\n")
         base.with_suffix(".md").write_text(md, encoding="utf-8")
         outputs += [str(base.with_suffix(".json")), str(base.with_suffix(".md"))]
         from .plot import plot

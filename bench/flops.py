@@ -190,6 +190,21 @@ def generation_bytes(config: Any, B: int, prompt_len: int, new_tokens: int, kv_c
     return new_tokens * weights + B * 2 * s.L * s.C_kv * keys * kv_bytes
 
 
+def kv_cache_bytes_per_token(config: Any, kv_bytes: int) -> int:
+    """Bytes the KV cache holds for each position of one sequence, i.e. what every generated
+    token adds: a key and a value (2) per layer, n_kv_head heads of head size hs each,
+    2 L C_kv x kv_bytes (C_kv = n_kv_head hs; `kv_bytes`: 4 for float32, 2 for bfloat16).
+    Grouped-query attention divides it by n_head / n_kv_head; the weights, the FLOPs and the
+    query heads stay as they are. Both twins' caches hold exactly this per preallocated
+    position (tests/bench/test_llama.py measures their arrays).
+
+    Known answer: llama-6L-384 (L=6, 2 kv heads of 64) in float32: 2*6*2*64*4 = 6144 bytes;
+    with n_kv_head = n_head = 6: 18432 (3x).
+    """
+    s = block_shape(config)
+    return 2 * s.L * s.C_kv * kv_bytes
+
+
 def working_set_bytes(config: Any, B: int, context: int, weight_bytes: int,
                       kv_bytes: int) -> int:
     """What one decode step at `context` keys reads: the weights and B rows' K/V. Against the

@@ -7,16 +7,22 @@ grad_norm, AdamW) with cProfile and aggregates the time by numpy_gpt function in
 kinds, forward and backward apart:
 
     attention       attention_forward/backward (q k^T, softmax, att v and their gradients),
-                    or flash_attention_forward/backward where the model tiles attention
+                    or flash_attention_forward/backward where the model tiles attention;
+                    grouped-query attention (n_kv_head < n_head) is the same functions
     linear/matmul   linear_forward/backward: every projection, the MLP and the lm_head
     gelu, layernorm, embedding, dropout        their _forward/_backward functions
+    rmsnorm, rope, swiglu   the Llama blocks' layers, likewise (rope_forward/backward turn
+                    q and k; swiglu_recompute rebuilds c_proj's input in backward). Where
+                    model.py writes a rotated q|k back into the fused qkv, that copy is
+                    residual/glue
     softmax/loss    cross_entropy_forward/backward (softmax over V, the loss)
     residual/glue   GPT.forward/GPT.backward's own lines: residual adds, fan-out sums
     AdamW           AdamW.step (with clipping's scale);  clipping: grad_norm
     other           the rest of the step (the loop and bookkeeping outside these functions)
 
-Each layer function is counted by its inclusive time (cProfile's cumtime), which is exact
-here because layer functions do not call one another; GPT.forward/backward by their
+Each layer function is counted by its inclusive time (cProfile's cumtime) less the calls
+it received from another counted function (swiglu_recompute calls swiglu_forward: that
+time is the recompute's, in backward, and counted once); GPT.forward/backward by their
 exclusive time. NumPy's operators and ufuncs (@, +, np.exp) are C calls that cProfile does
 not see separately, so they land in the function that wrote them, which is what we want.
 cProfile's own overhead is a few hundred Python calls per step, small next to 6L-384's
@@ -37,8 +43,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-KINDS = ("attention", "linear/matmul", "gelu", "layernorm", "softmax/loss", "embedding",
-         "dropout", "residual/glue", "AdamW", "clipping")
+KINDS = ("attention", "linear/matmul", "gelu", "layernorm", "rmsnorm", "rope", "swiglu",
+         "softmax/loss", "embedding", "dropout", "residual/glue", "AdamW", "clipping")
 
 # (file suffix, function name prefix) -> kind; the phase comes from the name
 _FUNCTIONS = {
@@ -47,6 +53,9 @@ _FUNCTIONS = {
     ("layers/linear.py", "linear_"): "linear/matmul",
     ("layers/gelu.py", "gelu_"): "gelu",
     ("layers/layernorm.py", "layernorm_"): "layernorm",
+    ("layers/rmsnorm.py", "rmsnorm_"): "rmsnorm",  # the Llama blocks' (issue 25)
+    ("layers/rope.py", "rope_"): "rope",
+    ("layers/swiglu.py", "swiglu_"): "swiglu",
     ("layers/loss.py", "cross_entropy_"): "softmax/loss",
     ("layers/embedding.py", "embedding_"): "embedding",
     ("layers/dropout.py", "dropout_"): "dropout",
@@ -99,16 +108,29 @@ def profile_train_step(size_name: str, steps: int, warmup: int, seed: int = 0
         step()
     prof.disable()
     step_ms = (time.perf_counter() - t0) * 1e3 / steps
+    rows, functions = breakdown(prof, steps, step_ms)
+    return {"size": size.name, "shape": size.shape(), "backend": "numpy-f32",
+            "workload": "train", "steps": steps, "warmup": warmup,
+            "step_ms_profiled": step_ms, "step_ms_unprofiled": plain_ms,
+            "rows": rows, "functions": functions}
 
+
+def breakdown(prof: cProfile.Profile, steps: int, step_ms: float
+              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(a row per kind of KINDS and "other", a row per counted function), ms per step, from
+    a profile of `steps` steps of `step_ms` each (see the module docstring)."""
     table: dict[str, dict[str, float]] = {k: {"forward": 0.0, "backward": 0.0,
                                               "optimizer": 0.0} for k in KINDS}
     functions = []
-    for (filename, _line, func), (_cc, nc, tt, ct, _callers) in \
+    for (filename, _line, func), (_cc, nc, tt, ct, callers) in \
             pstats.Stats(prof).stats.items():  # type: ignore[attr-defined]
         kind = classify(filename, func)
         if kind is None:
             continue
         name, phase, inclusive = kind
+        if inclusive:  # a call from another counted function is in that one's time already
+            ct -= sum(c[3] for (f, _, fn), c in callers.items()
+                      if (k := classify(f, fn)) is not None and k[2])
         ms = (ct if inclusive else tt) * 1e3 / steps
         table[name][phase] += ms
         functions.append({"function": f"{Path(filename).name}:{func}", "kind": name,
@@ -125,10 +147,7 @@ def profile_train_step(size_name: str, steps: int, warmup: int, seed: int = 0
                  "optimizer_ms": None, "total_ms": step_ms - counted,
                  "pct": 100 * (step_ms - counted) / step_ms})
     functions.sort(key=lambda f: -f["ms_per_step"])
-    return {"size": size.name, "shape": size.shape(), "backend": "numpy-f32",
-            "workload": "train", "steps": steps, "warmup": warmup,
-            "step_ms_profiled": step_ms, "step_ms_unprofiled": plain_ms,
-            "rows": rows, "functions": functions}
+    return rows, functions
 
 
 def format_profile(p: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 TARGET_SIZES = ("baby", "6L-384", "gpt2-124m")
+LLAMA_TARGET_SIZES = ("llama-6L-384", "llama-135m")  # issue 25: named, not in the defaults
 
 
 def _num(x: float | None, fmt: str) -> str:
@@ -48,7 +49,7 @@ def _notes(r: dict[str, Any]) -> str:
 
 def _row_line(r: dict[str, Any]) -> str:
     mfu, mfu_best, mbu = _pct(r["mfu"]), _pct(r.get("mfu_best")), _pct(r.get("mbu"))
-    return (f"{r['backend']:<18} {r['size']:<9} {r['workload']:<16} {r['status']:<10} "
+    return (f"{r['backend']:<18} {r['size']:<12} {r['workload']:<16} {r['status']:<10} "
             f"{_num(r['ms_median'], '10.2f')} {_num(r['ms_min'], '10.2f')} "
             f"{_num(r['tokens_per_s'], '10.0f')} {_num(r['gflops'], '8.1f')} {mfu:>6} "
             f"{mfu_best:>8} {_num(r.get('gbps'), '6.1f')} {mbu:>6} "
@@ -56,7 +57,7 @@ def _row_line(r: dict[str, Any]) -> str:
 
 
 BUSY_SHARE = 0.1  # other processes' CPU share above which a row and the header say so
-HEADER = (f"{'backend':<18} {'size':<9} {'workload':<16} {'status':<10} {'ms median':>10} "
+HEADER = (f"{'backend':<18} {'size':<12} {'workload':<16} {'status':<10} {'ms median':>10} "
           f"{'ms min':>10} {'tokens/s':>10} {'GFLOP/s':>8} {'MFU':>6} {'MFU best':>8} "
           f"{'GB/s':>6} {'MBU':>6} {'peak MB':>9}  note")
 
@@ -88,10 +89,11 @@ def _find(rows: list[dict[str, Any]], backend: str, size: str, workload: str
 
 def _ratio_sizes(rows: list[dict[str, Any]]) -> list[str]:
     """The sizes whose numpy/torch time and memory ratios are targets: the named ones, every
-    point of the T sweep (DESIGN.md: "at every T of the T sweep up to 2048") and GPT-2 at
-    T=1024 (issue 16), in that order, those absent from `rows` answering nothing."""
+    point of the T sweep (DESIGN.md: "at every T of the T sweep up to 2048"), GPT-2 at
+    T=1024 (issue 16) and the Llama sizes (issue 25), in that order, those absent from `rows`
+    answering nothing."""
     sweep_t = [r["size"] for r in rows if r.get("sweep") == "T"]
-    return list(dict.fromkeys([*TARGET_SIZES, *sweep_t, "gpt2-124m-T1024"]))
+    return list(dict.fromkeys([*TARGET_SIZES, *sweep_t, "gpt2-124m-T1024", *LLAMA_TARGET_SIZES]))
 
 
 def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -153,15 +155,68 @@ def format_targets(ts: list[dict[str, Any]], rows: list[dict[str, Any]] | None =
             workloads = ", ".join(dict.fromkeys(r["workload"] for r in ok))
             measured = f" (measured: {workloads} at {sizes})"
         return (f"targets: none answerable from these rows{measured}: DESIGN.md's targets "
-                f"compare numpy-f32 and torch-cpu train steps at {', '.join(TARGET_SIZES)} and "
-                "the T sweep points, and generate-b16 with generate at 6L-384; other sizes "
-                "(--quick's tiny) carry none")
+                f"compare numpy-f32 and torch-cpu train steps at {', '.join(TARGET_SIZES)}, "
+                f"the T sweep points and {', '.join(LLAMA_TARGET_SIZES)}, and generate-b16 "
+                "with generate at 6L-384; other sizes (--quick's tiny) carry none")
     lines = ["DESIGN.md targets (one run, same machine):"]
     for t in ts:
         mark = "MET " if t["met"] else "MISS"
         v = f"{100 * t['value']:.1f}%" if "MFU" in t["target"] else f"{t['value']:.2f}"
         lines.append(f"  {mark} {t['target']} at {t['size']}: {v} (goal {t['goal']}; "
                      f"{t['detail']})")
+    return "\n".join(lines)
+
+
+KV_DTYPES = {8: "float64", 4: "float32", 2: "bfloat16"}  # bytes per cached element
+
+
+def kv_cache_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """KV-cache bytes per generated token (bench/flops.py kv_cache_bytes_per_token) at every
+    grouped-query size of `rows` (n_kv_head < n_head), once per element size its backends
+    cache in (float32; bfloat16 under CUDA autocast), against the same model with
+    n_kv_head = n_head. Counts, not timings: the same on every machine."""
+    from .backends import BACKENDS
+    from .flops import kv_cache_bytes_per_token
+    from .sizes import get_size
+
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for r in rows:
+        b = BACKENDS.get(r["backend"])
+        if (b is None or r["status"] == "skipped" or not r.get("n_kv_head")
+                or r["n_kv_head"] >= r["n_head"]):
+            continue
+        if (r["size"], b.kv_bytes) in out:
+            out[r["size"], b.kv_bytes]["backends"].append(b.name)
+            continue
+        config = get_size(r["size"]).for_device(b.device).config
+        gqa = kv_cache_bytes_per_token(config, b.kv_bytes)
+        mha = kv_cache_bytes_per_token(config.replace(n_kv_head=None), b.kv_bytes)
+        out[r["size"], b.kv_bytes] = {
+            "size": r["size"], "dtype": KV_DTYPES[b.kv_bytes], "n_layer": config.n_layer,
+            "n_head": config.n_head, "n_kv_head": config.kv_heads,
+            "head_size": config.head_size, "bytes_per_token": gqa,
+            "bytes_per_token_mha": mha, "ratio": gqa / mha, "T": r["T"],
+            "backends": [b.name]}
+    for entry in out.values():
+        entry["backends"] = sorted(set(entry["backends"]))
+    return list(out.values())
+
+
+def format_kv_cache(table: list[dict[str, Any]]) -> str:
+    """kv_cache_table as lines (empty when the run had no grouped-query size)."""
+    if not table:
+        return ""
+    title = ("KV cache per generated token, 2 x n_layer x n_kv_head x head size x bytes (both "
+             "twins' caches hold n_kv_head heads: tests/bench/test_llama.py):")
+    header = (f"  {'size':<13} {'dtype':<9} {'q/kv heads':>10} {'KiB/token':>10} "
+              f"{'if kv = q':>10} {'ratio':>6} {'T':>5} {'MiB at T':>9}  backends")
+    lines = [title, header]
+    for e in table:
+        lines.append(f"  {e['size']:<13} {e['dtype']:<9} "
+                     f"{str(e['n_head']) + '/' + str(e['n_kv_head']):>10} "
+                     f"{e['bytes_per_token'] / 1024:10.1f} {e['bytes_per_token_mha'] / 1024:10.1f} "
+                     f"{e['ratio']:6.3f} {e['T']:5d} {e['bytes_per_token'] * e['T'] / 2**20:9.2f}  "
+                     f"{', '.join(e['backends'])}")
     return "\n".join(lines)
 
 
@@ -233,7 +288,8 @@ def _finite(x: Any) -> Any:
 
 def to_json(env: dict[str, Any], rows: list[dict[str, Any]], peaks: dict[str, Any]
             ) -> dict[str, Any]:
-    return _finite({"env": env, "peaks": peaks, "targets": targets(rows), "rows": rows})
+    return _finite({"env": env, "peaks": peaks, "targets": targets(rows), "rows": rows,
+                    "kv_cache": kv_cache_table(rows)})
 
 
 def write_json(path: str | Path, env: dict[str, Any], rows: list[dict[str, Any]],

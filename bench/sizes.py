@@ -7,7 +7,10 @@ A Size is one (GPTConfig, B, T) plus default warm-up and timed iteration counts,
 that one measurement takes a few seconds on a 2-core CPU. gpt2-124m changes with the device:
 on the CPU it is llm.c's reference shape (B=4, T=64, V=50257); on CUDA it is the training
 shape (T=1024) with the vocabulary padded to 50304, a multiple of 128, as nanoGPT and llm.c
-pad it for the GPU's matmul tiles (the padded rows are never targets).
+pad it for the GPU's matmul tiles (the padded rows are never targets). llama-135m (shaped
+like SmolLM-135M) does the same with T=1024 on CUDA; its vocabulary, 49152, needs no padding.
+The Llama sizes (llama-6L-384, llama-135m, --quick's llama-tiny) are Llama blocks (issue 25:
+RMSNorm, RoPE, SwiGLU, grouped-query attention), named but not in DEFAULT_SIZES.
 
 Inputs are drawn from a seeded generator (`make_inputs`), so the parent process (which
 computes the float64 reference) and every worker build exactly the same idx and targets.
@@ -18,10 +21,11 @@ Ref: nanoGPT config/train_shakespeare_char.py (baby), README (6L/384), llm.c tra
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
-from numpy_gpt.nn.config import GPTConfig
+from numpy_gpt.nn.config import GPTConfig, arch_fields
 
 SWEEPS = ("n_embd", "T")
 
@@ -38,24 +42,36 @@ class Size:
     sweep_value: int | None = None  # the swept quantity's value (the x axis)
 
     def for_device(self, device: str) -> Size:
-        """The shape to run on `device` ("cpu" or "cuda"): only gpt2-124m differs."""
+        """The shape to run on `device` ("cpu" or "cuda"): only the ~124M/135M sizes differ."""
         if self.name == "gpt2-124m" and device == "cuda":
             return replace(self, config=self.config.replace(vocab_size=50304), seq_len=1024,
+                           iters=10, warmup=3)
+        if self.name == "llama-135m" and device == "cuda":  # 49152 = 384 x 128: no padding
+            return replace(self, config=self.config.replace(block_size=1024), seq_len=1024,
                            iters=10, warmup=3)
         if self.name == "gpt2-124m-B16" and device == "cuda":
             return replace(self, config=self.config.replace(vocab_size=50304))
         return self
 
-    def shape(self) -> dict[str, int]:
+    def shape(self) -> dict[str, Any]:
         c = self.config
         return {"B": self.batch_size, "T": self.seq_len, "n_layer": c.n_layer,
-                "n_head": c.n_head, "n_embd": c.n_embd, "vocab_size": c.vocab_size,
-                "block_size": c.block_size}
+                "n_head": c.n_head, "n_kv_head": c.kv_heads, "n_embd": c.n_embd,
+                "vocab_size": c.vocab_size, "block_size": c.block_size, "arch": c.arch}
 
 
 def _cfg(n_layer: int, n_head: int, n_embd: int, T: int, vocab_size: int = 65) -> GPTConfig:
     return GPTConfig(vocab_size=vocab_size, block_size=T, n_layer=n_layer, n_head=n_head,
                      n_embd=n_embd)
+
+
+def _llama(n_layer: int, n_head: int, n_kv_head: int, n_embd: int, T: int,
+           vocab_size: int = 65, **fields: Any) -> GPTConfig:
+    """A Llama-shaped config (--arch llama's fields: RMSNorm, RoPE halves, SwiGLU, no bias,
+    untied head), with its own n_kv_head and any field overridden by `fields`."""
+    return GPTConfig(**{**arch_fields("llama", n_head), "vocab_size": vocab_size,
+                        "block_size": T, "n_layer": n_layer, "n_head": n_head,
+                        "n_embd": n_embd, "n_kv_head": n_kv_head, **fields})
 
 
 SIZES: dict[str, Size] = {
@@ -79,6 +95,21 @@ SIZES: dict[str, Size] = {
                           16, 1024, warmup=2, iters=6),
     # --quick: small enough that a whole run takes seconds (timings mean nothing)
     "tiny": Size("tiny", _cfg(2, 2, 32, 16), 2, 16, warmup=1, iters=2),
+    # Llama blocks (issue 25), named, not in DEFAULT_SIZES (bench/README.md "Llama sizes"):
+    # 6L-384's shape with RMSNorm, RoPE, SwiGLU of the default width (F = 1024), no bias,
+    # an untied head and 2 key/value heads for the 6 query heads
+    "llama-6L-384": Size("llama-6L-384", _llama(6, 6, 2, 384, 256), 8, 256, warmup=2,
+                         iters=6),
+    # shaped like HuggingFaceTB/SmolLM-135M (its config.json: 30 layers, hidden 576, 9 heads,
+    # 3 key/value heads, intermediate 1536, vocab 49152, tie_word_embeddings true, rope_theta
+    # 10000, rms_norm_eps 1e-5): 134.5M parameters. On the CPU gpt2-124m's B=4, T=64; on CUDA
+    # T=1024 (for_device). block_size is T (RoPE has no position table, so it changes no
+    # parameter; it only sizes the KV cache both twins preallocate)
+    "llama-135m": Size("llama-135m", _llama(30, 9, 3, 576, 64, vocab_size=49152,
+                                            ffn_hidden=1536, tie_weights=True),
+                       4, 64, warmup=1, iters=3),
+    # --quick's Llama: every new layer and a grouped K/V head in seconds (timings mean nothing)
+    "llama-tiny": Size("llama-tiny", _llama(2, 4, 2, 32, 16), 2, 16, warmup=1, iters=2),
 }
 DEFAULT_SIZES = ("baby", "6L-384", "gpt2-124m")
 

@@ -1,6 +1,6 @@
 """`python -m numpy_gpt compare`: GPT-2 blocks against Llama blocks at an equal budget.
 
-    python -m numpy_gpt compare                      # 6 variants x 3 seeds x 75 s, ~28 min
+    python -m numpy_gpt compare                      # 6 variants x 3 seeds x 75 s, ~25 min
     python -m numpy_gpt compare --quick              # 2 s per run, 2 seeds: a try-out
     python -m numpy_gpt compare --variants gpt2,llama --seconds 30 --seeds 1,2
 

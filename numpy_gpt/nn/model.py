@@ -271,8 +271,8 @@ class GPT:
             dm = dropout_backward(dx, c.mlp_drop)
             mlp_proj, c_act = c.mlp_proj, c.act
             if mlp_proj[0].x is None:  # forward let the activation's output go: rebuild it
-                if c.c_gate is not None:
-                    hidden = swiglu_recompute(c.act)
+                if c.c_gate is not None:  # c_act: s and silu for swiglu_backward too
+                    hidden, c_act = swiglu_recompute(c.act)
                 else:
                     hidden, c_act = gelu_recompute(c.act)
                 mlp_proj = (mlp_proj[0]._replace(x=hidden), None)

@@ -21,8 +21,8 @@ kinds, forward and backward apart:
     other           the rest of the step (the loop and bookkeeping outside these functions)
 
 Each layer function is counted by its inclusive time (cProfile's cumtime) less the calls
-it received from another counted function (swiglu_recompute calls swiglu_forward: that
-time is the recompute's, in backward, and counted once); GPT.forward/backward by their
+it received from another counted function (a *_recompute calling its *_forward: that time
+is the recompute's, in backward, and counted once); GPT.forward/backward by their
 exclusive time. NumPy's operators and ufuncs (@, +, np.exp) are C calls that cProfile does
 not see separately, so they land in the function that wrote them, which is what we want.
 cProfile's own overhead is a few hundred Python calls per step, small next to 6L-384's

@@ -21,7 +21,6 @@ from bench.profile import KINDS, breakdown, profile_train_step
 from bench.sizes import DEFAULT_SIZES, SIZES, get_size
 from numpy_gpt.generation.generate import Decoder
 from numpy_gpt.nn.config import param_shapes
-from numpy_gpt.nn.layers.swiglu import swiglu_forward, swiglu_recompute
 from numpy_gpt.nn.model import GPT, init_params
 from torch_gpt.generate import Decoder as TorchDecoder
 
@@ -162,21 +161,32 @@ def test_numpy_profile_counts_the_llama_layers_as_their_own_kinds():
     assert kinds["swiglu.py:swiglu_recompute"] == "swiglu"
 
 
-def test_a_counted_call_inside_another_is_counted_once():
-    """swiglu_recompute calls swiglu_forward: that time is the recompute's (backward) only."""
-    g, u = (np.random.default_rng(0).standard_normal((64, 256), dtype=np.float32)
-            for _ in range(2))
-    cache = swiglu_forward(g, u)[1]
+def test_a_counted_call_inside_another_is_counted_once(tmp_path):
+    """A *_recompute that calls its *_forward (swiglu_recompute did until it kept the sigmoid
+    for the backward): the nested time is the recompute's (backward) only. A layer file of
+    that shape, at a numpy_gpt-like path, profiled for real."""
+    import importlib.util
+
+    path = tmp_path / "numpy_gpt" / "nn" / "layers" / "swiglu.py"
+    path.parent.mkdir(parents=True)
+    path.write_text("import numpy as np\n"
+                    "def swiglu_forward(g):\n    return np.tanh(g) * g\n"
+                    "def swiglu_recompute(g):\n    return swiglu_forward(g)\n")
+    spec = importlib.util.spec_from_file_location("_nested_layer", path)
+    layer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(layer)
+    g = np.random.default_rng(0).standard_normal(2**18)
     prof = cProfile.Profile()
     prof.enable()
     for _ in range(20):
-        swiglu_recompute(cache)
+        layer.swiglu_recompute(g)
     prof.disable()
     rows, functions = breakdown(prof, steps=1, step_ms=1e3)
     by = {r["kind"]: r for r in rows}
     assert by["swiglu"]["forward_ms"] == 0 and by["swiglu"]["backward_ms"] > 0
     nested = [f for f in functions if f["function"] == "swiglu.py:swiglu_forward"]
     assert nested and nested[0]["ms_per_step"] == pytest.approx(0.0, abs=1e-9)
+    assert nested[0]["calls_per_step"] == 20
 
 
 def test_torch_profile_counts_the_llama_layers_as_their_own_kinds():

@@ -13,6 +13,7 @@ in the same run: bench/roofline.py), 2 for bad flags.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -153,8 +154,6 @@ def partial_path(json_path: str | Path) -> Path:
 def _append_partial(json_path: str | None, row: dict) -> None:
     if json_path is None:
         return
-    import json
-
     path = partial_path(json_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:

@@ -423,7 +423,9 @@ def device_bandwidth(dry: bool) -> dict[str, Any]:
     reason = unavailable_reason(backend)
     if reason:
         return {"skipped": reason}
-    gbps, detail = memory_bandwidth(backend, threads=1 if dry else 16, quick=dry)
+    from .env import cpu_cores
+
+    gbps, detail = memory_bandwidth(backend, threads=1 if dry else cpu_cores(), quick=dry)
     return {"gb_per_s": round(gbps, 1), **detail}
 
 
@@ -452,9 +454,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probe", metavar="JSON", help=argparse.SUPPRESS)  # the machine step
     args = p.parse_args(argv)
     if args.probe:
-        Path(args.probe).write_text(json.dumps(probe(args.dry_run), indent=1) + "\n",
-                                    encoding="utf-8")
-        print(json.dumps(json.loads(Path(args.probe).read_text()), indent=1))
+        text = json.dumps(probe(args.dry_run), indent=1)
+        Path(args.probe).write_text(text + "\n", encoding="utf-8")
+        print(text)
         return 0
     if args.list:
         for s in STEPS:

@@ -24,26 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from numpy_gpt.training.machine_load import cores as cpu_cores
+from numpy_gpt.training.machine_load import cpu_model, loadavg, machine_cpu_seconds
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_cores() -> int:
-    """Cores this process may run on (the affinity mask), else os.cpu_count()."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def blas_info(threads: int, command: str = "python -m bench ...",
@@ -119,28 +105,10 @@ def git_commit() -> str | None:
     return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def cpu_times() -> tuple[float, float] | None:
-    """(busy, steal) CPU-seconds of the whole machine since boot, from /proc/stat.
-
-    busy = user + nice + system + irq + softirq + steal (guest time is inside user). The
-    runner differences two readings around a measurement and subtracts its own processes'
-    CPU time: what remains is other processes' (and the hypervisor's) use of the machine.
-    """
-    try:
-        with open("/proc/stat", encoding="ascii") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    tick = os.sysconf("SC_CLK_TCK")
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
-    return (user + nice + system + irq + softirq + steal) / tick, steal / tick
+# (busy, steal) CPU-seconds of the whole machine since boot, from /proc/stat: the runner
+# differences two readings around a measurement and subtracts its own processes' CPU time;
+# what remains is other processes' (and the hypervisor's) use of the machine
+cpu_times = machine_cpu_seconds
 
 
 class ForeignCpu:

@@ -33,9 +33,10 @@ def loadavg() -> list[float] | None:
         return None
 
 
-def machine_busy_seconds(stat_line: str | None = None) -> float | None:
-    """Busy CPU-seconds of all cores since boot, from /proc/stat's first line (`stat_line`:
-    that line, for tests); guest time is counted inside user time already."""
+def machine_cpu_seconds(stat_line: str | None = None) -> tuple[float, float] | None:
+    """(busy, steal) CPU-seconds of all cores since boot, from /proc/stat's first line
+    (`stat_line`: that line, for tests). busy = user + nice + system + irq + softirq + steal;
+    guest time is counted inside user time already."""
     try:
         if stat_line is None:
             with open("/proc/stat", encoding="ascii") as f:
@@ -43,8 +44,15 @@ def machine_busy_seconds(stat_line: str | None = None) -> float | None:
         fields = [int(v) for v in stat_line.split()[1:]]
     except (OSError, ValueError):
         return None
+    tick = os.sysconf("SC_CLK_TCK")
     user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq + steal) / tick, steal / tick
+
+
+def machine_busy_seconds(stat_line: str | None = None) -> float | None:
+    """Busy CPU-seconds of all cores since boot (machine_cpu_seconds' first value)."""
+    seconds = machine_cpu_seconds(stat_line)
+    return None if seconds is None else seconds[0]
 
 
 def own_cpu_seconds() -> float:

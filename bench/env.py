@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from numpy_gpt.training.machine_load import cores as cpu_cores
-from numpy_gpt.training.machine_load import cpu_model, loadavg, machine_cpu_seconds
+from numpy_gpt.training.machine_load import MIN_WALL_S, cpu_model, loadavg, machine_cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,7 +116,8 @@ class ForeignCpu:
 
     foreign = machine busy CPU-seconds (/proc/stat) - this process's and the worker's own
     (getrusage), as a fraction of wall time x cores. 0 on a quiet machine; 0.5 means other
-    processes had half the machine on average (timings are then not to be trusted).
+    processes had half the machine on average (timings are then not to be trusted). None
+    over an interval too short for /proc/stat's ticks to tell (machine_load.MIN_WALL_S).
     """
 
     def __init__(self) -> None:
@@ -129,12 +130,13 @@ class ForeignCpu:
 
     def foreign(self) -> tuple[float | None, float | None]:
         cpu1 = cpu_times()
-        if self.cpu0 is None or cpu1 is None:
+        wall = time.perf_counter() - self.t0
+        if self.cpu0 is None or cpu1 is None or wall < MIN_WALL_S:
             return None, None
-        capacity = (time.perf_counter() - self.t0) * cpu_cores()
+        capacity = wall * cpu_cores()
         busy, steal = cpu1[0] - self.cpu0[0], cpu1[1] - self.cpu0[1]
-        other = max(busy - (self._own() - self.own0), 0.0)
-        return round(other / capacity, 3), round(steal / capacity, 3)
+        other = max(busy - (self._own() - self.own0), 0.0)  # tick rounding: clamp to [0, 1]
+        return round(min(other / capacity, 1.0), 3), round(min(steal / capacity, 1.0), 3)
 
 
 def slugify(text: str) -> str:

@@ -12,6 +12,11 @@ irq + softirq + steal) minus this process's own (getrusage: all its threads), di
 wall time. `others_cores` 0.4 on a 2-core machine means other processes had 0.4 of a core on
 average, `others_share` 0.2 of the machine.
 
+/proc/stat counts in ticks (10 ms on most kernels) per core, so an interval shorter than
+MIN_WALL_S cannot say who used the cores: its CPU fields are None rather than a share of
+fifty machines read off one stray tick. Over longer intervals the rounding is clamped to what
+is possible: others used between 0 and all the cores.
+
 Deliberately omits: child processes (the NumPy twin's shards are threads of this process) and
 anything but Linux (/proc/stat absent: the CPU fields are None, the load average may remain).
 """
@@ -83,6 +88,9 @@ def cores() -> int:
     return os.cpu_count() or 1
 
 
+MIN_WALL_S = 0.5  # one tick per core is then at most 2 % of the share
+
+
 class LoadMeter:
     """Readings at creation; finish() differences them (module docstring)."""
 
@@ -99,9 +107,9 @@ class LoadMeter:
                                   "wall_s": round(wall, 3), "cores": cores(),
                                   "own_cores": round(own / wall, 3),
                                   "others_cores": None, "others_share": None}
-        if busy is not None and self.busy0 is not None:
-            # ticks are 10 ms: a short interval can read a little below our own use
-            others = max(busy - self.busy0 - own, 0.0) / wall
+        if busy is not None and self.busy0 is not None and wall >= MIN_WALL_S:
+            # tick rounding can read a little below our own use, or above the machine
+            others = min(max(busy - self.busy0 - own, 0.0) / wall, record["cores"])
             record["others_cores"] = round(others, 3)
             record["others_share"] = round(others / record["cores"], 3)
         return record

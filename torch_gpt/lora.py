@@ -52,10 +52,12 @@ class LoRALinear(nn.Linear):
 
     Built from an existing nn.Linear, whose weight and bias Parameters it keeps (the same
     objects). lora_A starts Kaiming-uniform (nn.Linear's own init: bound 1/sqrt(in)), lora_B
-    at zero, so the adapted layer starts equal to the base layer.
+    at zero, so the adapted layer starts equal to the base layer. The uniform draw comes from
+    `rng`, NumPy's generator, as numpy_gpt.nn.lora.init_lora_params draws it: apply_lora hands
+    every site the one generator in lora_sites' order, so one seed gives both twins the same A.
     """
 
-    def __init__(self, base: nn.Linear, lcfg: LoRAConfig, generator: torch.Generator):
+    def __init__(self, base: nn.Linear, lcfg: LoRAConfig, rng: np.random.Generator):
         nn.Module.__init__(self)  # not nn.Linear.__init__: the base's Parameters are reused
         self.in_features, self.out_features = base.in_features, base.out_features
         self.weight, self.bias = base.weight, base.bias
@@ -67,10 +69,10 @@ class LoRALinear(nn.Linear):
                                 device=w.device, dtype=w.dtype)
         self.lora_dropout = Dropout(lcfg.dropout)
         self.dropout_mask: torch.Tensor | None = None  # set for one forward by the model's hook
-        with torch.no_grad():  # drawn on the CPU from a seeded generator, as GPT's init
+        with torch.no_grad():  # drawn in float64 on the CPU, then cast, as GPT's init
             bound = 1.0 / math.sqrt(self.in_features)  # kaiming_uniform_(a=sqrt(5))
-            a = torch.empty(self.lora_A.weight.shape, dtype=torch.float64)
-            self.lora_A.weight.copy_(a.uniform_(-bound, bound, generator=generator))
+            a = rng.uniform(-bound, bound, size=tuple(self.lora_A.weight.shape))
+            self.lora_A.weight.copy_(torch.from_numpy(a))
             self.lora_B.weight.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,14 +110,14 @@ def apply_lora(model: GPT, lcfg: LoRAConfig, seed: int = 0) -> GPT:
         raise TypeError(f"lcfg must be a numpy_gpt.nn.lora.LoRAConfig, got {type(lcfg).__name__}")
     if getattr(model, "lora", None) is not None:
         raise ValueError("this model already has LoRA adapters; merge_lora() it first")
-    generator = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)  # numpy_gpt's add_lora draws from the same stream
     for p in model.parameters():
         p.requires_grad_(False)
     for key in np_lora.lora_sites(model.config, lcfg):  # forward order, as numpy_gpt draws A
         base = _module(model, key)
         if not isinstance(base, nn.Linear):
             raise TypeError(f"{key} is not an nn.Linear; cannot adapt it")
-        _set_module(model, key, LoRALinear(base, lcfg, generator))
+        _set_module(model, key, LoRALinear(base, lcfg, rng))
     model.lora = lcfg
     model._lora_hooks = (  # route `<key>.lora_dropout` masks of forward(dropout_masks=...)
         model.register_forward_pre_hook(_hand_out_masks, with_kwargs=True),

@@ -20,8 +20,9 @@ residual projections (attn.c_proj, mlp.c_proj) N(0, 0.02/sqrt(2 n_layer)), zero 
 norm weights (LayerNorm or RMSNorm) one. A name no rule covers is an error here, not a silent
 default, so a new kind of parameter gets its init on purpose.
 
-Deliberately omits: LoRA adapters (nn/lora.py draws those) and dropout masks (each twin's own
-generator; model.make_dropout_masks shares them where a comparison needs it).
+Deliberately omits: LoRA adapters (nn/lora.py draws those, torch_gpt/lora.py the same way)
+and dropout masks (each twin's own generator; model.make_dropout_masks shares them where a
+comparison needs it).
 Ref: GPT-2 paper §2.3; nanoGPT GPT._init_weights; llama2.c model.py (the same rule for w1-w3).
 """
 

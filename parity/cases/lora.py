@@ -60,7 +60,7 @@ def run_layer(ctx: Context, dropout: bool) -> None:
     dx_lora, dA, dB = lora_backward(dout, cache)
 
     linear = nn.Linear(C, out_f, device=ctx.device, dtype=ctx.torch_dtype)
-    layer = LoRALinear(linear, lcfg, torch.Generator().manual_seed(0)).train(dropout)
+    layer = LoRALinear(linear, lcfg, np.random.default_rng(0)).train(dropout)
     with torch.no_grad():
         for p, v in ((layer.weight, W), (layer.bias, b), (layer.lora_A.weight, A),
                      (layer.lora_B.weight, Bm)):

@@ -65,6 +65,22 @@ def test_planted_lora_gradient_fault_is_caught() -> None:
     assert failed == [f"grad:{fault}"]
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_same_seed_gives_both_twins_the_same_adapter(dtype: str) -> None:
+    """apply_lora and numpy_gpt's add_lora draw A from one NumPy stream: bit-identical."""
+    ref = NumpyGPT(CFG, seed=0, dtype=dtype)
+    ref.add_lora(LCFG, seed=5)
+    model = apply_lora(torch_gpt.GPT(CFG, dtype=dtype), LCFG, seed=5)
+    ours = lora_numpy_params(model)
+    assert set(ours) == set(ref.lora_params)
+    for k, v in ref.lora_params.items():
+        assert ours[k].dtype == v.dtype and np.array_equal(ours[k], v), k
+    assert np.any(ours["transformer.h.1.mlp.c_fc.lora_A.weight"] != 0)
+    other = lora_numpy_params(apply_lora(torch_gpt.GPT(CFG, dtype=dtype), LCFG, seed=6))
+    assert not np.array_equal(other["transformer.h.0.attn.c_attn.lora_A.weight"],
+                              ours["transformer.h.0.attn.c_attn.lora_A.weight"])
+
+
 def test_names_shapes_and_frozen_base() -> None:
     model = torch_gpt.GPT(CFG, dtype="float64")
     base_keys = set(model.state_dict())

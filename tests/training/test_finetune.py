@@ -44,6 +44,22 @@ def run_ft(tiny_chat, out: Path, backend: str, lora: LoRAConfig | None, **overri
     return finetune(tcfg, dataset, out, twin_named(backend), lora)
 
 
+def test_one_seed_is_one_lora_run_in_both_twins(tiny_chat, tmp_path) -> None:
+    """Without dropout, a LoRA fine-tune is the same run in either twin: both draw lora_A from
+    NumPy's generator with the run's seed, so the adapters agree to float64 rounding."""
+    lcfg = LoRAConfig(rank=4, alpha=8.0, dropout=0.0, targets=("c_attn", "c_fc"))
+    adapters = {}
+    for twin in ("numpy", "torch"):
+        result = run_ft(tiny_chat, tmp_path / twin, twin, lcfg, dtype="float64", dropout=0.0,
+                        seed=11)
+        adapters[twin] = load_adapter(result.adapter_dir)[1]
+    assert adapters["numpy"].keys() == adapters["torch"].keys()
+    for name, value in adapters["numpy"].items():
+        ref = adapters["torch"][name]
+        err = np.abs(value - ref).max() / np.abs(ref).max()
+        assert err <= 1e-10, (name, err)
+
+
 def test_settings_come_from_the_checkpoint(tiny_chat) -> None:
     folder, ckpt = tiny_chat
     tcfg = finetune_config(ckpt, folder, {"max_iters": 7}, lora=True)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 import torch_gpt
-from numpy_gpt.nn.model import init_params
+from numpy_gpt.nn.model_parts import init_params
 from torch_gpt.optim import configure_optimizer
 from torch_gpt.precision import autocast
 

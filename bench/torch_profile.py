@@ -56,10 +56,11 @@ _OPS = (
     ("aten::linear", "linear/matmul"),
 )
 GENERIC = ("aten::add", "residual/glue")  # yields to a caller's kind (see the docstring)
-# torch_gpt functions (Python frames, "…/torch_gpt/model.py(124): apply_rope") whose unnamed
+# torch_gpt functions (Python frames, "…/torch_gpt/layers.py(80): apply_rope") whose unnamed
 # operators are a kind's: RoPE's arithmetic, SwiGLU's gate x up product (GELU's MLP.hidden
 # holds only linear and gelu, both named first)
-_FRAMES = (("torch_gpt/model.py", "apply_rope", "rope"), ("torch_gpt/model.py", "hidden", "swiglu"))
+_FRAMES = (("torch_gpt/layers.py", "apply_rope", "rope"),
+           ("torch_gpt/model.py", "hidden", "swiglu"))
 ENGINE = "autograd::engine::evaluate_function"
 
 
@@ -73,7 +74,7 @@ def classify_op(name: str) -> str:
 
 def classify_frame(name: str) -> str:
     """The layer kind of a Python frame's profiler name ("other" for every frame but
-    _FRAMES'): "/x/torch_gpt/model.py(124): apply_rope" -> "rope"."""
+    _FRAMES'): "/x/torch_gpt/layers.py(80): apply_rope" -> "rope"."""
     where, _, func = name.replace("\\", "/").rpartition(": ")
     for path, fn, kind in _FRAMES:
         if func == fn and path in where:

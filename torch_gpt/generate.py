@@ -51,7 +51,8 @@ from numpy_gpt.generation.sampling import (
 )
 from numpy_gpt.generation.sampling import generate_text as _generate_text
 
-from .model import GPT, Rope
+from .layers import Rope
+from .model import GPT
 from .precision import autocast
 
 # ---------------------------------------------------------------------- KV cache

@@ -15,10 +15,10 @@ the names numpy_gpt and HF peft use. Gradients come from autograd; only LoRAConf
 names and the adapter file format are shared with numpy_gpt (STYLE.md L2).
 
 LoRA dropout acts on the LoRA path's input only, in train mode. For exact comparisons the
-keep-masks of numpy_gpt.nn.model.make_dropout_masks (`<linear key>.lora_dropout`, (B,T,in)) can be
-passed in the model's usual `dropout_masks` argument: a forward pre-hook installed by
-apply_lora hands each LoRALinear its mask for that one call, so torch_gpt/model.py needs no
-change.
+keep-masks of numpy_gpt.nn.model_parts.make_dropout_masks (`<linear key>.lora_dropout`,
+(B,T,in)) can be passed in the model's usual `dropout_masks` argument: a forward pre-hook
+installed by apply_lora hands each LoRALinear its mask for that one call, so
+torch_gpt/model.py needs no change.
 
 Deliberately omits: adapters on embeddings or the head, several adapters at once, DoRA/rsLoRA
 scaling, quantized bases.
@@ -41,7 +41,8 @@ from torch.nn import functional as F
 from numpy_gpt.nn import lora as np_lora
 from numpy_gpt.nn.lora import LoRAConfig
 
-from .model import GPT, Dropout
+from .layers import Dropout
+from .model import GPT
 
 __all__ = ["LoRAConfig", "LoRALinear", "apply_lora", "load_adapter", "lora_numpy_params",
            "lora_parameters", "merge_lora", "save_adapter"]

@@ -57,7 +57,7 @@ from ..nn.layers import (
 )
 from ..nn.layers.attention import by_group, split_heads
 from ..nn.layers.rope import qk_heads
-from ..nn.model import norm_forward
+from ..nn.model_parts import norm_forward
 from .sampling import (
     SamplingConfig,
     check_generation_inputs,

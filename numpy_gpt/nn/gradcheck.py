@@ -51,7 +51,8 @@ from .layers.rmsnorm import rmsnorm_backward, rmsnorm_forward
 from .layers.rope import rope_backward, rope_forward, rope_tables
 from .layers.swiglu import swiglu_backward, swiglu_forward
 from .lora import LoRAConfig
-from .model import GPT, make_dropout_masks
+from .model import GPT
+from .model_parts import make_dropout_masks
 
 TOLERANCE = 1e-6  # float64; typical errors are ~1e-10
 TARGETS_ALL = ("c_attn", "c_proj", "c_fc")

@@ -24,6 +24,9 @@ Attention runs layers/attention.py (the (T, T) probabilities kept for backward) 
 layers/flash_attention.py (O(T) memory, the same function to rounding), as config.attention
 and config.tiled_attention(T, p) decide per forward.
 
+The caches, the initial weights, the dropout masks, the norm chosen by config and the
+token-id checks are model_parts.py's (re-exported here).
+
 Deliberately omits: KV-cache decoding (generate.py), the optimizer (optim.py).
 Ref: nanoGPT model.py; llm.c train_gpt2.c gpt2_forward/gpt2_backward.
 """
@@ -31,14 +34,13 @@ Ref: nanoGPT model.py; llm.c train_gpt2.c gpt2_forward/gpt2_backward.
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from . import checkpoint
-from .config import GPTConfig, dropout_mask_shapes, param_shapes
+from .config import GPTConfig, param_shapes
 from .device import DEVICES, array_module, to_numpy
-from .init_spec import init_rules
 from .layers import (
     FlashAttentionCache,
     attention_backward,
@@ -57,13 +59,11 @@ from .layers import (
     gelu_tanh_backward,
     gelu_tanh_forward,
     layernorm_backward,
-    layernorm_forward,
     linear_backward,
     linear_forward,
     lora_backward,
     lora_forward,
     rmsnorm_backward,
-    rmsnorm_forward,
     rope_backward,
     rope_forward,
     rope_tables,
@@ -71,62 +71,19 @@ from .layers import (
     swiglu_forward,
     swiglu_recompute,
 )
-from .layers.loss import IGNORE_INDEX
 from .layers.rmsnorm import RMSNormCache
 from .layers.rope import qk_heads
-from .lora import (
-    LoRAConfig,
-    init_lora_params,
-    lora_dropout_shapes,
-    lora_param_shapes,
-    merged_params,
+from .lora import LoRAConfig, init_lora_params, lora_param_shapes, merged_params
+from .model_parts import (  # all re-exported: they lived here before
+    BlockCache,
+    GPTCache,
+    check_token_ids,
+    init_params,
+    make_dropout_masks,
+    norm_forward,
 )
 
 DTYPES = ("float32", "float64")
-
-
-class BlockCache(NamedTuple):
-    ln_1: Any
-    c_attn: Any
-    rope: Any  # None with learned positions
-    attn: Any
-    attn_proj: Any
-    attn_drop: Any
-    ln_2: Any
-    c_gate: Any  # None without SwiGLU
-    c_fc: Any
-    act: Any  # the GELU's or the SwiGLU's cache
-    mlp_proj: Any
-    mlp_drop: Any
-
-
-class GPTCache(NamedTuple):
-    emb: Any
-    emb_drop: Any
-    blocks: list[BlockCache]
-    ln_f: Any
-    lm_head: Any
-    loss: Any  # None when forward had no targets
-
-
-def make_dropout_masks(
-    config: GPTConfig, B: int, T: int, rng: np.random.Generator, lora: LoRAConfig | None = None
-) -> dict[str, np.ndarray]:
-    """Fresh bool keep-masks for every dropout site, True = keep.
-
-    The model's sites (config.dropout_mask_shapes, probability config.dropout) when
-    config.dropout > 0, then the LoRA paths' sites (probability lora.dropout) when an adapter
-    with dropout is given. Drawn in that order from `rng`, so one seed gives one set of masks;
-    pass the same dict to both twins to compare them in train mode.
-    """
-    masks = {}
-    if config.dropout > 0.0:
-        for name, shape in dropout_mask_shapes(config, B, T).items():
-            masks[name] = rng.random(shape, dtype=np.float32) >= config.dropout
-    if lora is not None and lora.dropout > 0.0:
-        for name, shape in lora_dropout_shapes(config, lora, B, T).items():
-            masks[name] = rng.random(shape, dtype=np.float32) >= lora.dropout
-    return masks
 
 
 class GPT:
@@ -180,10 +137,10 @@ class GPT:
         default) never drops. loss is the mean cross-entropy over targets != -100.
         """
         cfg, P, xp = self.config, self.params, self.xp
-        idx = xp.asarray(self._check_ids(idx, "idx"))  # checked on the host, then moved
+        idx = xp.asarray(check_token_ids(cfg, idx, "idx"))  # checked on the host, then moved
         B, T = idx.shape
         if targets is not None:
-            targets = xp.asarray(self._check_ids(targets, "targets", shape=(B, T)))
+            targets = xp.asarray(check_token_ids(cfg, targets, "targets", shape=(B, T)))
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         p = cfg.dropout if train else 0.0
@@ -420,59 +377,3 @@ class GPT:
     def _head_weight(self) -> np.ndarray:
         key = "transformer.wte.weight" if self.config.tie_weights else "lm_head.weight"
         return self.params[key]
-
-    def _check_ids(self, ids: Any, what: str, shape: tuple[int, int] | None = None) -> np.ndarray:
-        ids = to_numpy(ids)  # on the host: the checks below report values
-        cfg = self.config
-        if not np.issubdtype(ids.dtype, np.integer):
-            raise ValueError(f"{what} must be integer token ids, got dtype {ids.dtype}")
-        if ids.ndim != 2:
-            raise ValueError(f"{what} must have shape (B, T), got {ids.shape}")
-        if shape is not None and ids.shape != shape:
-            raise ValueError(f"{what} has shape {ids.shape} but idx has shape {shape}")
-        if ids.shape[1] > cfg.block_size:
-            raise ValueError(
-                f"{what} has T={ids.shape[1]} tokens but block_size is {cfg.block_size}; "
-                "crop the sequence to the last block_size tokens"
-            )
-        if ids.size == 0:
-            raise ValueError(f"{what} is empty (shape {ids.shape})")
-        V = cfg.vocab_size
-        is_target = what == "targets"
-        bad = (ids >= V) | ((ids < 0) & ~(is_target & (ids == IGNORE_INDEX)))
-        if bad.any():
-            raise ValueError(
-                f"{what} contains token id {int(ids[bad].flat[0])} outside [0, {V})"
-                + (f"; use {IGNORE_INDEX} to ignore a target" if is_target else "")
-            )
-        return ids
-
-
-def norm_forward(config: GPTConfig, params: dict[str, np.ndarray], x: np.ndarray, key: str
-                 ) -> tuple[np.ndarray, Any]:
-    """The norm `key` (ln_1, ln_2, ln_f) with weights from `params`: LayerNorm, or RMSNorm
-    (weight only) for config.norm "rmsnorm". (out, cache), as the layer's forward."""
-    eps = config.layer_norm_eps
-    if config.norm == "rmsnorm":
-        return rmsnorm_forward(x, params[key + ".weight"], eps)
-    return layernorm_forward(x, params[key + ".weight"], params.get(key + ".bias"), eps)
-
-
-def init_params(config: GPTConfig, dtype: np.dtype, rng: np.random.Generator
-                ) -> dict[str, np.ndarray]:
-    """GPT-2 initialization by init_spec's rules (N(0, 0.02) weights and embeddings, residual
-    projections N(0, 0.02/sqrt(2 n_layer)), zero biases, norm weights one), drawn from `rng`
-    in canonical order in float64 and then cast: the scheme torch_gpt draws by too, so one
-    seed gives one model in either twin and in float32 or float64.
-    Ref: GPT-2 paper §2.3; nanoGPT GPT._init_weights.
-    """
-    rules = init_rules(config)
-    params = {}
-    for name, shape in param_shapes(config).items():
-        rule = rules[name]
-        if rule.kind == "normal":
-            value = rng.normal(0.0, rule.std, size=shape)
-        else:
-            value = np.ones(shape) if rule.kind == "ones" else np.zeros(shape)
-        params[name] = value.astype(dtype)
-    return params

@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from .layers.loss import IGNORE_INDEX
-from .model import GPT, make_dropout_masks
+from .model import GPT
+from .model_parts import make_dropout_masks
 
 
 def default_threads() -> int:

@@ -17,7 +17,7 @@ import torch
 from torch.nn import functional as F
 
 from numpy_gpt.nn import layers as L
-from torch_gpt.model import Dropout, causal_attention
+from torch_gpt.layers import Dropout, causal_attention
 
 from ..harness import Context
 from . import Case, register

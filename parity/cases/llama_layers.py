@@ -1,7 +1,7 @@
 """Layer cases of the Llama blocks: numpy_gpt's hand-written pairs vs torch autograd.
 
     layer/rmsnorm             rmsnorm_forward/backward vs F.rms_norm
-    layer/rope-halves         rope_forward/backward vs torch_gpt.model.apply_rope, positions
+    layer/rope-halves         rope_forward/backward vs torch_gpt.layers.apply_rope, positions
     layer/rope-interleaved    0..T-1 and a KV-cache offset, Llama's theta and Llama 3's
     layer/swiglu              swiglu_forward/backward vs F.silu(g) * u
     layer/attention-gqa-*     attention_forward/backward with n_kv_head < n_head (and 1:
@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from numpy_gpt.nn import layers as L
 from numpy_gpt.nn.config import GPTConfig
-from torch_gpt.model import Dropout, apply_rope, rope_tables
+from torch_gpt.layers import Dropout, apply_rope, rope_tables
 
 from ..harness import Context
 from . import Case, llama_config, register

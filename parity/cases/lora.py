@@ -6,7 +6,7 @@
                    lora_B ones and, with the base unfrozen for the comparison, every base
                    parameter's (they see the LoRA paths through the input path of each layer);
                    train mode shares the model's and the LoRA paths' dropout masks
-                   (numpy_gpt.nn.model.make_dropout_masks with the LoRA config)
+                   (numpy_gpt.nn.model_parts.make_dropout_masks with the LoRA config)
     lora/llama-*   the same on the --config size Llama-shaped, adapting q/k/v (c_attn), o and
                    the MLP's three matrices (c_proj, c_gate, c_fc)
     merged         in each twin, the merged model's logits equal the adapted model's, and
@@ -30,7 +30,7 @@ import torch_gpt
 from numpy_gpt.nn.layers import linear_backward, linear_forward, lora_backward, lora_forward
 from numpy_gpt.nn.lora import LoRAConfig
 from numpy_gpt.nn.model import GPT as NumpyGPT
-from numpy_gpt.nn.model import make_dropout_masks
+from numpy_gpt.nn.model_parts import make_dropout_masks
 from torch_gpt.lora import LoRALinear, apply_lora, lora_numpy_params, merge_lora
 
 from ..harness import Context

@@ -4,7 +4,7 @@ numpy_gpt's params are loaded into torch_gpt by key (the key sets and every shap
 equal, STYLE.md P5); then logits, loss and every gradient by name are compared. Variants
 cover tied/untied head, bias on/off, both GELUs, both attention implementations, label
 smoothing, ignored targets (-100), no targets, the B=1, T=1 edge, train mode with
-dropout > 0 using identical masks from numpy_gpt.nn.model.make_dropout_masks, and numpy_gpt's
+dropout > 0 using identical masks from numpy_gpt.nn.model_parts.make_dropout_masks, and numpy_gpt's
 tiled attention kernel (GPTConfig.attention="tiled") against torch's SDPA. The "llama"
 variants run the --config size Llama-shaped (cases.llama_config): RMSNorm, RoPE in both pair
 layouts, SwiGLU, grouped-query attention (and plain multi-head with `mha`), in eval and train
@@ -26,7 +26,7 @@ import torch
 import torch_gpt
 from numpy_gpt.nn.config import GPTConfig
 from numpy_gpt.nn.model import GPT as NumpyGPT
-from numpy_gpt.nn.model import make_dropout_masks
+from numpy_gpt.nn.model_parts import make_dropout_masks
 
 from ..harness import Context
 from . import Case, llama_config, register

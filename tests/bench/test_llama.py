@@ -21,7 +21,8 @@ from bench.profile import KINDS, breakdown, profile_train_step
 from bench.sizes import DEFAULT_SIZES, SIZES, get_size
 from numpy_gpt.generation.generate import Decoder
 from numpy_gpt.nn.config import param_shapes
-from numpy_gpt.nn.model import GPT, init_params
+from numpy_gpt.nn.model import GPT
+from numpy_gpt.nn.model_parts import init_params
 from torch_gpt.generate import Decoder as TorchDecoder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -202,8 +203,8 @@ def test_torch_profile_counts_the_llama_layers_as_their_own_kinds():
     names = {"aten::rms_norm": "rmsnorm", "aten::_fused_rms_norm_backward": "rmsnorm",
              "aten::silu_backward": "swiglu", "aten::add": "residual/glue"}
     assert {n: classify_op(n) for n in names} == names
-    frames = {"/w/torch_gpt/model.py(124): apply_rope": "rope",
-              "/w/torch_gpt/model.py(239): hidden": "swiglu",
+    frames = {"/w/torch_gpt/layers.py(80): apply_rope": "rope",
+              "/w/torch_gpt/model.py(145): hidden": "swiglu",
               "/w/numpy_gpt/x.py(1): apply_rope": "other"}
     assert {f: classify_frame(f) for f in frames} == frames
     t = profile_torch_train_step("llama-tiny", steps=2, warmup=1, kinds=KINDS)

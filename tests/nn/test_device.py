@@ -18,7 +18,7 @@ from numpy_gpt import GPT, GPTConfig
 from numpy_gpt.generation.generate import generate
 from numpy_gpt.nn.device import DeviceError, array_module, device_of, get_array_module, to_numpy
 from numpy_gpt.nn.lora import LoRAConfig
-from numpy_gpt.nn.model import make_dropout_masks
+from numpy_gpt.nn.model_parts import make_dropout_masks
 from numpy_gpt.nn.optim import AdamW, clip_coef, grad_norm
 from numpy_gpt.training.train import numpy_device
 

@@ -20,7 +20,7 @@ def test_sharded_equals_one_pass_with_ignored_targets_and_dropout(threads):
     loss, grads = ShardedStep(model, threads, always=True).forward_backward(
         x, y, dloss=0.5, label_smoothing=0.1, train=True, rng=np.random.default_rng(7))
     # the reference: one pass with the same masks (drawn first from the same seed)
-    from numpy_gpt.nn.model import make_dropout_masks
+    from numpy_gpt.nn.model_parts import make_dropout_masks
 
     masks = make_dropout_masks(model.config, 5, 8, np.random.default_rng(7))
     _, ref_loss, cache = model.forward(x, y, label_smoothing=0.1, train=True, dropout_masks=masks)

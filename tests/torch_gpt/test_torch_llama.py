@@ -18,8 +18,8 @@ from numpy_gpt.nn.config import GPTConfig, arch_fields, param_shapes
 from numpy_gpt.nn.lora import LoRAConfig
 from torch_gpt import batch_generate as tb
 from torch_gpt import generate as tg
+from torch_gpt.layers import apply_rope, rope_tables
 from torch_gpt.lora import apply_lora, lora_parameters, merge_lora
-from torch_gpt.model import apply_rope, rope_tables
 from torch_gpt.precision import autocast
 
 LLAMA = GPTConfig(vocab_size=13, block_size=8, n_layer=2, n_head=4, n_embd=16,

@@ -10,6 +10,11 @@ writes files.
 Randomness: dropout inside F.dropout / scaled_dot_product_attention draws from PyTorch's
 generator, which those ops cannot be handed; the backend seeds it once and saves its state
 (CPU and CUDA) in each checkpoint, so a resume continues bit-identically on the same device.
+With `dropout_masks="numpy"` (--dropout-masks numpy) the masks are numpy_gpt's instead: drawn
+by numpy_gpt.nn.model_parts.make_dropout_masks from a NumPy generator seeded (seed, 2), as the NumPy
+twin draws them, and handed to the model (attention written out, as SDPA cannot take a mask);
+that generator's state is what a checkpoint keeps, in the NumPy twin's format. A run with
+dropout is then the NumPy twin's run, to rounding.
 
 Optimizer state is saved under numpy_gpt's names (exp_avg.<param>, exp_avg_sq.<param>, step),
 so a training checkpoint resumes in either twin.
@@ -28,8 +33,10 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from numpy_gpt.data.dataset import rng_from_state, rng_state
 from numpy_gpt.nn import checkpoint as ckpt
 from numpy_gpt.nn.config import GPTConfig
+from numpy_gpt.nn.model_parts import make_dropout_masks
 from numpy_gpt.training.config import TrainConfig
 
 from .model import GPT
@@ -57,21 +64,35 @@ class TorchBackend:
             net = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
         self.net = net  # what forward runs: compiled and/or DDP-wrapped
         self.micro = 0  # micro-batches since the last step, for DDP's no_sync
-        torch.manual_seed(tcfg.seed * 1000 + 2 + self.rank)  # dropout; state is checkpointed
+        self.mask_rng = None  # numpy_gpt's dropout-mask stream, with --dropout-masks numpy
+        if tcfg.dropout_masks == "numpy":
+            self.mask_rng = np.random.default_rng([tcfg.seed, 2] + [self.rank] * (self.rank > 0))
+        else:
+            torch.manual_seed(tcfg.seed * 1000 + 2 + self.rank)  # dropout; state is checkpointed
         model.train()
 
     def _tensors(self, x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         return (torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64)).to(self.device),
                 torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)).to(self.device))
 
+    def dropout_masks(self, B: int, T: int) -> dict[str, torch.Tensor] | None:
+        """numpy_gpt's keep-masks for one batch, on the device (None: torch draws its own)."""
+        if self.mask_rng is None:
+            return None
+        masks = make_dropout_masks(self.config, B, T, self.mask_rng,
+                                   getattr(self.model, "lora", None))
+        return {k: torch.from_numpy(m).to(self.device) for k, m in masks.items()} or None
+
     def forward_backward(self, x: np.ndarray, y: np.ndarray, scale: float) -> float:
         xt, yt = self._tensors(x, y)
+        masks = self.dropout_masks(*x.shape)
         self.micro += 1
         last_micro = self.micro == self.tcfg.gradient_accumulation_steps
         sync = self.net.no_sync() if self.world > 1 and not last_micro else _null()
         with sync:
             with autocast(self.device, self.half):
-                _, loss = self.net(xt, yt, label_smoothing=self.tcfg.label_smoothing)
+                _, loss = self.net(xt, yt, label_smoothing=self.tcfg.label_smoothing,
+                                   dropout_masks=masks)
             self.scaler.scale(loss * scale).backward()
         return float(loss.detach())
 
@@ -134,12 +155,18 @@ class TorchBackend:
             }
 
     def rng_state(self) -> Any:
+        if self.mask_rng is not None:  # the NumPy twin's format: either twin resumes it
+            return rng_state(self.mask_rng)
         state = {"cpu": torch.get_rng_state().tolist()}
         if self.device.type == "cuda":
             state["cuda"] = torch.cuda.get_rng_state(self.device).tolist()
         return state
 
     def set_rng_state(self, state: Any) -> None:
+        if self.mask_rng is not None:
+            if isinstance(state, dict) and "bit_generator" in state:
+                self.mask_rng = rng_from_state(state)
+            return  # a torch generator's state means nothing to numpy_gpt's masks
         if not isinstance(state, dict) or "cpu" not in state:
             return  # a checkpoint from the NumPy twin: its generator means nothing here
         torch.set_rng_state(torch.tensor(state["cpu"], dtype=torch.uint8))
@@ -168,10 +195,12 @@ def torch_model(tcfg: TrainConfig, config: GPTConfig, init: Path | None) -> GPT:
         torch.set_num_threads(tcfg.threads)
     # half types train float32 master weights under autocast
     param_dtype = "float64" if tcfg.dtype == "float64" else "float32"
+    # SDPA draws its own attention dropout; numpy_gpt's masks need the written-out attention
+    attn = "manual" if tcfg.dropout_masks == "numpy" and config.dropout > 0 else "sdpa"
     if init is None:
-        return GPT(config, seed=tcfg.seed, device=device, dtype=param_dtype)
+        return GPT(config, attn=attn, seed=tcfg.seed, device=device, dtype=param_dtype)
     _, params, _ = ckpt.load_checkpoint(init)
-    return GPT.from_params(config, params, device=device, dtype=param_dtype)
+    return GPT.from_params(config, params, attn=attn, device=device, dtype=param_dtype)
 
 
 def torch_backend(tcfg: TrainConfig, config: GPTConfig, init: Path | None) -> TorchBackend:

@@ -39,6 +39,11 @@ class TorchTwin(Twin):
                             help="auto picks cuda, then mps, then cpu")
         parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                             help="torch.compile the model")
+        parser.add_argument("--dropout-masks", choices=("own", "numpy"), default=None,
+                            help="where dropout masks come from: own = torch's generator "
+                                 "(fast, SDPA draws them); numpy = numpy_gpt's generator, so a "
+                                 "run with dropout is the NumPy twin's run (attention written "
+                                 "out, slower). Default: own")
 
     def add_inference_args(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",

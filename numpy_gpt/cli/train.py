@@ -189,6 +189,9 @@ def run_locked(args: argparse.Namespace, out_dir: Path, stop: StopFlag) -> int:
         f"B={tcfg.batch_size}x{tcfg.gradient_accumulation_steps}, {tcfg.max_iters} iters, "
         f"{tcfg.dtype}) -> {out_dir}", flush=True)
     say(f"architecture: {tcfg.model_config(dataset.vocab_size).describe_arch()}", flush=True)
+    if tcfg.dropout_masks == "numpy" and tcfg.dropout > 0 and args.twin.name != "numpy":
+        say("dropout masks: numpy_gpt's, drawn as the NumPy twin draws them (--dropout-masks "
+            "numpy); attention is written out, not SDPA", flush=True)
     if on_cpu:  # every CPU figure names the BLAS kernel that produced it (DESIGN.md)
         for line in args.twin.blas_lines(f"python -m {args.twin.package} train ...",
                                          tcfg.threads):

@@ -10,7 +10,7 @@
 The scheme: one np.random.Generator seeded with the model seed, parameters visited in the
 canonical order of config.param_shapes, each normal draw made in float64 and then cast (so
 float32 and float64 models from one seed are the same model to rounding). numpy_gpt
-(model.init_params) and torch_gpt (model.GPT._init_weights) each make the draws themselves
+(model_parts.init_params) and torch_gpt (model.GPT._init_weights) each make the draws themselves
 from this table; only the table is shared, which is bookkeeping like param_shapes (STYLE.md
 L2), so one seed and one config give bit-identical initial model.safetensors in both twins.
 
@@ -21,7 +21,7 @@ norm weights (LayerNorm or RMSNorm) one. A name no rule covers is an error here,
 default, so a new kind of parameter gets its init on purpose.
 
 Deliberately omits: LoRA adapters (nn/lora.py draws those, torch_gpt/lora.py the same way)
-and dropout masks (each twin's own generator; model.make_dropout_masks shares them where a
+and dropout masks (each twin's own generator; model_parts.make_dropout_masks shares them where a
 comparison needs it).
 Ref: GPT-2 paper §2.3; nanoGPT GPT._init_weights; llama2.c model.py (the same rule for w1-w3).
 """

@@ -81,6 +81,7 @@ class TrainConfig:
     dtype: str = "float32"  # numpy: float32|float64; torch: also bfloat16|float16 (autocast)
     device: str = "auto"  # torch: auto|cpu|cuda|mps; numpy: auto (= cpu)|cpu|cuda (CuPy)
     compile: bool = False  # torch only
+    dropout_masks: str = "own"  # torch only: own (torch's generator) | numpy (numpy_gpt's masks)
     threads: int | None = None  # CPU threads (numpy: batch shards; torch: intra-op); None = all
 
     def __post_init__(self) -> None:
@@ -104,6 +105,9 @@ class TrainConfig:
         self._check_schedule()
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {self.threads}")
+        if self.dropout_masks not in ("own", "numpy"):
+            raise ValueError(f"--dropout-masks must be 'own' or 'numpy', got "
+                             f"{self.dropout_masks!r}")
         if self.loss_on not in ("response", "all"):
             raise ValueError(f"--loss-on must be 'response' or 'all', got {self.loss_on!r}")
         self._check_architecture()

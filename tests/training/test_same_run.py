@@ -100,3 +100,38 @@ def test_float64_runs_agree_to_1e_10(citizens_chars, tmp_path):
         ref = theirs_params[name]
         err = np.abs(value - ref).max() / max(np.abs(ref).max(), 1e-30)
         assert err <= 1e-10, (name, err)
+
+
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 1e-6)])
+def test_with_numpy_masks_a_dropout_run_is_the_same_run(dtype, tol, citizens_chars, tmp_path):
+    """--dropout-masks numpy: torch_gpt takes numpy_gpt's masks (make_dropout_masks, the
+    generator seeded (seed, 2)), attention dropout included, so a run with dropout is the
+    NumPy twin's run to rounding; with its own masks it is not."""
+    settings = dict(max_iters=12, eval_interval=6, dropout=0.2, dtype=dtype, n_layer=2)
+    runs = run_both(citizens_chars, tmp_path, dropout_masks="numpy", **settings)
+    ours, theirs = runs["numpy"][0], runs["torch"][0]
+    np.testing.assert_allclose(theirs, ours, rtol=tol, atol=0)
+    own = StepLosses()
+    train(tiny(citizens_chars, **settings), TokenDataset(citizens_chars), tmp_path / "own",
+          factory("torch"), reporter=own)
+    assert np.abs(np.array(own.losses) - ours).max() > 1e-3  # torch's own masks: another run
+
+
+def test_numpy_masks_resume_bit_for_bit(citizens_chars, tmp_path):
+    """The mask generator's state is checkpointed (in the NumPy twin's format): a stopped and
+    resumed run with --dropout-masks numpy equals the uninterrupted one."""
+    import json
+
+    settings = dict(dropout=0.2, dropout_masks="numpy", dtype="float64", max_iters=10,
+                    lr_decay_iters=10)  # the cut run keeps the whole run's schedule
+    data = TokenDataset(citizens_chars)
+    train(tiny(citizens_chars, **settings), data, tmp_path / "whole", factory("torch"))
+    train(tiny(citizens_chars, **{**settings, "max_iters": 5}), data, tmp_path / "cut",
+          factory("torch"))
+    state = json.loads((tmp_path / "cut" / "last" / "trainer_state.json").read_text())
+    assert state["backend_rng"]["bit_generator"] == "PCG64"
+    train(tiny(citizens_chars, **settings), data, tmp_path / "cut", factory("torch"),
+          resume=True)
+    whole, resumed = final_params(tmp_path / "whole"), final_params(tmp_path / "cut")
+    for name, value in whole.items():
+        np.testing.assert_array_equal(resumed[name], value, err_msg=name)

@@ -44,14 +44,16 @@ def run_ft(tiny_chat, out: Path, backend: str, lora: LoRAConfig | None, **overri
     return finetune(tcfg, dataset, out, twin_named(backend), lora)
 
 
-def test_one_seed_is_one_lora_run_in_both_twins(tiny_chat, tmp_path) -> None:
-    """Without dropout, a LoRA fine-tune is the same run in either twin: both draw lora_A from
-    NumPy's generator with the run's seed, so the adapters agree to float64 rounding."""
-    lcfg = LoRAConfig(rank=4, alpha=8.0, dropout=0.0, targets=("c_attn", "c_fc"))
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_one_seed_is_one_lora_run_in_both_twins(tiny_chat, tmp_path, dropout) -> None:
+    """A LoRA fine-tune is the same run in either twin: both draw lora_A from NumPy's
+    generator with the run's seed, so the adapters agree to float64 rounding; with dropout
+    (the model's and the adapters') when torch takes numpy_gpt's masks (--dropout-masks)."""
+    lcfg = LoRAConfig(rank=4, alpha=8.0, dropout=dropout, targets=("c_attn", "c_fc"))
     adapters = {}
     for twin in ("numpy", "torch"):
-        result = run_ft(tiny_chat, tmp_path / twin, twin, lcfg, dtype="float64", dropout=0.0,
-                        seed=11)
+        result = run_ft(tiny_chat, tmp_path / twin, twin, lcfg, dtype="float64",
+                        dropout=dropout, dropout_masks="numpy", seed=11)
         adapters[twin] = load_adapter(result.adapter_dir)[1]
     assert adapters["numpy"].keys() == adapters["torch"].keys()
     for name, value in adapters["numpy"].items():

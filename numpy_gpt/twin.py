@@ -35,7 +35,8 @@ from .nn.lora import LoRAConfig
 from .nn.model import GPT
 from .nn.parallel import ShardedStep
 from .training.finetune import export_merged_numpy, lora_numpy_backend
-from .training.train import BackendFactory, numpy_backend, numpy_device
+from .training.numpy_backend import numpy_backend, numpy_device
+from .training.train import BackendFactory
 
 LossFn = Callable[[np.ndarray, np.ndarray], float]
 

@@ -16,12 +16,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from numpy_gpt.cli.main import main  # noqa: E402
 from numpy_gpt.nn import checkpoint
-from numpy_gpt.training import train  # noqa: E402
+from numpy_gpt.training.numpy_backend import NumpyBackend  # noqa: E402
 
 
 def slowed(step_s: float, save_s: float, eval_s: float = 0.0) -> None:
-    step, write_json = train.NumpyBackend.step, checkpoint._write_json
-    eval_loss = train.NumpyBackend.eval_loss
+    step, write_json = NumpyBackend.step, checkpoint._write_json
+    eval_loss = NumpyBackend.eval_loss
 
     def slow_eval(self, x, y):
         Path("evaluating").touch()
@@ -37,10 +37,10 @@ def slowed(step_s: float, save_s: float, eval_s: float = 0.0) -> None:
             time.sleep(save_s)  # only the save a stop signal asks for
         write_json(file, obj)
 
-    train.NumpyBackend.step = slow_step
+    NumpyBackend.step = slow_step
     checkpoint._write_json = slow_json
     if eval_s:
-        train.NumpyBackend.eval_loss = slow_eval
+        NumpyBackend.eval_loss = slow_eval
 
 
 if __name__ == "__main__":

@@ -51,7 +51,8 @@ from ..nn.lora import MERGED_KEY, LoRAConfig, adapter_fingerprint, load_adapter,
 from ..nn.model import GPT
 from ..nn.optim import AdamW
 from .config import TrainConfig
-from .train import BackendFactory, NumpyBackend, Reporter, TrainResult, numpy_model, train
+from .numpy_backend import NumpyBackend, numpy_model
+from .train import BackendFactory, Reporter, TrainResult, train
 
 if TYPE_CHECKING:  # a twin is handed in; numpy_gpt.twin is above this module
     from ..twin import Twin

@@ -6,11 +6,11 @@
         repeat gradient_accumulation_steps: batch -> forward+backward (loss / n_micro)
         clip the global grad norm; AdamW step
 
-The loop knows nothing about arrays: a Backend (NumpyBackend below, torch_gpt.train's
-TorchBackend) does forward/backward, the optimizer step and checkpoint I/O. Everything that
-makes a run reproducible lives here: batches come from a seeded np.random.Generator whose
-state is saved in each checkpoint with the backend's dropout RNG, the optimizer moments and
-the iteration, so `resume` continues bit-identically. Evaluation draws from its own fixed
+The loop knows nothing about arrays: a Backend (numpy_backend.py's NumpyBackend,
+torch_gpt.train's TorchBackend) does forward/backward, the optimizer step and checkpoint I/O.
+Everything that makes a run reproducible lives here: batches come from a seeded
+np.random.Generator whose state is saved in each checkpoint with the backend's dropout RNG,
+the optimizer moments and the iteration, so `resume` continues bit-identically. Evaluation draws from its own fixed
 generator, so it never perturbs the training stream (unlike nanoGPT's shared global RNG).
 
 Checkpoints: OUT/last (every evaluation, and on interrupt) and OUT/best (lowest val loss).
@@ -43,9 +43,7 @@ from ..data.dataset import TokenDataset, rng_from_state, rng_state
 from ..files.safe_io import WriteError, append_line, save_figure, write_text_atomic, writing
 from ..nn import checkpoint as ckpt
 from ..nn.config import GPTConfig
-from ..nn.model import GPT
-from ..nn.optim import AdamW, clip_coef, get_lr, get_lr_restarts, grad_norm
-from ..nn.parallel import ShardedStep
+from ..nn.optim import get_lr, get_lr_restarts
 from .config import TrainConfig
 from .diagnostics import StepProbe, probe_due
 from .estimate import estimate_line, time_forward
@@ -91,93 +89,6 @@ class TrainResult:
     status: str  # "done" | "early_stopped" | "interrupted"
     log: list[dict] = field(default_factory=list)
     elapsed_s: float = 0.0  # training time in all, earlier sessions of a resumed run included
-
-
-# ---------------------------------------------------------------------------- NumPy backend
-
-
-class NumpyBackend:
-    """numpy_gpt's GPT + AdamW behind the Backend protocol. On the CPU each batch is split
-    over the cores (parallel.ShardedStep); on a GPU (CuPy) it runs whole. Dropout masks come
-    from a seeded host Generator whose state is checkpointed."""
-
-    name = "numpy"
-    is_main = True
-
-    def __init__(self, model: GPT, tcfg: TrainConfig):
-        self.model, self.config, self.tcfg = model, model.config, tcfg
-        self.opt = AdamW(model.params, lr=tcfg.learning_rate, betas=(tcfg.beta1, tcfg.beta2),
-                         weight_decay=tcfg.weight_decay)
-        self.rng = np.random.default_rng([tcfg.seed, 2])  # dropout masks
-        self.grads: dict[str, np.ndarray] | None = None
-        self.sharded = ShardedStep(model, tcfg.threads)
-
-    def forward_backward(self, x: np.ndarray, y: np.ndarray, scale: float) -> float:
-        loss, grads = self.sharded.forward_backward(
-            x, y, dloss=scale, label_smoothing=self.tcfg.label_smoothing, train=True,
-            rng=self.rng)
-        if self.grads is None:
-            self.grads = grads
-        else:  # gradient accumulation: the mean over micro-batches (each scaled by 1/n)
-            for k, g in grads.items():
-                self.grads[k] += g
-        return loss
-
-    def step(self, lr: float, grad_clip: float) -> float:
-        assert self.grads is not None, "step() before forward_backward()"
-        norm, coef = float("nan"), 1.0
-        if grad_clip > 0:  # clipping's scale is applied inside the update (no extra pass)
-            norm = grad_norm(self.grads)
-            coef = clip_coef(norm, grad_clip)
-        self.opt.step(self.grads, lr, grad_scale=coef)
-        self.grads = None
-        return norm
-
-    def eval_loss(self, x: np.ndarray, y: np.ndarray) -> float:
-        return self.sharded.loss(x, y)
-
-    def save(self, path: Path, tokenizer: Any, trainer_state: dict | None) -> None:
-        self.model.save(path, tokenizer=tokenizer, trainer_state=trainer_state,
-                        optimizer_state=self.opt.state_dict() if trainer_state else None,
-                        write_extra=self.write_extra)
-
-    def write_extra(self, folder: Path) -> None:
-        """More files for a checkpoint, written into its temporary folder before the swap
-        (LoRA's adapter/), so the folder is all of one step or none of it."""
-
-    def load_optimizer(self, path: Path) -> None:
-        self.opt.load_state_dict(ckpt.load_optimizer_state(path))
-
-    def rng_state(self) -> Any:
-        return rng_state(self.rng)
-
-    def set_rng_state(self, state: Any) -> None:
-        self.rng = rng_from_state(state)
-
-    def all_reduce_mean(self, value: float) -> float:
-        return value
-
-
-def numpy_model(tcfg: TrainConfig, config: GPTConfig, init: Path | None) -> GPT:
-    """The model a run trains: seeded from scratch, or a checkpoint folder's weights under
-    `config` (the stored shapes; this run's dropout)."""
-    device = numpy_device(tcfg.device)
-    if init is None:
-        return GPT(config, dtype=tcfg.dtype, seed=tcfg.seed, device=device)
-    _, params, _ = ckpt.load_checkpoint(init)
-    return GPT.from_params(config, params, tcfg.dtype, device)
-
-
-def numpy_device(device: str) -> str:
-    """The NumPy twin's device for a TrainConfig.device: "auto" is the CPU (CuPy is opt-in)."""
-    if device in ("auto", "cpu", "cuda"):
-        return "cpu" if device == "auto" else device
-    raise ValueError(f"the numpy twin runs on device cpu or cuda (CuPy), not {device!r}")
-
-
-def numpy_backend(tcfg: TrainConfig, config: GPTConfig, init: Path | None) -> NumpyBackend:
-    """Build the NumPy backend from scratch (seeded) or from a checkpoint folder's weights."""
-    return NumpyBackend(numpy_model(tcfg, config, init), tcfg)
 
 
 # ---------------------------------------------------------------------------- the loop

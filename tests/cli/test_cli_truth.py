@@ -20,7 +20,8 @@ from tiny_train import tiny
 from numpy_gpt.cli.main import main
 from numpy_gpt.data.dataset import TokenDataset
 from numpy_gpt.data.prepare import prepare
-from numpy_gpt.training.train import numpy_backend, train
+from numpy_gpt.training.numpy_backend import numpy_backend
+from numpy_gpt.training.train import train
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16",

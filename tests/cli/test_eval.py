@@ -11,7 +11,8 @@ from numpy_gpt.data.dataset import TokenDataset
 from numpy_gpt.data.prepare import prepare
 from numpy_gpt.nn.model import GPT
 from numpy_gpt.training.config import TrainConfig
-from numpy_gpt.training.train import numpy_backend, train
+from numpy_gpt.training.numpy_backend import numpy_backend
+from numpy_gpt.training.train import train
 
 
 @pytest.fixture(scope="module")

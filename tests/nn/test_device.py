@@ -20,7 +20,7 @@ from numpy_gpt.nn.device import DeviceError, array_module, device_of, get_array_
 from numpy_gpt.nn.lora import LoRAConfig
 from numpy_gpt.nn.model_parts import make_dropout_masks
 from numpy_gpt.nn.optim import AdamW, clip_coef, grad_norm
-from numpy_gpt.training.train import numpy_device
+from numpy_gpt.training.numpy_backend import numpy_device
 
 CFG = GPTConfig(vocab_size=37, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.1)
 
@@ -163,7 +163,8 @@ def test_training_on_device_equals_cpu_and_resumes(cupy, tmp_path):
     from numpy_gpt.data.prepare import prepare
     from numpy_gpt.nn.checkpoint import load_checkpoint
     from numpy_gpt.training.config import TrainConfig
-    from numpy_gpt.training.train import numpy_backend, train
+    from numpy_gpt.training.numpy_backend import numpy_backend
+    from numpy_gpt.training.train import train
 
     (tmp_path / "input.txt").write_text("To be, or not to be, that is the question.\n" * 30)
     data = prepare(tmp_path / "input.txt", tmp_path / "data", fmt="text", tokenizer="char",

@@ -15,7 +15,8 @@ from numpy_gpt.data.prepare import prepare
 from numpy_gpt.nn.attention_maps import attention_maps, plot_attention
 from numpy_gpt.training.config import TrainConfig
 from numpy_gpt.training.diagnostics import StepProbe, plot_training
-from numpy_gpt.training.train import NumpyBackend, numpy_backend, train
+from numpy_gpt.training.numpy_backend import NumpyBackend, numpy_backend
+from numpy_gpt.training.train import train
 
 TEXT = "ROMEO: But soft, what light through yonder window breaks?\n" * 30
 PNG = b"\x89PNG"

@@ -24,7 +24,7 @@ from numpy_gpt.training.compare import (
 from numpy_gpt.training.compare_report import markdown, summarize, within_spread
 from numpy_gpt.training.config import TrainConfig, resolve
 from numpy_gpt.training.machine_load import LoadMeter, cpu_model, machine_busy_seconds
-from numpy_gpt.training.train import numpy_backend
+from numpy_gpt.training.numpy_backend import numpy_backend
 
 # a 1-layer model on the conftest's citizens text; 6 steps is the whole run (--max-steps)
 SMALL = ["--n-layer", "1", "--n-head", "4", "--n-embd", "16", "--block-size", "16",

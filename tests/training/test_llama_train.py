@@ -14,7 +14,8 @@ from tiny_train import final_params, tiny
 from numpy_gpt.data.dataset import TokenDataset
 from numpy_gpt.nn.checkpoint import read_meta
 from numpy_gpt.training.config import TrainConfig
-from numpy_gpt.training.train import numpy_backend, train
+from numpy_gpt.training.numpy_backend import numpy_backend
+from numpy_gpt.training.train import train
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--n-layer", "2", "--n-head", "4", "--n-embd", "32", "--block-size", "16",

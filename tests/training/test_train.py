@@ -15,7 +15,8 @@ from tiny_train import StopDuring, factory, final_params, tiny
 from numpy_gpt.data.dataset import TokenDataset
 from numpy_gpt.data.prepare import prepare
 from numpy_gpt.nn.checkpoint import load_trainer_state
-from numpy_gpt.training.train import NumpyBackend, TrainingError, numpy_backend, train
+from numpy_gpt.training.numpy_backend import NumpyBackend, numpy_backend
+from numpy_gpt.training.train import TrainingError, train
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from numpy_gpt.training.machine_load import cores as cpu_cores
 from numpy_gpt.training.machine_load import MIN_WALL_S, cpu_model, loadavg, machine_cpu_seconds
+from numpy_gpt.training.machine_load import cores as cpu_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,11 +10,11 @@ writes files.
 Randomness: dropout inside F.dropout / scaled_dot_product_attention draws from PyTorch's
 generator, which those ops cannot be handed; the backend seeds it once and saves its state
 (CPU and CUDA) in each checkpoint, so a resume continues bit-identically on the same device.
-With `dropout_masks="numpy"` (--dropout-masks numpy) the masks are numpy_gpt's instead: drawn
-by numpy_gpt.nn.model_parts.make_dropout_masks from a NumPy generator seeded (seed, 2), as the NumPy
-twin draws them, and handed to the model (attention written out, as SDPA cannot take a mask);
-that generator's state is what a checkpoint keeps, in the NumPy twin's format. A run with
-dropout is then the NumPy twin's run, to rounding.
+With `dropout_masks="numpy"` (--dropout-masks numpy) the masks are numpy_gpt's instead:
+drawn by numpy_gpt.nn.model_parts.make_dropout_masks from a NumPy generator seeded (seed, 2),
+as the NumPy twin draws them, and handed to the model (attention written out, as SDPA cannot
+take a mask); that generator's state is what a checkpoint keeps, in the NumPy twin's format.
+A run with dropout is then the NumPy twin's run, to rounding.
 
 Optimizer state is saved under numpy_gpt's names (exp_avg.<param>, exp_avg_sq.<param>, step),
 so a training checkpoint resumes in either twin.
@@ -66,7 +66,9 @@ class TorchBackend:
         self.micro = 0  # micro-batches since the last step, for DDP's no_sync
         self.mask_rng = None  # numpy_gpt's dropout-mask stream, with --dropout-masks numpy
         if tcfg.dropout_masks == "numpy":
-            self.mask_rng = np.random.default_rng([tcfg.seed, 2] + [self.rank] * (self.rank > 0))
+            # rank 0 draws exactly the NumPy twin's stream; other ranks their own
+            stream = [tcfg.seed, 2] if self.rank == 0 else [tcfg.seed, 2, self.rank]
+            self.mask_rng = np.random.default_rng(stream)
         else:
             torch.manual_seed(tcfg.seed * 1000 + 2 + self.rank)  # dropout; state is checkpointed
         model.train()

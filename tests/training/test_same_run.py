@@ -11,6 +11,7 @@ ulp, 1.19e-7); the test allows 1e-6. float64: at most 3e-16 over 20 steps; the t
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +108,7 @@ def test_with_numpy_masks_a_dropout_run_is_the_same_run(dtype, tol, citizens_cha
     """--dropout-masks numpy: torch_gpt takes numpy_gpt's masks (make_dropout_masks, the
     generator seeded (seed, 2)), attention dropout included, so a run with dropout is the
     NumPy twin's run to rounding; with its own masks it is not."""
-    settings = dict(max_iters=12, eval_interval=6, dropout=0.2, dtype=dtype, n_layer=2)
+    settings = {"max_iters": 12, "eval_interval": 6, "dropout": 0.2, "dtype": dtype, "n_layer": 2}
     runs = run_both(citizens_chars, tmp_path, dropout_masks="numpy", **settings)
     ours, theirs = runs["numpy"][0], runs["torch"][0]
     np.testing.assert_allclose(theirs, ours, rtol=tol, atol=0)
@@ -120,10 +121,8 @@ def test_with_numpy_masks_a_dropout_run_is_the_same_run(dtype, tol, citizens_cha
 def test_numpy_masks_resume_bit_for_bit(citizens_chars, tmp_path):
     """The mask generator's state is checkpointed (in the NumPy twin's format): a stopped and
     resumed run with --dropout-masks numpy equals the uninterrupted one."""
-    import json
-
-    settings = dict(dropout=0.2, dropout_masks="numpy", dtype="float64", max_iters=10,
-                    lr_decay_iters=10)  # the cut run keeps the whole run's schedule
+    settings = {"dropout": 0.2, "dropout_masks": "numpy", "dtype": "float64", "max_iters": 10,
+                "lr_decay_iters": 10}  # the cut run keeps the whole run's schedule
     data = TokenDataset(citizens_chars)
     train(tiny(citizens_chars, **settings), data, tmp_path / "whole", factory("torch"))
     train(tiny(citizens_chars, **{**settings, "max_iters": 5}), data, tmp_path / "cut",
@@ -135,3 +134,21 @@ def test_numpy_masks_resume_bit_for_bit(citizens_chars, tmp_path):
     whole, resumed = final_params(tmp_path / "whole"), final_params(tmp_path / "cut")
     for name, value in whole.items():
         np.testing.assert_array_equal(resumed[name], value, err_msg=name)
+
+
+def test_a_numpy_masks_run_resumes_in_the_numpy_twin(citizens_chars, tmp_path):
+    """torch_gpt with --dropout-masks numpy checkpoints the NumPy twin's mask generator, so
+    numpy_gpt resumes it and continues the same run: the result is numpy_gpt's own
+    uninterrupted run, to float64 rounding."""
+    settings = {"dropout": 0.2, "dropout_masks": "numpy", "dtype": "float64", "max_iters": 10,
+                "lr_decay_iters": 10}
+    data = TokenDataset(citizens_chars)
+    train(tiny(citizens_chars, **settings), data, tmp_path / "whole", factory("numpy"))
+    train(tiny(citizens_chars, **{**settings, "max_iters": 5}), data, tmp_path / "cut",
+          factory("torch"))
+    train(tiny(citizens_chars, **settings), data, tmp_path / "cut", factory("numpy"),
+          resume=True)
+    whole, resumed = final_params(tmp_path / "whole"), final_params(tmp_path / "cut")
+    for name, value in whole.items():
+        err = np.abs(resumed[name] - value).max() / np.abs(value).max()
+        assert err <= 1e-10, (name, err)
